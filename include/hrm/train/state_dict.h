@@ -1,0 +1,46 @@
+#pragma once
+// Model weights by name, published checkpoints, and hrm's own checkpoint files.
+//
+// Key mapping: our names are the module paths of hrm::HRM ("inner.H_level.layers.0.self_attn.qkv_proj.weight").
+// The published implementation wraps the model in ACTLossHead (prefix "model.") and, when compiled, in
+// torch.compile's OptimizedModule (prefix "_orig_mod."): "_orig_mod.model.inner.X" -> "inner.X".
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "hrm/model/hrm.h"
+
+namespace hrm {
+
+using StateDict = std::map<std::string, torch::Tensor>;
+
+// Parameters and persistent buffers of the model (aliases, not copies).
+StateDict model_state(HRM& model);
+
+// Copies `state` into the model. Every model tensor must be present with the same shape; unknown keys throw
+// (naming `source`, the key and the closest valid key). Dtypes are converted (float32 masters, forward-dtype buffers).
+void load_model_state(HRM& model, const StateDict& state, const std::string& source);
+
+// "_orig_mod.model.inner.X" / "model.inner.X" / "inner.X" -> "inner.X".
+std::string reference_key_to_ours(const std::string& key);
+std::string our_key_to_reference(const std::string& key);  // "inner.X" -> "model.inner.X"
+
+// Reads a Python `torch.save` state dict (zip) and maps its keys to ours.
+StateDict load_reference_state_dict(const std::string& path);
+
+// hrm checkpoint: a torch.save-compatible zip holding {"format": "hrm-checkpoint-v1", "model_config": JSON text,
+// "model": {name: tensor}, "extra": {name: tensor}} (Python can torch.load it). Written atomically.
+void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra = {});
+
+struct LoadedCheckpoint {
+  ModelConfig config;
+  StateDict model;
+  StateDict extra;
+};
+LoadedCheckpoint read_checkpoint(const std::string& path);
+
+// Builds a model from a checkpoint (ours, or a published state dict together with `config` when given).
+HRM load_model(const std::string& path, const ModelConfig* config = nullptr);
+
+}  // namespace hrm

@@ -1,0 +1,5 @@
+#pragma once
+#define HRM_VERSION_MAJOR 0
+#define HRM_VERSION_MINOR 1
+#define HRM_VERSION_PATCH 0
+#define HRM_VERSION_STRING "0.1.0"

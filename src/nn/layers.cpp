@@ -1,0 +1,154 @@
+#include "hrm/nn/layers.h"
+
+#include <cmath>
+
+namespace hrm::nn {
+
+torch::Tensor& trunc_normal_(torch::Tensor& tensor, double std, double lower, double upper) {
+  torch::NoGradGuard no_grad;
+  if (std == 0) return tensor.zero_();
+  // Inverse-CDF sampling of the standard normal restricted to [lower, upper], then rescaled so that the truncated
+  // distribution has standard deviation `std` (variance of a truncated standard normal: 1 + (a p(a) - b p(b))/Z -
+  // ((p(a) - p(b))/Z)^2, with Z = Phi(b) - Phi(a)).
+  const double sqrt2 = std::sqrt(2.0);
+  const double a = std::erf(lower / sqrt2), b = std::erf(upper / sqrt2);
+  const double z = (b - a) / 2;
+  const double c = 1.0 / std::sqrt(2 * M_PI);
+  const double pdf_lower = c * std::exp(-0.5 * lower * lower), pdf_upper = c * std::exp(-0.5 * upper * upper);
+  const double var = 1 + (lower * pdf_lower - upper * pdf_upper) / z - std::pow((pdf_lower - pdf_upper) / z, 2);
+  const double scaled_std = std / std::sqrt(var);
+  tensor.uniform_(a, b);
+  tensor.erfinv_();
+  tensor.mul_(sqrt2 * scaled_std);
+  tensor.clamp_(lower * scaled_std, upper * scaled_std);
+  return tensor;
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, double eps) {
+  const auto dtype = x.scalar_type();
+  const torch::Tensor h = x.to(torch::kFloat);
+  const torch::Tensor variance = h.square().mean(-1, /*keepdim=*/true);
+  return (h * torch::rsqrt(variance + eps)).to(dtype);
+}
+
+// ------------------------------------------------------------------ CastedLinear
+CastedLinearImpl::CastedLinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
+  torch::Tensor w = torch::empty({out_features, in_features});
+  weight = register_parameter("weight", trunc_normal_(w, 1.0 / std::sqrt(static_cast<double>(in_features))));
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}));
+}
+
+torch::Tensor CastedLinearImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor& w = weight_cast_.defined() ? weight_cast_ : weight.to(x.scalar_type());
+  if (!bias.defined()) return torch::linear(x, w);
+  const torch::Tensor& b = bias_cast_.defined() ? bias_cast_ : bias.to(x.scalar_type());
+  return torch::linear(x, w, b);
+}
+
+void CastedLinearImpl::cast_weights(c10::ScalarType dtype) {
+  weight_cast_ = weight.to(dtype);
+  if (bias.defined()) bias_cast_ = bias.to(dtype);
+}
+
+void CastedLinearImpl::release_cast() {
+  weight_cast_ = torch::Tensor();
+  bias_cast_ = torch::Tensor();
+}
+
+// ------------------------------------------------------------------ CastedEmbedding
+CastedEmbeddingImpl::CastedEmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim, double init_std,
+                                         c10::ScalarType cast_to)
+    : cast_to_(cast_to) {
+  torch::Tensor w = torch::empty({num_embeddings, embedding_dim});
+  embedding_weight = register_parameter("embedding_weight", trunc_normal_(w, init_std));
+}
+
+torch::Tensor CastedEmbeddingImpl::weight_in_forward_dtype() {
+  return weight_cast_.defined() ? weight_cast_ : embedding_weight.to(cast_to_);
+}
+
+torch::Tensor CastedEmbeddingImpl::forward(const torch::Tensor& ids) {
+  return torch::embedding(weight_in_forward_dtype(), ids.to(torch::kLong));
+}
+
+void CastedEmbeddingImpl::cast_weights() { weight_cast_ = embedding_weight.to(cast_to_); }
+void CastedEmbeddingImpl::release_cast() { weight_cast_ = torch::Tensor(); }
+
+// ------------------------------------------------------------------ RoPE
+RotaryEmbedding::RotaryEmbedding(int64_t head_dim, int64_t max_positions, double base) {
+  const torch::Tensor inv_freq =
+      1.0 / torch::pow(base, torch::arange(0, head_dim, 2, torch::kFloat) / static_cast<double>(head_dim));
+  const torch::Tensor t = torch::arange(max_positions, torch::kFloat);
+  const torch::Tensor freqs = torch::outer(t, inv_freq);
+  const torch::Tensor emb = torch::cat({freqs, freqs}, -1);
+  cos_ = cos_dev_ = emb.cos();
+  sin_ = sin_dev_ = emb.sin();
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::tables(const torch::Device& device) {
+  if (cos_dev_.device() != device) {
+    cos_dev_ = cos_.to(device);
+    sin_dev_ = sin_.to(device);
+  }
+  return {cos_dev_, sin_dev_};
+}
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const auto dtype = x.scalar_type();
+  const torch::Tensor xf = x.to(cos.scalar_type());
+  const int64_t half = xf.size(-1) / 2;
+  const torch::Tensor rotated = torch::cat({-xf.narrow(-1, half, half), xf.narrow(-1, 0, half)}, -1);
+  return (xf * cos.unsqueeze(-2) + rotated * sin.unsqueeze(-2)).to(dtype);
+}
+
+// ------------------------------------------------------------------ Attention
+AttentionImpl::AttentionImpl(int64_t hidden_size, int64_t num_heads)
+    : num_heads_(num_heads), head_dim_(hidden_size / num_heads) {
+  qkv_proj = register_module("qkv_proj", CastedLinear(hidden_size, 3 * num_heads * head_dim_, false));
+  o_proj = register_module("o_proj", CastedLinear(num_heads * head_dim_, hidden_size, false));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
+  const int64_t B = x.size(0), S = x.size(1);
+  const torch::Tensor qkv = qkv_proj(x).view({B, S, 3 * num_heads_, head_dim_});
+  torch::Tensor qk = qkv.narrow(2, 0, 2 * num_heads_);  // queries and keys rotate together
+  if (rope.cos.defined()) qk = apply_rotary(qk, rope.cos, rope.sin);
+  // [B, heads, S, head_dim]
+  const torch::Tensor q = qk.narrow(2, 0, num_heads_).transpose(1, 2);
+  const torch::Tensor k = qk.narrow(2, num_heads_, num_heads_).transpose(1, 2);
+  const torch::Tensor v = qkv.narrow(2, 2 * num_heads_, num_heads_).transpose(1, 2);
+#if TORCH_VERSION_MAJOR >= 2
+  const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  const torch::Tensor weights = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1);
+  const torch::Tensor attn = torch::matmul(weights, v);
+#endif
+  return o_proj(attn.transpose(1, 2).reshape({B, S, num_heads_ * head_dim_}));
+}
+
+// ------------------------------------------------------------------ SwiGLU
+SwiGLUImpl::SwiGLUImpl(int64_t hidden_size, int64_t intermediate_size) {
+  gate_up_proj = register_module("gate_up_proj", CastedLinear(hidden_size, 2 * intermediate_size, false));
+  down_proj = register_module("down_proj", CastedLinear(intermediate_size, hidden_size, false));
+}
+
+torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
+  const auto gate_up = gate_up_proj(x).chunk(2, -1);
+  return down_proj(torch::silu(gate_up[0]) * gate_up[1]);
+}
+
+// ------------------------------------------------------------------ Block
+TransformerBlockImpl::TransformerBlockImpl(int64_t hidden_size, int64_t num_heads, int64_t intermediate_size,
+                                           double norm_eps)
+    : norm_eps_(norm_eps) {
+  self_attn = register_module("self_attn", Attention(hidden_size, num_heads));
+  mlp = register_module("mlp", SwiGLU(hidden_size, intermediate_size));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
+  torch::Tensor h = rms_norm(x + self_attn(x, rope), norm_eps_);
+  return rms_norm(h + mlp(h), norm_eps_);
+}
+
+}  // namespace hrm::nn

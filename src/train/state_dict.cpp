@@ -1,0 +1,142 @@
+#include "hrm/train/state_dict.h"
+
+#include <torch/serialize.h>
+
+#include "hrm/util/error.h"
+
+namespace hrm {
+namespace {
+constexpr const char* kFormat = "hrm-checkpoint-v1";
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+std::vector<char> read_bytes(const std::string& path) {
+  const std::string s = read_file(path);
+  return std::vector<char>(s.begin(), s.end());
+}
+
+c10::IValue unpickle(const std::string& path) {
+  try {
+    return torch::pickle_load(read_bytes(path));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (what.size() > 300) what = what.substr(0, 300) + "...";
+    throw Error(path + ": not a readable torch.save file (" + what + ")");
+  }
+}
+
+StateDict tensor_dict(const c10::IValue& value, const std::string& what) {
+  check(value.isGenericDict(), what + ": expected a dict of tensors");
+  StateDict out;
+  for (const auto& item : value.toGenericDict()) {
+    check(item.key().isString(), what + ": dict keys must be strings");
+    check(item.value().isTensor(), what + ": entry '" + item.key().toStringRef() + "' is not a tensor");
+    out[item.key().toStringRef()] = item.value().toTensor();
+  }
+  return out;
+}
+
+c10::impl::GenericDict to_generic(const StateDict& d) {
+  c10::Dict<std::string, torch::Tensor> out;
+  for (const auto& [k, v] : d) out.insert(k, v.detach().to(torch::kCPU).contiguous());
+  return c10::impl::toGenericDict(out);
+}
+}  // namespace
+
+StateDict model_state(HRM& model) {
+  StateDict out;
+  for (const auto& item : model->named_parameters(/*recurse=*/true)) out[item.key()] = item.value();
+  for (const auto& item : model->named_buffers(/*recurse=*/true)) out[item.key()] = item.value();
+  return out;
+}
+
+void load_model_state(HRM& model, const StateDict& state, const std::string& source) {
+  StateDict mine = model_state(model);
+  std::vector<std::string> names;
+  for (const auto& kv : mine) names.push_back(kv.first);
+  for (const auto& [key, value] : state) {
+    auto it = mine.find(key);
+    if (it == mine.end())
+      throw Error(source + ": unexpected tensor '" + key + "' (closest model key: '" + closest_match(key, names) + "')");
+    if (it->second.sizes() != value.sizes()) {
+      std::ostringstream ss;
+      ss << source << ": shape mismatch for '" << key << "': file has " << value.sizes() << ", model expects "
+         << it->second.sizes();
+      throw Error(ss.str());
+    }
+  }
+  for (const auto& kv : mine)
+    if (!state.count(kv.first)) throw Error(source + ": missing tensor '" + kv.first + "'");
+  torch::NoGradGuard no_grad;
+  for (auto& [key, target] : mine) target.copy_(state.at(key));
+}
+
+std::string reference_key_to_ours(const std::string& key) {
+  std::string k = key;
+  if (starts_with(k, "_orig_mod.")) k = k.substr(10);
+  if (starts_with(k, "model.")) k = k.substr(6);
+  return k;
+}
+
+std::string our_key_to_reference(const std::string& key) { return "model." + key; }
+
+StateDict load_reference_state_dict(const std::string& path) {
+  const c10::IValue v = unpickle(path);
+  StateDict out;
+  for (const auto& [k, t] : tensor_dict(v, path)) out[reference_key_to_ours(k)] = t;
+  return out;
+}
+
+void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra) {
+  c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
+  root.insert("format", std::string(kFormat));
+  root.insert("model_config", model->config().to_json());
+  root.insert("model", to_generic(model_state(model)));
+  root.insert("extra", to_generic(extra));
+  const std::vector<char> bytes = torch::pickle_save(root);
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+LoadedCheckpoint read_checkpoint(const std::string& path) {
+  const c10::IValue v = unpickle(path);
+  check(v.isGenericDict(), path + ": not an hrm checkpoint (top level is not a dict)");
+  const auto root = v.toGenericDict();
+  auto get = [&](const char* key) {
+    auto it = root.find(c10::IValue(std::string(key)));
+    if (it == root.end()) throw Error(path + ": not an hrm checkpoint (no '" + key + "' entry)");
+    return it->value();
+  };
+  const c10::IValue format = get("format");
+  check(format.isString() && format.toStringRef() == kFormat,
+        path + ": unsupported checkpoint format (expected " + kFormat + ")");
+  const c10::IValue cfg = get("model_config");
+  check(cfg.isString(), path + ": model_config is not a string");
+  LoadedCheckpoint out;
+  out.config = ModelConfig::from_json(cfg.toStringRef(), path + " (model_config)");
+  out.model = tensor_dict(get("model"), path + " (model)");
+  out.extra = tensor_dict(get("extra"), path + " (extra)");
+  return out;
+}
+
+HRM load_model(const std::string& path, const ModelConfig* config) {
+  if (config) {
+    // A published state dict (or one of ours) with an explicit config.
+    const c10::IValue v = unpickle(path);
+    StateDict state;
+    if (v.isGenericDict() && v.toGenericDict().contains(c10::IValue(std::string("format"))))
+      state = read_checkpoint(path).model;
+    else
+      for (const auto& [k, t] : tensor_dict(v, path)) state[reference_key_to_ours(k)] = t;
+    HRM model(*config);
+    load_model_state(model, state, path);
+    return model;
+  }
+  LoadedCheckpoint ck = read_checkpoint(path);
+  HRM model(ck.config);
+  load_model_state(model, ck.model, path);
+  return model;
+}
+
+}  // namespace hrm

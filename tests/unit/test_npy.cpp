@@ -1,0 +1,5 @@
+#include <gtest/gtest.h>
+
+#include "hrm/hrm.h"
+
+TEST(Npy, Placeholder) { SUCCEED(); }
