@@ -7,6 +7,7 @@
 #include "hrm/model/hrm.h"
 #include "hrm/nn/layers.h"
 #include "hrm/optim/optimizers.h"
+#include "hrm/train/benchmark.h"
 #include "hrm/train/state_dict.h"
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"

@@ -1,6 +1,8 @@
 #include "hrm/util/memory.h"
 
 #include <atomic>
+#include <mutex>
+#include <unordered_map>
 
 #include <c10/core/CPUAllocator.h>
 #include <torch/version.h>
@@ -17,6 +19,7 @@ std::atomic<int64_t> g_peak{0};
 #define HRM_ALLOCATE_CONST const
 #endif
 
+// Context == data pointer (callers such as raw_allocate rely on it): the wrapped allocations live in a side table.
 class TrackingAllocator final : public c10::Allocator {
  public:
   explicit TrackingAllocator(c10::Allocator* base) : base_(base) {}
@@ -25,27 +28,47 @@ class TrackingAllocator final : public c10::Allocator {
     c10::DataPtr inner = base_->allocate(n);
     void* data = inner.get();
     const c10::Device device = inner.device();
-    auto* ctx = new Context{std::move(inner), static_cast<int64_t>(n)};
-    const int64_t now = g_current.fetch_add(ctx->size) + ctx->size;
-    int64_t peak = g_peak.load();
-    while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
+    if (data) {
+      std::lock_guard<std::mutex> lock(mutex());
+      live().emplace(data, Entry{std::move(inner), static_cast<int64_t>(n)});
+      const int64_t now = g_current.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+      int64_t peak = g_peak.load();
+      while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
+      }
     }
-    return c10::DataPtr(data, ctx, &TrackingAllocator::free, device);
+    return c10::DataPtr(data, data, &TrackingAllocator::free, device);
   }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &TrackingAllocator::free; }
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
   void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
 #endif
 
  private:
-  struct Context {
+  struct Entry {
     c10::DataPtr inner;
     int64_t size;
   };
-  static void free(void* ctx) {
-    auto* c = static_cast<Context*>(ctx);
-    g_current.fetch_sub(c->size);
-    delete c;
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::unordered_map<void*, Entry>& live() {
+    static auto* table = new std::unordered_map<void*, Entry>();  // never destroyed: frees may come at exit
+    return *table;
+  }
+  static void free(void* data) {
+    if (!data) return;
+    c10::DataPtr release;
+    {
+      std::lock_guard<std::mutex> lock(mutex());
+      auto it = live().find(data);
+      if (it == live().end()) return;
+      g_current.fetch_sub(it->second.size);
+      release = std::move(it->second.inner);
+      live().erase(it);
+    }
   }
   c10::Allocator* base_;
 };

@@ -11,7 +11,7 @@ struct VerifyOptions {
   double rtol = 1e-4;
   double atol = 1e-5;
   // Updated weights whose reference gradient is below this fraction of the tensor's largest |gradient| (or zero)
-  // may move either way under scale-invariant optimizers: they are counted and reported, not compared.
+  // may move either way under scale-invariant optimizers: those that differ are counted and reported, not failed.
   double tiny_grad_ratio = 1e-6;
   bool free_running = true;  // also replay all segments from our own state and report the drift
 };
@@ -20,7 +20,7 @@ struct VerifyResult {
   bool ok = true;
   int64_t groups = 0;
   int64_t failed_groups = 0;
-  int64_t skipped_elements = 0;  // updated weights excluded by the tiny-gradient rule
+  int64_t skipped_elements = 0;  // updated weights that differ but fall under the tiny-gradient rule
 };
 
 // Prints one line per compared tensor group to `log`. Throws hrm::Error when the fixture is unreadable.

@@ -1,0 +1,31 @@
+#pragma once
+// Training-step benchmark: throughput and peak CPU tensor memory of full steps (ACT forward incl. the target-Q
+// forward, loss, backward, both optimizers) on random data.
+#include <string>
+
+#include "hrm/config/model_config.h"
+
+namespace hrm {
+
+struct BenchOptions {
+  int64_t batch_size = 32;
+  int64_t steps = 10;   // timed steps
+  int64_t warmup = 2;   // untimed steps first
+  std::string device = "cpu";
+};
+
+struct BenchResult {
+  double samples_per_second = 0;  // from the median step time
+  double median_step_ms = 0;
+  double min_step_ms = 0;
+  int64_t peak_bytes = 0;          // CPU tensor memory above the model + optimizer state (CPU only)
+  int64_t parameters = 0;
+};
+
+// Presets: "paper" (hidden 512, 8 heads, 4+4 layers, 2x2 cycles, seq 81, puzzle emb 512, bf16) and
+// "small" (hidden 128, 2+2 layers); other fields as the paper's Sudoku setup.
+ModelConfig bench_preset(const std::string& name);
+
+BenchResult benchmark_training_step(const ModelConfig& config, const BenchOptions& options);
+
+}  // namespace hrm

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Configures and builds hrm (Release, all cores) into build/. Extra arguments go to cmake's configure step,
+# e.g. -DTorch_DIR=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')/Torch for a pip LibTorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build "$BUILD_DIR" -j "$(nproc)"

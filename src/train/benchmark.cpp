@@ -1,0 +1,78 @@
+#include "hrm/train/benchmark.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "hrm/train/train_step.h"
+#include "hrm/util/error.h"
+#include "hrm/util/memory.h"
+
+namespace hrm {
+
+ModelConfig bench_preset(const std::string& name) {
+  ModelConfig c;
+  c.seq_len = 81;
+  c.vocab_size = 11;
+  c.num_puzzle_identifiers = 1;
+  c.hidden_size = 512;
+  c.puzzle_emb_ndim = 512;
+  c.num_heads = 8;
+  c.expansion = 4;
+  c.H_layers = c.L_layers = 4;
+  c.H_cycles = c.L_cycles = 2;
+  c.halt_max_steps = 16;
+  c.halt_exploration_prob = 0.1;
+  c.forward_dtype = "bfloat16";
+  if (name == "paper") return c;
+  if (name == "small") {
+    c.hidden_size = 128;
+    c.puzzle_emb_ndim = 128;
+    c.H_layers = c.L_layers = 2;
+    return c;
+  }
+  throw Error("unknown bench preset '" + name + "' (expected paper or small)");
+}
+
+BenchResult benchmark_training_step(const ModelConfig& config, const BenchOptions& options) {
+  const torch::Device device(options.device);
+  auto& tracker = CpuMemoryTracker::install();
+  ModelConfig c = config;
+  c.batch_size = options.batch_size;
+  torch::manual_seed(0);
+  HRM model(c);
+  model->to(device);
+  model->train();
+  HRMOptimizer optimizer(model, OptimizerConfig{});
+  BenchResult r;
+  for (const auto& p : model->parameters()) r.parameters += p.numel();
+
+  const int64_t B = options.batch_size;
+  auto batch = [&]() {
+    return Batch{torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
+                 torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
+                 torch::zeros({B}, torch::kInt)}
+        .to(device);
+  };
+  Carry carry = model->initial_carry(batch());
+  std::vector<double> times;
+  for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
+    const Batch b = batch();
+    if (i == options.warmup) tracker.reset_peak();
+    const auto t0 = std::chrono::steady_clock::now();
+    StepResult s = forward_backward(model, carry, b, LossType::StablemaxCrossEntropy, static_cast<double>(B));
+    optimizer.step(1e-4, 1e-2);
+    optimizer.zero_grad();
+    carry = std::move(s.carry);
+    (void)s.loss.loss.item<double>();  // one sync per step, as logging would do
+    const auto t1 = std::chrono::steady_clock::now();
+    if (i >= options.warmup) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  r.median_step_ms = times[times.size() / 2];
+  r.min_step_ms = times.front();
+  r.samples_per_second = 1000.0 * static_cast<double>(B) / r.median_step_ms;
+  r.peak_bytes = tracker.peak_bytes();
+  return r;
+}
+
+}  // namespace hrm

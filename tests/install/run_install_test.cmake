@@ -1,0 +1,22 @@
+# Installs the build tree into a prefix, then builds and runs a tiny project that uses find_package(hrm).
+file(REMOVE_RECURSE ${WORK_DIR})
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}")
+  endif()
+endfunction()
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
+set(torch_arg)
+if(Torch_DIR)
+  set(torch_arg -DTorch_DIR=${Torch_DIR})
+endif()
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix ${torch_arg})
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/build -j 2)
+run(${WORK_DIR}/build/consumer ${WORK_DIR}/ck.pt)
+if(NOT EXISTS ${WORK_DIR}/ck.pt)
+  message(FATAL_ERROR "the consumer did not write its checkpoint")
+endif()
+# The installed CLI runs too.
+run(${WORK_DIR}/prefix/bin/hrm --version)

@@ -1,0 +1,168 @@
+#include "test_util.h"
+
+using namespace hrm;
+using hrm::test::random_batch;
+using hrm::test::tiny_config;
+
+TEST(Model, ShapesWithWidePuzzleEmbeddingAndLearnedPositions) {
+  ModelConfig c = tiny_config();
+  c.puzzle_emb_ndim = 40;  // 40 / 16 -> 3 prefix positions, zero padded
+  c.pos_encodings = "learned";
+  torch::manual_seed(0);
+  HRM model(c);
+  EXPECT_EQ(c.puzzle_emb_len(), 3);
+  ASSERT_TRUE(model->inner->embed_pos);
+  EXPECT_EQ(model->inner->embed_pos->embedding_weight.size(0), c.seq_len + 3);
+  const Batch b = random_batch(c, 4);
+  model->train();
+  auto [carry, out] = model->forward(model->initial_carry(b), b);
+  EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{4, c.seq_len, c.vocab_size}));
+  EXPECT_EQ(carry.inner.z_H.sizes(), (std::vector<int64_t>{4, c.seq_len + 3, c.hidden_size}));
+  EXPECT_EQ(out.q_halt_logits.sizes(), (std::vector<int64_t>{4}));
+  EXPECT_TRUE(out.target_q_continue.defined());
+  EXPECT_FALSE(carry.inner.z_H.requires_grad());
+  EXPECT_FALSE(carry.inner.z_L.requires_grad());
+  EXPECT_TRUE(out.logits.requires_grad());
+}
+
+TEST(Model, PuzzleEmbeddingGradientOnlyOnLocalRows) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(1);
+  HRM model(c);
+  const Batch b = random_batch(c, 4);
+  model->train();
+  auto [carry, out] = model->forward(model->initial_carry(b), b);
+  act_loss(carry, out, LossType::StablemaxCrossEntropy).loss.backward();
+  const auto& pe = model->inner->puzzle_emb;
+  ASSERT_TRUE(pe->local_weights.grad().defined());
+  EXPECT_EQ(pe->local_weights.grad().sizes(), (std::vector<int64_t>{4, c.puzzle_emb_ndim}));
+  EXPECT_GT(pe->local_weights.grad().abs().sum().item<double>(), 0);
+  EXPECT_FALSE(pe->weights.requires_grad());
+  EXPECT_TRUE(torch::equal(pe->local_ids, b.puzzle_identifiers.to(torch::kLong)));
+}
+
+TEST(Model, OnlyTheLastStepCarriesGradient) {
+  // With the one-step gradient, the gradient of the loss w.r.t. the carried-in state is zero when N*T > 1 ...
+  ModelConfig c = tiny_config();
+  c.puzzle_emb_ndim = 0;
+  torch::manual_seed(2);
+  HRMInner inner(c);
+  const Batch b = random_batch(c, 2);
+  InnerCarry carry = inner->empty_carry(2);
+  carry.z_H = torch::randn_like(carry.z_H).requires_grad_(true);
+  carry.z_L = torch::randn_like(carry.z_L).requires_grad_(true);
+  SegmentOutput out = inner->forward(carry, b);
+  out.logits.sum().backward();
+  EXPECT_FALSE(carry.z_H.grad().defined() && carry.z_H.grad().abs().sum().item<double>() > 0);
+  // ... but the H/L weights do get gradients.
+  EXPECT_GT(inner->H_level->layers[0]->as<nn::TransformerBlock>()->mlp->down_proj->weight.grad().abs().sum()
+                .item<double>(), 0);
+  EXPECT_GT(inner->L_level->layers[0]->as<nn::TransformerBlock>()->mlp->down_proj->weight.grad().abs().sum()
+                .item<double>(), 0);
+}
+
+TEST(ACT, EvalRunsMaxStepsAndHaltsTogether) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(3);
+  HRM model(c);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const Batch b = random_batch(c, 4);
+  Carry carry = model->initial_carry(b);
+  for (int64_t s = 1; s <= c.halt_max_steps; ++s) {
+    auto [next, out] = model->forward(carry, b);
+    EXPECT_FALSE(out.target_q_continue.defined());
+    EXPECT_TRUE(torch::equal(next.steps, torch::full({4}, s, torch::kInt)));
+    EXPECT_EQ(next.halted.all().item<bool>(), s == c.halt_max_steps);
+    EXPECT_EQ(next.halted.any().item<bool>(), s == c.halt_max_steps);
+    carry = next;
+  }
+}
+
+TEST(ACT, TrainingHaltsOnQAndReplacesHaltedSamples) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(4);
+  HRM model(c);
+  model->train();
+  {
+    torch::NoGradGuard ng;  // q_halt = +5 > q_continue = -5 for samples 0,1; the opposite for 2,3 via the weights
+    model->inner->q_head->bias.copy_(torch::tensor({5.0f, -5.0f}));
+  }
+  const Batch b1 = random_batch(c, 4, 10), b2 = random_batch(c, 4, 11);
+  auto [carry1, out1] = model->forward(model->initial_carry(b1), b1);
+  EXPECT_TRUE(carry1.halted.all().item<bool>());
+  EXPECT_TRUE(torch::equal(carry1.current.inputs, b1.inputs));
+  // All halted: the next forward takes the new batch.
+  auto [carry2, out2] = model->forward(carry1, b2);
+  EXPECT_TRUE(torch::equal(carry2.current.inputs, b2.inputs));
+  EXPECT_TRUE(torch::equal(carry2.steps, torch::ones({4}, torch::kInt)));
+
+  // Never halting on Q: samples continue with their own data until halt_max_steps.
+  {
+    torch::NoGradGuard ng;
+    model->inner->q_head->bias.copy_(torch::tensor({-5.0f, 5.0f}));
+  }
+  Carry carry = model->initial_carry(b1);
+  for (int64_t s = 1; s <= c.halt_max_steps; ++s) {
+    auto [next, out] = model->forward(carry, s == 1 ? b1 : b2);
+    EXPECT_TRUE(torch::equal(next.current.inputs, b1.inputs)) << s;
+    EXPECT_EQ(next.halted.all().item<bool>(), s == c.halt_max_steps);
+    carry = next;
+  }
+}
+
+TEST(ACT, ExplorationForcesAMinimumOfTwoSteps) {
+  ModelConfig c = tiny_config();
+  c.halt_exploration_prob = 1.0;
+  torch::manual_seed(5);
+  HRM model(c);
+  model->train();
+  {
+    torch::NoGradGuard ng;
+    model->inner->q_head->bias.copy_(torch::tensor({5.0f, -5.0f}));  // Q says halt at once
+  }
+  const Batch b = random_batch(c, 4);
+  auto [carry, out] = model->forward(model->initial_carry(b), b);
+  EXPECT_FALSE(carry.halted.any().item<bool>());
+}
+
+TEST(ACT, NoContinueVariantHaltsOnQHaltAlone) {
+  ModelConfig c = tiny_config();
+  c.no_ACT_continue = true;
+  torch::manual_seed(6);
+  HRM model(c);
+  model->train();
+  {
+    torch::NoGradGuard ng;
+    model->inner->q_head->bias.copy_(torch::tensor({1.0f, 9.0f}));  // q_halt > 0 though q_continue is larger
+  }
+  const Batch b = random_batch(c, 4);
+  auto [carry, out] = model->forward(model->initial_carry(b), b);
+  EXPECT_TRUE(carry.halted.all().item<bool>());
+  EXPECT_FALSE(out.target_q_continue.defined());
+  const LossOutput loss = act_loss(carry, out, LossType::SoftmaxCrossEntropy);
+  EXPECT_EQ(loss.metrics.count("q_continue_loss"), 0u);
+}
+
+TEST(Model, Bfloat16ForwardStaysCloseToFloat32) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(7);
+  HRM f32(c);
+  c.forward_dtype = "bfloat16";
+  HRM bf16(c);
+  StateDict s = model_state(f32);
+  load_model_state(bf16, s, "f32 model");
+  EXPECT_EQ(bf16->inner->H_init.scalar_type(), torch::kBFloat16);
+  const Batch b = random_batch(c, 4);
+  f32->eval();
+  bf16->eval();
+  torch::NoGradGuard ng;
+  auto [c1, o1] = f32->forward(f32->initial_carry(b), b);
+  auto [c2, o2] = bf16->forward(bf16->initial_carry(b), b);
+  EXPECT_EQ(o2.logits.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(o2.q_halt_logits.scalar_type(), torch::kFloat);
+  const double err = (o2.logits.to(torch::kFloat) - o1.logits).abs().max().item<double>();
+  const double scale = o1.logits.abs().max().item<double>();
+  EXPECT_LT(err, 0.1 * scale);
+  EXPECT_GT(err, 0.0);  // it really ran in bf16
+}

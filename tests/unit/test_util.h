@@ -1,0 +1,69 @@
+#pragma once
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "hrm/hrm.h"
+
+namespace hrm::test {
+
+inline std::string shared_dir() { return HRM_SHARED_DIR; }
+inline std::string fixture_dir() { return shared_dir() + "/fixtures/hrm_small_rope"; }
+inline bool have_fixture() { return std::filesystem::exists(fixture_dir() + "/manifest.json"); }
+
+// A fresh temporary folder, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("hrm_test_" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string str() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A small float32 config exercising every part of the model.
+inline ModelConfig tiny_config() {
+  ModelConfig c;
+  c.batch_size = 4;
+  c.seq_len = 9;
+  c.puzzle_emb_ndim = 16;
+  c.num_puzzle_identifiers = 5;
+  c.vocab_size = 6;
+  c.H_cycles = 2;
+  c.L_cycles = 2;
+  c.H_layers = 1;
+  c.L_layers = 1;
+  c.hidden_size = 16;
+  c.expansion = 2;
+  c.num_heads = 2;
+  c.pos_encodings = "rope";
+  c.halt_max_steps = 3;
+  c.halt_exploration_prob = 0;
+  c.forward_dtype = "float32";
+  return c;
+}
+
+inline Batch random_batch(const ModelConfig& c, int64_t B, uint64_t seed = 0) {
+  torch::manual_seed(seed);
+  return Batch{torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
+               torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
+               torch::randint(0, c.num_puzzle_identifiers, {B}, torch::kInt)};
+}
+
+#define HRM_REQUIRE_FIXTURE()                                                                              \
+  if (!::hrm::test::have_fixture())                                                                        \
+  GTEST_SKIP() << "reference fixture not found at " << ::hrm::test::fixture_dir()                          \
+               << " (../shared is absent): skipped"
+
+}  // namespace hrm::test
