@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   bench->add_option("--steps", bopt.steps, "timed steps")->capture_default_str();
   bench->add_option("--warmup", bopt.warmup, "untimed steps first")->capture_default_str();
   bench->add_option("--device", bopt.device, "cpu | cuda[:N]")->capture_default_str();
+  bench->add_option("--profile", bopt.profile_path, "write a chrome://tracing profile of the timed steps");
   bench->add_option("overrides", overrides, "model config overrides key=value (e.g. H_cycles=4)");
 
   CLI11_PARSE(app, argc, argv);

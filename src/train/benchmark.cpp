@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
@@ -55,9 +58,14 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   };
   Carry carry = model->initial_carry(batch());
   std::vector<double> times;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
     const Batch b = batch();
-    if (i == options.warmup) tracker.reset_peak();
+    if (i == options.warmup) {
+      tracker.reset_peak();
+      if (!options.profile_path.empty())
+        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(options.profile_path);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     StepResult s = forward_backward(model, carry, b, LossType::StablemaxCrossEntropy, static_cast<double>(B));
     optimizer.step(1e-4, 1e-2);
@@ -67,6 +75,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     const auto t1 = std::chrono::steady_clock::now();
     if (i >= options.warmup) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  profile.reset();
   std::sort(times.begin(), times.end());
   r.median_step_ms = times[times.size() / 2];
   r.min_step_ms = times.front();

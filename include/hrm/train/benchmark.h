@@ -12,6 +12,7 @@ struct BenchOptions {
   int64_t steps = 10;   // timed steps
   int64_t warmup = 2;   // untimed steps first
   std::string device = "cpu";
+  std::string profile_path;  // when set, the timed steps are traced there (chrome://tracing JSON)
 };
 
 struct BenchResult {
