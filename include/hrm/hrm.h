@@ -1,7 +1,10 @@
 #pragma once
 // Umbrella header: the public API of the hrm library.
 #include "hrm/config/model_config.h"
+#include "hrm/data/dataset.h"
+#include "hrm/data/maze.h"
 #include "hrm/data/npy.h"
+#include "hrm/data/sudoku.h"
 #include "hrm/eval/verify_reference.h"
 #include "hrm/loss/act_loss.h"
 #include "hrm/model/hrm.h"

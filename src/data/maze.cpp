@@ -1,0 +1,280 @@
+#include "hrm/data/maze.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <fstream>
+#include <sstream>
+
+#include "hrm/data/dataset.h"
+#include "hrm/util/error.h"
+
+namespace hrm::data {
+namespace {
+constexpr const char* kAlphabet = "# SGo";  // tokens 1..5
+
+int find_unique(const std::string& q, char ch) {
+  const auto first = q.find(ch);
+  check(first != std::string::npos, std::string("maze: no '") + ch + "' cell");
+  check(q.find(ch, first + 1) == std::string::npos, std::string("maze: more than one '") + ch + "' cell");
+  return static_cast<int>(first);
+}
+
+std::vector<int> bfs(int size, const std::string& q, int from) {
+  std::vector<int> dist(q.size(), -1);
+  std::deque<int> todo{from};
+  dist[from] = 0;
+  while (!todo.empty()) {
+    const int c = todo.front();
+    todo.pop_front();
+    const int r = c / size, k = c % size;
+    const int nb[4][2] = {{r - 1, k}, {r + 1, k}, {r, k - 1}, {r, k + 1}};
+    for (const auto& p : nb) {
+      if (p[0] < 0 || p[1] < 0 || p[0] >= size || p[1] >= size) continue;
+      const int n = p[0] * size + p[1];
+      if (q[n] == '#' || dist[n] >= 0) continue;
+      dist[n] = dist[c] + 1;
+      todo.push_back(n);
+    }
+  }
+  return dist;
+}
+}  // namespace
+
+int64_t maze_shortest_path(int size, const std::string& q, std::vector<int>* path) {
+  check(static_cast<int>(q.size()) == size * size, "maze: wrong number of cells");
+  const int s = find_unique(q, 'S'), g = find_unique(q, 'G');
+  const std::vector<int> dist = bfs(size, q, s);
+  if (dist[g] < 0) return -1;
+  if (path) {
+    path->clear();
+    int c = g;
+    while (dist[c] > 1) {  // walk back from G to S along decreasing distance
+      const int r = c / size, k = c % size;
+      const int nb[4][2] = {{r - 1, k}, {r + 1, k}, {r, k - 1}, {r, k + 1}};
+      for (const auto& p : nb) {
+        if (p[0] < 0 || p[1] < 0 || p[0] >= size || p[1] >= size) continue;
+        const int n = p[0] * size + p[1];
+        if (dist[n] == dist[c] - 1) {
+          c = n;
+          break;
+        }
+      }
+      path->push_back(c);
+    }
+    std::reverse(path->begin(), path->end());
+  }
+  return dist[g];
+}
+
+bool is_valid_maze_solution(int size, const std::string& question, const std::string& predicted) {
+  if (predicted.size() != question.size()) return false;
+  // Everything but the marked path must equal the question; the path may only use open cells.
+  for (size_t i = 0; i < question.size(); ++i) {
+    if (predicted[i] == 'o') {
+      if (question[i] != ' ') return false;
+    } else if (predicted[i] != question[i]) {
+      return false;
+    }
+  }
+  const int64_t best = maze_shortest_path(size, question);
+  if (best < 0) return false;
+  // The path cells plus S and G, walked as a graph: connected from S to G and exactly best moves long.
+  std::string walk = question;
+  for (auto& ch : walk) ch = '#';
+  int64_t marked = 0;
+  for (size_t i = 0; i < question.size(); ++i)
+    if (predicted[i] == 'o' || predicted[i] == 'S' || predicted[i] == 'G') {
+      walk[i] = predicted[i] == 'o' ? ' ' : predicted[i];
+      marked += predicted[i] == 'o';
+    }
+  const int64_t len = maze_shortest_path(size, walk);
+  return len == best && marked == best - 1;
+}
+
+Maze generate_maze(int size, int64_t min_path_length, std::mt19937_64& rng, int extra_openings) {
+  check(size >= 5, "maze: size must be >= 5");
+  for (int attempt = 0; attempt < 100000; ++attempt) {
+    std::string q(static_cast<size_t>(size * size), '#');
+    // Carve on the odd lattice with an explicit-stack randomised DFS.
+    std::vector<int> stack{1 * size + 1};
+    q[size + 1] = ' ';
+    while (!stack.empty()) {
+      const int c = stack.back(), r = c / size, k = c % size;
+      int moves[4][2] = {{-2, 0}, {2, 0}, {0, -2}, {0, 2}};
+      std::shuffle(std::begin(moves), std::end(moves), rng);
+      bool moved = false;
+      for (const auto& m : moves) {
+        const int nr = r + m[0], nk = k + m[1];
+        if (nr < 1 || nk < 1 || nr >= size - 1 || nk >= size - 1 || q[nr * size + nk] != '#') continue;
+        q[(r + m[0] / 2) * size + k + m[1] / 2] = ' ';
+        q[nr * size + nk] = ' ';
+        stack.push_back(nr * size + nk);
+        moved = true;
+        break;
+      }
+      if (!moved) stack.pop_back();
+    }
+    // Extra openings make several routes (shortest paths must be found, not just followed).
+    std::uniform_int_distribution<int> inner(1, size - 2);
+    for (int i = 0; i < extra_openings; ++i) q[inner(rng) * size + inner(rng)] = ' ';
+    std::vector<int> open;
+    for (int i = 0; i < size * size; ++i)
+      if (q[i] == ' ') open.push_back(i);
+    std::shuffle(open.begin(), open.end(), rng);
+    q[open[0]] = 'S';
+    q[open[1]] = 'G';
+    std::vector<int> path;
+    const int64_t len = maze_shortest_path(size, q, &path);
+    if (len <= min_path_length) continue;
+    Maze m{size, q, q, len};
+    for (int c : path) m.answer[c] = 'o';
+    return m;
+  }
+  throw Error("maze: no maze with a shortest path longer than " + std::to_string(min_path_length) +
+              " found in 100000 attempts (lower --min-path-length)");
+}
+
+int dihedral_inverse(int tid) {
+  static const int inv[8] = {0, 3, 2, 1, 4, 5, 6, 7};
+  check(tid >= 0 && tid < 8, "dihedral transform id must be in 0..7");
+  return inv[tid];
+}
+
+template <typename T>
+std::vector<T> dihedral_transform(const std::vector<T>& g, int rows, int cols, int tid, int* out_rows, int* out_cols) {
+  check(tid >= 0 && tid < 8, "dihedral transform id must be in 0..7");
+  check(static_cast<int>(g.size()) == rows * cols, "dihedral transform: grid size mismatch");
+  const bool swap = tid == 1 || tid == 3 || tid == 6 || tid == 7;
+  const int R = swap ? cols : rows, C = swap ? rows : cols;
+  std::vector<T> out(g.size());
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < C; ++j) {
+      int r = 0, c = 0;  // source cell of output (i, j), as numpy's rot90 / flips / transpose define them
+      switch (tid) {
+        case 0: r = i; c = j; break;
+        case 1: r = j; c = cols - 1 - i; break;              // rot90 k=1 (counter-clockwise)
+        case 2: r = rows - 1 - i; c = cols - 1 - j; break;   // rot180
+        case 3: r = rows - 1 - j; c = i; break;              // rot270
+        case 4: r = i; c = cols - 1 - j; break;              // fliplr
+        case 5: r = rows - 1 - i; c = j; break;              // flipud
+        case 6: r = j; c = i; break;                         // transpose
+        case 7: r = rows - 1 - j; c = cols - 1 - i; break;   // fliplr(rot90)
+      }
+      out[i * C + j] = g[r * cols + c];
+    }
+  if (out_rows) *out_rows = R;
+  if (out_cols) *out_cols = C;
+  return out;
+}
+template std::vector<uint8_t> dihedral_transform(const std::vector<uint8_t>&, int, int, int, int*, int*);
+template std::vector<char> dihedral_transform(const std::vector<char>&, int, int, int, int*, int*);
+
+std::string dihedral_transform_string(const std::string& grid, int size, int tid) {
+  const std::vector<char> v(grid.begin(), grid.end());
+  const auto t = dihedral_transform(v, size, size, tid);
+  return std::string(t.begin(), t.end());
+}
+
+std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int64_t* skipped) {
+  std::ifstream in(path);
+  check(static_cast<bool>(in), "cannot open " + path);
+  std::string line;
+  check(static_cast<bool>(std::getline(in, line)), path + ": empty file");
+  while (!line.empty() && line.back() == '\r') line.pop_back();
+  check(line == "source,question,answer,rating",
+        path + ":1: expected the header 'source,question,answer,rating', got '" + line + "'");
+  std::vector<Maze> out;
+  int64_t line_no = 1, skip = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    while (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    try {
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      std::string field;
+      while (std::getline(ss, field, ',')) f.push_back(field);
+      check(f.size() == 4, where + ": expected 4 fields, got " + std::to_string(f.size()));
+      const int size = static_cast<int>(std::lround(std::sqrt(static_cast<double>(f[1].size()))));
+      check(size * size == static_cast<int>(f[1].size()) && f[2].size() == f[1].size(),
+            where + ": question and answer must be square grids of the same size");
+      for (char ch : f[1])
+        check(ch == '#' || ch == ' ' || ch == 'S' || ch == 'G',
+              where + ": invalid question character '" + std::string(1, ch) + "'");
+      for (char ch : f[2])
+        check(std::string(kAlphabet).find(ch) != std::string::npos,
+              where + ": invalid answer character '" + std::string(1, ch) + "'");
+      Maze m{size, f[1], f[2], 0};
+      try {
+        m.rating = std::stoll(f[3]);
+      } catch (const std::exception&) {
+        throw Error(where + ": rating '" + f[3] + "' is not a number");
+      }
+      try {
+        check(is_valid_maze_solution(size, m.question, m.answer), "the answer is not a shortest S-G path");
+      } catch (const Error& e) {
+        throw Error(where + ": " + e.what());
+      }
+      out.push_back(std::move(m));
+    } catch (const Error&) {
+      if (!skip_invalid) throw;
+      ++skip;
+    }
+  }
+  if (skipped) *skipped = skip;
+  return out;
+}
+
+void write_maze_csv(const std::string& path, const std::vector<Maze>& mazes) {
+  std::ostringstream out;
+  out << "source,question,answer,rating\n";
+  for (const auto& m : mazes) out << "hrm-generated," << m.question << "," << m.answer << "," << m.rating << "\n";
+  write_file_atomic(path, out.str());
+}
+
+DatasetSummary build_maze_dataset(const std::vector<Maze>& train, const std::vector<Maze>& test,
+                                  const MazeBuildOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check(!train.empty() || !test.empty(), "maze: no mazes to write");
+  const int size = train.empty() ? test[0].size : train[0].size;
+  auto tokens = [&](const std::string& s) {
+    std::vector<uint8_t> t(s.size());
+    for (size_t i = 0; i < s.size(); ++i) t[i] = static_cast<uint8_t>(std::string(kAlphabet).find(s[i]) + 1);
+    return t;
+  };
+  DatasetMetadata meta;
+  meta.pad_id = 0;
+  meta.ignore_label_id = 0;
+  meta.blank_identifier_id = 0;
+  meta.vocab_size = 6;
+  meta.num_puzzle_identifiers = 1;
+  DatasetFolder folder(o.output_dir, o.overwrite);
+  DatasetSummary summary;
+  for (const bool is_train : {true, false}) {
+    SplitBuilder split(static_cast<int64_t>(size) * size);
+    for (const Maze& m : is_train ? train : test) {
+      check(m.size == size, "maze: all mazes must have the same size");
+      const int copies = is_train && o.augment ? 8 : 1;
+      for (int t = 0; t < copies; ++t) {
+        split.add_example(tokens(dihedral_transform_string(m.question, size, t)),
+                          tokens(dihedral_transform_string(m.answer, size, t)));
+        split.end_puzzle(0);
+      }
+      split.end_group();
+    }
+    split.write(folder.split_dir(is_train ? "train" : "test"), meta);
+    (is_train ? summary.train_examples : summary.test_examples) = split.examples();
+    (is_train ? summary.train_groups : summary.test_groups) = split.groups();
+  }
+  write_json_file(folder.path("identifiers.json"), "[\"<blank>\"]");
+  folder.commit();
+  summary.seq_len = static_cast<int64_t>(size) * size;
+  summary.vocab_size = 6;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return summary;
+}
+
+}  // namespace hrm::data

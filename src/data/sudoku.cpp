@@ -1,0 +1,407 @@
+#include "hrm/data/sudoku.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <sstream>
+
+#include "hrm/data/dataset.h"
+#include "hrm/util/error.h"
+
+namespace hrm::data {
+namespace {
+
+// Rows, columns and boxes of a board, and each cell's peers.
+struct Geometry {
+  int n = 0;
+  std::vector<std::vector<int>> units;
+  std::vector<std::vector<int>> peers;
+};
+
+const Geometry& geometry(const SudokuShape& s) {
+  static std::map<int, std::unique_ptr<Geometry>> cache;
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& g = cache[s.size * 100 + s.box_rows];
+  if (g) return *g;
+  g = std::make_unique<Geometry>();
+  const int n = s.size;
+  g->n = n;
+  for (int r = 0; r < n; ++r) {
+    std::vector<int> u;
+    for (int c = 0; c < n; ++c) u.push_back(r * n + c);
+    g->units.push_back(u);
+  }
+  for (int c = 0; c < n; ++c) {
+    std::vector<int> u;
+    for (int r = 0; r < n; ++r) u.push_back(r * n + c);
+    g->units.push_back(u);
+  }
+  for (int br = 0; br < n / s.box_rows; ++br)
+    for (int bc = 0; bc < n / s.box_cols; ++bc) {
+      std::vector<int> u;
+      for (int r = 0; r < s.box_rows; ++r)
+        for (int c = 0; c < s.box_cols; ++c) u.push_back((br * s.box_rows + r) * n + bc * s.box_cols + c);
+      g->units.push_back(u);
+    }
+  g->peers.assign(static_cast<size_t>(n * n), {});
+  for (int cell = 0; cell < n * n; ++cell) {
+    std::vector<bool> seen(static_cast<size_t>(n * n), false);
+    for (const auto& u : g->units)
+      if (std::find(u.begin(), u.end(), cell) != u.end())
+        for (int p : u)
+          if (p != cell && !seen[p]) {
+            seen[p] = true;
+            g->peers[cell].push_back(p);
+          }
+  }
+  return *g;
+}
+
+struct Board {
+  std::vector<uint8_t> v;
+  std::vector<uint16_t> cand;
+};
+
+inline int popcount(uint16_t m) { return __builtin_popcount(m); }
+inline int lowest_digit(uint16_t m) { return __builtin_ctz(m); }  // bit d <=> digit d
+
+bool place(const Geometry& g, Board& b, int cell, int d) {
+  if (!(b.cand[cell] & (1u << d))) return false;
+  b.v[cell] = static_cast<uint8_t>(d);
+  b.cand[cell] = static_cast<uint16_t>(1u << d);
+  for (int p : g.peers[cell]) {
+    if (b.v[p] == d) return false;
+    b.cand[p] &= static_cast<uint16_t>(~(1u << d));
+    if (!b.v[p] && !b.cand[p]) return false;
+  }
+  return true;
+}
+
+// Naked and hidden singles until a fixpoint; false on contradiction.
+bool propagate(const Geometry& g, Board& b) {
+  const int n = g.n;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (int cell = 0; cell < n * n; ++cell) {
+      if (b.v[cell]) continue;
+      if (!b.cand[cell]) return false;
+      if (popcount(b.cand[cell]) == 1) {
+        if (!place(g, b, cell, lowest_digit(b.cand[cell]))) return false;
+        changed = true;
+      }
+    }
+    for (const auto& u : g.units) {
+      for (int d = 1; d <= n; ++d) {
+        int count = 0, where = -1;
+        bool placed = false;
+        for (int cell : u) {
+          if (b.v[cell] == d) {
+            placed = true;
+            break;
+          }
+          if (!b.v[cell] && (b.cand[cell] & (1u << d))) {
+            ++count;
+            where = cell;
+          }
+        }
+        if (placed) continue;
+        if (count == 0) return false;
+        if (count == 1) {
+          if (!place(g, b, where, d)) return false;
+          changed = true;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+struct Search {
+  const Geometry& g;
+  int limit;
+  std::mt19937_64* rng;  // random value order when set
+  SolveResult result;
+
+  void run(Board b) {
+    if (result.solutions >= limit) return;
+    if (!propagate(g, b)) return;
+    int best = -1, best_count = 99;
+    for (int cell = 0; cell < g.n * g.n; ++cell) {
+      if (b.v[cell]) continue;
+      const int c = popcount(b.cand[cell]);
+      if (c < best_count) {
+        best_count = c;
+        best = cell;
+      }
+    }
+    if (best < 0) {
+      if (result.solutions++ == 0) result.solution = b.v;
+      return;
+    }
+    std::vector<int> digits;
+    for (int d = 1; d <= g.n; ++d)
+      if (b.cand[best] & (1u << d)) digits.push_back(d);
+    if (rng) std::shuffle(digits.begin(), digits.end(), *rng);
+    for (int d : digits) {
+      if (result.solutions >= limit) return;
+      ++result.guesses;
+      Board next = b;
+      if (place(g, next, best, d)) run(std::move(next));
+    }
+  }
+};
+
+SolveResult search(const SudokuShape& shape, const SudokuGrid& puzzle, int limit, std::mt19937_64* rng) {
+  const Geometry& g = geometry(shape);
+  check(static_cast<int>(puzzle.size()) == shape.cells(), "sudoku: grid has the wrong number of cells");
+  Board b{std::vector<uint8_t>(puzzle.size(), 0), std::vector<uint16_t>(puzzle.size(), 0)};
+  const uint16_t all = static_cast<uint16_t>(((1u << (shape.size + 1)) - 1) & ~1u);
+  std::fill(b.cand.begin(), b.cand.end(), all);
+  Search s{g, limit, rng, {}};
+  for (int cell = 0; cell < shape.cells(); ++cell)
+    if (puzzle[cell] && !place(g, b, cell, puzzle[cell])) return s.result;  // contradictory clues: 0 solutions
+  s.run(std::move(b));
+  return s.result;
+}
+
+std::vector<int> permutation(int n, std::mt19937_64& rng) {
+  std::vector<int> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  std::shuffle(p.begin(), p.end(), rng);
+  return p;
+}
+
+}  // namespace
+
+SudokuShape SudokuShape::of(int size) {
+  switch (size) {
+    case 4: return {4, 2, 2};
+    case 6: return {6, 2, 3};
+    case 9: return {9, 3, 3};
+    default: throw Error("sudoku: unsupported size " + std::to_string(size) + " (expected 4, 6 or 9)");
+  }
+}
+
+SolveResult solve_sudoku(const SudokuShape& shape, const SudokuGrid& puzzle, int max_solutions) {
+  return search(shape, puzzle, max_solutions, nullptr);
+}
+
+bool is_valid_sudoku_solution(const SudokuShape& shape, const SudokuGrid& puzzle, const SudokuGrid& solution) {
+  if (static_cast<int>(solution.size()) != shape.cells() || static_cast<int>(puzzle.size()) != shape.cells())
+    return false;
+  for (int i = 0; i < shape.cells(); ++i) {
+    if (solution[i] < 1 || solution[i] > shape.size) return false;
+    if (puzzle[i] && puzzle[i] != solution[i]) return false;
+  }
+  for (const auto& u : geometry(shape).units) {
+    uint32_t seen = 0;
+    for (int cell : u) seen |= 1u << solution[cell];
+    if (seen != (((1u << (shape.size + 1)) - 1) & ~1u)) return false;
+  }
+  return true;
+}
+
+SudokuGrid random_full_sudoku(const SudokuShape& shape, std::mt19937_64& rng) {
+  const SolveResult r = search(shape, SudokuGrid(static_cast<size_t>(shape.cells()), 0), 1, &rng);
+  check(r.solutions == 1, "sudoku: failed to fill an empty grid");
+  return r.solution;
+}
+
+GeneratedSudoku generate_sudoku(const SudokuShape& shape, std::mt19937_64& rng) {
+  GeneratedSudoku out;
+  out.solution = random_full_sudoku(shape, rng);
+  out.puzzle = out.solution;
+  for (int cell : permutation(shape.cells(), rng)) {
+    const uint8_t saved = out.puzzle[cell];
+    out.puzzle[cell] = 0;
+    if (solve_sudoku(shape, out.puzzle, 2).solutions != 1) out.puzzle[cell] = saved;
+  }
+  out.rating = solve_sudoku(shape, out.puzzle, 2).guesses;
+  return out;
+}
+
+SudokuTransform SudokuTransform::random(const SudokuShape& shape, std::mt19937_64& rng) {
+  SudokuTransform t;
+  const auto digits = permutation(shape.size, rng);
+  t.digit_map.push_back(0);
+  for (int d : digits) t.digit_map.push_back(d + 1);
+  t.transpose = shape.box_rows == shape.box_cols && std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  for (int band : permutation(shape.size / shape.box_rows, rng))
+    for (int r : permutation(shape.box_rows, rng)) t.row_perm.push_back(band * shape.box_rows + r);
+  for (int stack : permutation(shape.size / shape.box_cols, rng))
+    for (int c : permutation(shape.box_cols, rng)) t.col_perm.push_back(stack * shape.box_cols + c);
+  return t;
+}
+
+SudokuGrid SudokuTransform::apply(const SudokuShape& shape, const SudokuGrid& grid) const {
+  const int n = shape.size;
+  SudokuGrid src = grid;
+  if (transpose)
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < n; ++c) src[r * n + c] = grid[c * n + r];
+  SudokuGrid out(grid.size());
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < n; ++c) out[r * n + c] = static_cast<uint8_t>(digit_map[src[row_perm[r] * n + col_perm[c]]]);
+  return out;
+}
+
+SudokuGrid parse_sudoku(const SudokuShape& shape, const std::string& text, const std::string& where) {
+  check(static_cast<int>(text.size()) == shape.cells(),
+        where + ": expected " + std::to_string(shape.cells()) + " characters, got " + std::to_string(text.size()));
+  SudokuGrid g(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == '.' || ch == '0') g[i] = 0;
+    else if (ch >= '1' && ch <= '0' + shape.size) g[i] = static_cast<uint8_t>(ch - '0');
+    else throw Error(where + ": invalid character '" + std::string(1, ch) + "' at position " + std::to_string(i));
+  }
+  return g;
+}
+
+std::string format_sudoku(const SudokuGrid& grid, char blank) {
+  std::string s;
+  for (auto v : grid) s += v ? static_cast<char>('0' + v) : blank;
+  return s;
+}
+
+std::string pretty_sudoku(const SudokuShape& shape, const SudokuGrid& grid) {
+  std::ostringstream out;
+  const int n = shape.size;
+  for (int r = 0; r < n; ++r) {
+    if (r && r % shape.box_rows == 0) {
+      for (int c = 0; c < n; ++c) out << (c && c % shape.box_cols == 0 ? "+-" : "") << "--";
+      out << "\n";
+    }
+    for (int c = 0; c < n; ++c) {
+      if (c && c % shape.box_cols == 0) out << "| ";
+      const uint8_t v = grid[r * n + c];
+      out << (v ? static_cast<char>('0' + v) : '.') << ' ';
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+std::vector<SudokuRecord> read_sudoku_csv(const std::string& path, const SudokuShape& shape, bool skip_invalid,
+                                          int64_t* skipped) {
+  std::ifstream in(path);
+  check(static_cast<bool>(in), "cannot open " + path);
+  std::string line;
+  int64_t line_no = 0, skip = 0;
+  std::vector<SudokuRecord> out;
+  auto strip = [](std::string& s) {
+    while (!s.empty() && (s.back() == '\r' || s.back() == '\n')) s.pop_back();
+  };
+  check(static_cast<bool>(std::getline(in, line)), path + ": empty file");
+  ++line_no;
+  strip(line);
+  check(line == "source,question,answer,rating",
+        path + ":1: expected the header 'source,question,answer,rating', got '" + line + "'");
+  while (std::getline(in, line)) {
+    ++line_no;
+    strip(line);
+    if (line.empty()) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    try {
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      std::string field;
+      while (std::getline(ss, field, ',')) f.push_back(field);
+      if (!line.empty() && line.back() == ',') f.emplace_back();
+      check(f.size() == 4, where + ": expected 4 fields, got " + std::to_string(f.size()));
+      SudokuRecord r;
+      r.source = f[0];
+      r.question = parse_sudoku(shape, f[1], where + " (question)");
+      r.answer = parse_sudoku(shape, f[2], where + " (answer)");
+      try {
+        size_t used = 0;
+        r.rating = static_cast<int64_t>(std::stod(f[3], &used));
+        check(used == f[3].size(), "");
+      } catch (const std::exception&) {
+        throw Error(where + ": rating '" + f[3] + "' is not a number");
+      }
+      check(is_valid_sudoku_solution(shape, r.question, r.answer),
+            where + ": the answer is not a valid solution of the question (constraint broken or clue contradicted)");
+      out.push_back(std::move(r));
+    } catch (const Error&) {
+      if (!skip_invalid) throw;
+      ++skip;
+    }
+  }
+  if (skipped) *skipped = skip;
+  return out;
+}
+
+void write_sudoku_csv(const std::string& path, const std::vector<SudokuRecord>& records) {
+  std::ostringstream out;
+  out << "source,question,answer,rating\n";
+  for (const auto& r : records)
+    out << r.source << "," << format_sudoku(r.question, '.') << "," << format_sudoku(r.answer, '.') << "," << r.rating
+        << "\n";
+  write_file_atomic(path, out.str());
+}
+
+DatasetSummary build_sudoku_dataset(const SudokuShape& shape, std::vector<SudokuRecord> train,
+                                    std::vector<SudokuRecord> test, const SudokuBuildOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::mt19937_64 rng(o.seed);
+  auto keep = [&](std::vector<SudokuRecord>& v) {
+    if (o.min_difficulty < 0) return;
+    v.erase(std::remove_if(v.begin(), v.end(), [&](const SudokuRecord& r) { return r.rating < o.min_difficulty; }),
+            v.end());
+  };
+  keep(train);
+  keep(test);
+  if (o.subsample_size >= 0 && o.subsample_size < static_cast<int64_t>(train.size())) {
+    std::shuffle(train.begin(), train.end(), rng);
+    train.resize(static_cast<size_t>(o.subsample_size));
+  }
+  auto tokens = [](const SudokuGrid& g) {
+    std::vector<uint8_t> t(g.size());
+    for (size_t i = 0; i < g.size(); ++i) t[i] = static_cast<uint8_t>(g[i] + 1);
+    return t;
+  };
+  DatasetMetadata meta;
+  meta.pad_id = 0;
+  meta.ignore_label_id = 0;
+  meta.blank_identifier_id = 0;
+  meta.vocab_size = shape.size + 2;
+  meta.num_puzzle_identifiers = 1;
+
+  DatasetFolder folder(o.output_dir, o.overwrite);
+  DatasetSummary summary;
+  for (const bool is_train : {true, false}) {
+    const auto& records = is_train ? train : test;
+    SplitBuilder split(shape.cells());
+    for (const auto& r : records) {
+      const int64_t augments = is_train ? o.num_aug : 0;
+      for (int64_t a = 0; a <= augments; ++a) {
+        SudokuGrid q = r.question, s = r.answer;
+        if (a > 0) {
+          const SudokuTransform t = SudokuTransform::random(shape, rng);
+          q = t.apply(shape, q);
+          s = t.apply(shape, s);
+        }
+        split.add_example(tokens(q), tokens(s));
+        split.end_puzzle(0);
+      }
+      split.end_group();
+    }
+    split.write(folder.split_dir(is_train ? "train" : "test"), meta);
+    (is_train ? summary.train_examples : summary.test_examples) = split.examples();
+    (is_train ? summary.train_groups : summary.test_groups) = split.groups();
+  }
+  write_json_file(folder.path("identifiers.json"), "[\"<blank>\"]");
+  folder.commit();
+  summary.seq_len = shape.cells();
+  summary.vocab_size = meta.vocab_size;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return summary;
+}
+
+}  // namespace hrm::data
