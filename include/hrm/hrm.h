@@ -1,6 +1,7 @@
 #pragma once
 // Umbrella header: the public API of the hrm library.
 #include "hrm/config/model_config.h"
+#include "hrm/data/arc.h"
 #include "hrm/data/dataset.h"
 #include "hrm/data/maze.h"
 #include "hrm/data/npy.h"
@@ -15,4 +16,5 @@
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
 #include "hrm/util/memory.h"
+#include "hrm/util/progress.h"
 #include "hrm/version.h"

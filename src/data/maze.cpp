@@ -5,10 +5,12 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "hrm/data/dataset.h"
 #include "hrm/util/error.h"
+#include "hrm/util/progress.h"
 
 namespace hrm::data {
 namespace {
@@ -175,6 +177,25 @@ std::string dihedral_transform_string(const std::string& grid, int size, int tid
   const std::vector<char> v(grid.begin(), grid.end());
   const auto t = dihedral_transform(v, size, size, tid);
   return std::string(t.begin(), t.end());
+}
+
+void generate_maze_split(int size, int64_t n_train, int64_t n_test, int64_t min_path_length, uint64_t seed,
+                         std::vector<Maze>* train, std::vector<Maze>* test, bool progress) {
+  std::mt19937_64 rng(seed);
+  std::set<std::string> seen;
+  ProgressBar bar("maze: generating", n_train + n_test, progress);
+  for (auto* out : {train, test}) {
+    const int64_t want = out == train ? n_train : n_test;
+    while (static_cast<int64_t>(out->size()) < want) {
+      Maze m = generate_maze(size, min_path_length, rng);
+      std::string key = m.question;
+      for (int t = 1; t < 8; ++t) key = std::min(key, dihedral_transform_string(m.question, size, t));
+      if (!seen.insert(key).second) continue;
+      out->push_back(std::move(m));
+      bar.add();
+    }
+  }
+  bar.finish();
 }
 
 std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int64_t* skipped) {

@@ -226,8 +226,8 @@ torch::Tensor load(const std::string& path) {
   return t;
 }
 
-std::string to_bytes(const torch::Tensor& tensor) {
-  const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+namespace {
+std::string header_bytes(const torch::Tensor& t) {
   std::string dict = "{'descr': '" + descr_for(t.scalar_type()) + "', 'fortran_order': False, 'shape': (";
   for (int64_t i = 0; i < t.dim(); ++i) {
     dict += std::to_string(t.size(i));
@@ -236,7 +236,7 @@ std::string to_bytes(const torch::Tensor& tensor) {
   }
   dict += "), }";
   // Pad so that the data starts at a multiple of 64 bytes, as numpy does.
-  size_t total = 10 + dict.size() + 1;
+  const size_t total = 10 + dict.size() + 1;
   dict.append((64 - total % 64) % 64, ' ');
   dict += '\n';
   std::string out(kMagic, 6);
@@ -244,12 +244,22 @@ std::string to_bytes(const torch::Tensor& tensor) {
   out += '\x00';
   out += static_cast<char>(dict.size() & 0xff);
   out += static_cast<char>((dict.size() >> 8) & 0xff);
-  out += dict;
-  const size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
-  out.append(static_cast<const char*>(t.data_ptr()), nbytes);
+  return out + dict;
+}
+}  // namespace
+
+std::string to_bytes(const torch::Tensor& tensor) {
+  const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+  std::string out = header_bytes(t);
+  out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size());
   return out;
 }
 
-void save(const std::string& path, const torch::Tensor& tensor) { write_file_atomic(path, to_bytes(tensor)); }
+void save(const std::string& path, const torch::Tensor& tensor) {
+  const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+  const std::string header = header_bytes(t);
+  write_file_atomic(path, {{header.data(), header.size()},
+                           {static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size()}});
+}
 
 }  // namespace hrm::npy

@@ -6,10 +6,13 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <mutex>
+#include <set>
 #include <sstream>
 
 #include "hrm/data/dataset.h"
 #include "hrm/util/error.h"
+#include "hrm/util/progress.h"
 
 namespace hrm::data {
 namespace {
@@ -212,14 +215,17 @@ SudokuGrid random_full_sudoku(const SudokuShape& shape, std::mt19937_64& rng) {
   return r.solution;
 }
 
-GeneratedSudoku generate_sudoku(const SudokuShape& shape, std::mt19937_64& rng) {
+GeneratedSudoku generate_sudoku(const SudokuShape& shape, std::mt19937_64& rng, int target_blanks) {
   GeneratedSudoku out;
   out.solution = random_full_sudoku(shape, rng);
   out.puzzle = out.solution;
+  int blanks = 0;
   for (int cell : permutation(shape.cells(), rng)) {
+    if (target_blanks >= 0 && blanks >= target_blanks) break;
     const uint8_t saved = out.puzzle[cell];
     out.puzzle[cell] = 0;
     if (solve_sudoku(shape, out.puzzle, 2).solutions != 1) out.puzzle[cell] = saved;
+    else ++blanks;
   }
   out.rating = solve_sudoku(shape, out.puzzle, 2).guesses;
   return out;
@@ -285,6 +291,102 @@ std::string pretty_sudoku(const SudokuShape& shape, const SudokuGrid& grid) {
     out << "\n";
   }
   return out.str();
+}
+
+namespace {
+std::string relabel(const SudokuGrid& g) {
+  int next = 1;
+  int map[10] = {0};
+  std::string key(g.size(), '0');
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (!g[i]) continue;
+    if (!map[g[i]]) map[g[i]] = next++;
+    key[i] = static_cast<char>('0' + map[g[i]]);
+  }
+  return key;
+}
+
+std::vector<std::vector<int>> all_perms(int n) {
+  std::vector<int> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  std::vector<std::vector<int>> out;
+  do out.push_back(p);
+  while (std::next_permutation(p.begin(), p.end()));
+  return out;
+}
+
+// All line orders that keep bands together: band order x order within each band.
+std::vector<std::vector<int>> line_orders(int groups, int per_group) {
+  std::vector<std::vector<int>> out;
+  const auto gp = all_perms(groups), ip = all_perms(per_group);
+  std::vector<std::vector<int>> partial{{}};
+  for (const auto& g : gp) {
+    std::vector<std::vector<int>> acc{{}};
+    for (int b : g) {
+      std::vector<std::vector<int>> next;
+      for (const auto& a : acc)
+        for (const auto& i : ip) {
+          auto x = a;
+          for (int k : i) x.push_back(b * per_group + k);
+          next.push_back(std::move(x));
+        }
+      acc = std::move(next);
+    }
+    out.insert(out.end(), acc.begin(), acc.end());
+  }
+  return out;
+}
+}  // namespace
+
+std::string sudoku_canonical_key(const SudokuShape& shape, const SudokuGrid& puzzle) {
+  if (shape.size > 6) return relabel(puzzle);
+  const int n = shape.size;
+  const auto rows = line_orders(n / shape.box_rows, shape.box_rows);
+  const auto cols = line_orders(n / shape.box_cols, shape.box_cols);
+  std::string best;
+  SudokuGrid t(puzzle.size());
+  for (const bool transpose : {false, true}) {
+    if (transpose && shape.box_rows != shape.box_cols) break;
+    for (const auto& rp : rows)
+      for (const auto& cp : cols) {
+        for (int r = 0; r < n; ++r)
+          for (int c = 0; c < n; ++c)
+            t[r * n + c] = transpose ? puzzle[cp[c] * n + rp[r]] : puzzle[rp[r] * n + cp[c]];
+        std::string key = relabel(t);
+        if (best.empty() || key < best) best = std::move(key);
+      }
+  }
+  return best;
+}
+
+void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_test,
+                           const SudokuGenerateOptions& o, std::vector<SudokuRecord>* train,
+                           std::vector<SudokuRecord>* test) {
+  std::mt19937_64 rng(o.seed);
+  std::set<std::string> seen;
+  ProgressBar bar("sudoku: generating", n_train + n_test, o.progress);
+  constexpr int64_t kPatience = 20000;  // consecutive attempts without a new puzzle before giving up
+  int64_t fruitless = 0;
+  for (auto* out : {train, test}) {
+    const int64_t want = out == train ? n_train : n_test;
+    while (static_cast<int64_t>(out->size()) < want) {
+      if (++fruitless > kPatience)
+        throw Error("sudoku: no new distinct puzzle rated >= " + std::to_string(o.min_rating) + " in " +
+                    std::to_string(kPatience) + " attempts (got " + std::to_string(train->size()) + " train, " +
+                    std::to_string(test->size()) + " test); small boards have few distinct minimal puzzles: " +
+                    "use --min-blanks/--max-blanks, or lower --min-rating");
+      const int target = o.min_blanks < 0 ? -1
+                                           : static_cast<int>(std::uniform_int_distribution<int64_t>(
+                                                 o.min_blanks, std::max(o.min_blanks, o.max_blanks))(rng));
+      GeneratedSudoku g = generate_sudoku(shape, rng, target);
+      if (g.rating < o.min_rating) continue;
+      if (!seen.insert(sudoku_canonical_key(shape, g.puzzle)).second) continue;
+      fruitless = 0;
+      out->push_back(SudokuRecord{"hrm-generated", std::move(g.puzzle), std::move(g.solution), g.rating});
+      bar.add();
+    }
+  }
+  bar.finish();
 }
 
 std::vector<SudokuRecord> read_sudoku_csv(const std::string& path, const SudokuShape& shape, bool skip_invalid,

@@ -37,6 +37,10 @@ std::vector<T> dihedral_transform(const std::vector<T>& grid, int rows, int cols
 int dihedral_inverse(int tid);
 std::string dihedral_transform_string(const std::string& grid, int size, int tid);
 
+// n_train + n_test distinct generated mazes (no test maze is a dihedral image of another maze).
+void generate_maze_split(int size, int64_t n_train, int64_t n_test, int64_t min_path_length, uint64_t seed,
+                         std::vector<Maze>* train, std::vector<Maze>* test, bool progress = true);
+
 std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int64_t* skipped = nullptr);
 void write_maze_csv(const std::string& path, const std::vector<Maze>& mazes);
 

@@ -34,8 +34,9 @@ struct GeneratedSudoku {
   SudokuGrid puzzle, solution;
   int64_t rating = 0;  // guesses to solve and prove uniqueness
 };
-// Removes clues from a random full grid in random order while the solution stays unique (a minimal puzzle).
-GeneratedSudoku generate_sudoku(const SudokuShape& shape, std::mt19937_64& rng);
+// Removes clues from a random full grid in random order while the solution stays unique: down to a minimal puzzle,
+// or until `target_blanks` cells are blank (when >= 0 and reachable).
+GeneratedSudoku generate_sudoku(const SudokuShape& shape, std::mt19937_64& rng, int target_blanks = -1);
 
 // Validity-preserving shuffle: digit permutation, band/stack permutations, row-in-band and column-in-stack
 // permutations, and (square boxes only) an optional transpose. The same transform applies to puzzle and solution.
@@ -52,6 +53,11 @@ SudokuGrid parse_sudoku(const SudokuShape& shape, const std::string& text, const
 std::string format_sudoku(const SudokuGrid& grid, char blank = '.');
 std::string pretty_sudoku(const SudokuShape& shape, const SudokuGrid& grid);  // with box separators
 
+// A canonical key under the augmentation group: all band/row/stack/column permutations and transposes with digits
+// relabelled by first appearance (exact for 4x4 and 6x6); for 9x9, where the group has 3.4M structural elements,
+// the digit relabelling only (independently generated 9x9 puzzles coincide with negligible probability).
+std::string sudoku_canonical_key(const SudokuShape& shape, const SudokuGrid& puzzle);
+
 struct SudokuRecord {
   std::string source;
   SudokuGrid question, answer;
@@ -62,6 +68,18 @@ struct SudokuRecord {
 std::vector<SudokuRecord> read_sudoku_csv(const std::string& path, const SudokuShape& shape, bool skip_invalid,
                                           int64_t* skipped = nullptr);
 void write_sudoku_csv(const std::string& path, const std::vector<SudokuRecord>& records);  // atomic
+
+// Generates n_train + n_test distinct puzzles rated >= min_rating, such that no test puzzle is equivalent (by
+// sudoku_canonical_key) to a train puzzle or to another test puzzle. Throws when the rating cannot be reached.
+struct SudokuGenerateOptions {
+  int64_t min_rating = 0;
+  int64_t min_blanks = -1, max_blanks = -1;  // blanks drawn uniformly in [min, max]; -1: minimal puzzles
+  uint64_t seed = 0;
+  bool progress = true;
+};
+void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_test,
+                           const SudokuGenerateOptions& options, std::vector<SudokuRecord>* train,
+                           std::vector<SudokuRecord>* test);
 
 struct SudokuBuildOptions {
   std::string output_dir;

@@ -1,0 +1,104 @@
+#include <filesystem>
+
+#include "test_util.h"
+
+using namespace hrm::data;
+
+namespace {
+std::string arc_dir() { return hrm::test::shared_dir() + "/data/arc-agi-1"; }
+}
+
+TEST(Arc, InversesAreExactOnEverySharedTask) {
+  if (!std::filesystem::exists(arc_dir())) GTEST_SKIP() << "no shared ARC data";
+  const auto tasks = read_arc_folder(arc_dir());
+  ASSERT_EQ(tasks.size(), 800u);
+  std::mt19937_64 rng(0);
+  int64_t grids = 0;
+  for (const auto& task : tasks) {
+    ArcAugment a;
+    a.tid = static_cast<int>(grids % 8);
+    std::vector<uint8_t> colours{1, 2, 3, 4, 5, 6, 7, 8, 9};
+    std::shuffle(colours.begin(), colours.end(), rng);
+    std::copy(colours.begin(), colours.end(), a.colour_map.begin() + 1);
+    std::string id;
+    ArcAugment parsed;
+    ASSERT_TRUE(ArcAugment::parse(a.name(task.id), &id, &parsed) || a.identity());
+    if (!a.identity()) {
+      EXPECT_EQ(id, task.id);
+      EXPECT_EQ(parsed.tid, a.tid);
+      EXPECT_EQ(parsed.colour_map, a.colour_map);
+    }
+    for (const auto* list : {&task.train, &task.test})
+      for (const auto& p : *list)
+        for (const ArcGrid* g : {&p.input, &p.output}) {
+          ++grids;
+          const ArcGrid t = a.apply(*g);
+          EXPECT_EQ(crop_arc_grid(encode_arc_grid(t)), t);   // crop inverts encode
+          EXPECT_EQ(a.invert(t), *g);                        // inverse dihedral + colour map
+        }
+  }
+  EXPECT_GT(grids, 5000);
+}
+
+TEST(Arc, KaggleLayoutMatchesTheFolderLayout) {
+  const std::string prefix = hrm::test::shared_dir() + "/data/arc-kaggle/arc-agi";
+  if (!std::filesystem::exists(prefix + "_evaluation_challenges.json") || !std::filesystem::exists(arc_dir()))
+    GTEST_SKIP() << "no shared ARC data";
+  const auto kaggle = read_arc_kaggle(prefix, "evaluation");
+  const auto folder = read_arc_folder(arc_dir());
+  std::map<std::string, const ArcTask*> by_id;
+  for (const auto& t : folder)
+    if (t.set == "evaluation") by_id[t.id] = &t;
+  ASSERT_EQ(kaggle.size(), by_id.size());
+  for (const auto& t : kaggle) {
+    ASSERT_TRUE(by_id.count(t.id)) << t.id;
+    ASSERT_EQ(t.test.size(), by_id[t.id]->test.size());
+    for (size_t i = 0; i < t.test.size(); ++i) EXPECT_EQ(t.test[i].output, by_id[t.id]->test[i].output);
+  }
+}
+
+TEST(Arc, BuilderSplitsAugmentsAndWarnsAboutOverlap) {
+  hrm::test::TempDir dir;
+  ArcTask a{"aaaa", "training", {{{2, 2, {1, 2, 3, 4}}, {2, 2, {4, 3, 2, 1}}}}, {{{1, 2, {5, 6}}, {1, 2, {6, 5}}}}};
+  ArcTask b{"bbbb", "evaluation", {{{1, 1, {3}}, {2, 1, {3, 3}}}, {{1, 1, {7}}, {2, 1, {7, 7}}}},
+            {{{1, 1, {1}}, {2, 1, {1, 1}}}}};
+  ArcTask dup = b;
+  dup.set = "training";  // an evaluation task leaking into training
+  ArcBuildOptions o;
+  o.output_dir = dir.file("arc");
+  o.num_aug = 10;
+  o.progress = false;
+  const ArcSummary s = build_arc_dataset({a, b, dup}, o);
+  ASSERT_EQ(s.warnings.size(), 1u);
+  EXPECT_EQ(s.test_tasks, 1);
+  EXPECT_EQ(s.test_groups, 1);
+  // Task b (1x1 grids with two colours per pair) has many distinct augmentations; each is its own identifier.
+  EXPECT_EQ(s.test_examples, 11);  // 1 test pair x (1 + 10 variants)
+  hrm::data::LoaderConfig lc{o.output_dir, "test", 11, true};
+  PuzzleDataset test(lc);
+  const auto batch = test.iteration_batches(0).at(0);
+  std::set<int> ids;
+  for (int i = 0; i < 11; ++i) ids.insert(batch.batch.puzzle_identifiers[i].item<int>());
+  EXPECT_EQ(ids.size(), 11u);
+  EXPECT_TRUE(std::filesystem::exists(o.output_dir + "/test_puzzles.json"));
+  EXPECT_TRUE(std::filesystem::exists(o.output_dir + "/identifiers.json"));
+}
+
+TEST(Arc, MalformedTasksAreNamed) {
+  hrm::test::TempDir dir;
+  std::filesystem::create_directories(dir.file("x/training"));
+  std::ofstream(dir.file("x/training/t1.json")) << R"({"train": [{"input": [[1, 12]], "output": [[1]]}], "test": []})";
+  try {
+    read_arc_folder(dir.file("x"));
+    FAIL();
+  } catch (const hrm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("t1.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("0..9"), std::string::npos) << e.what();
+  }
+  std::string big = "[";
+  for (int r = 0; r < 31; ++r) big += std::string(r ? "," : "") + "[1]";
+  big += "]";
+  EXPECT_THROW(parse_arc_grid(big, "big"), hrm::Error);
+  EXPECT_THROW(parse_arc_grid("[[1,2],[3]]", "ragged"), hrm::Error);
+  EXPECT_THROW(parse_arc_grid("[[1,2]", "json"), hrm::Error);
+}
