@@ -80,6 +80,13 @@ TEST(Arc, BuilderSplitsAugmentsAndWarnsAboutOverlap) {
   std::set<int> ids;
   for (int i = 0; i < 11; ++i) ids.insert(batch.batch.puzzle_identifiers[i].item<int>());
   EXPECT_EQ(ids.size(), 11u);
+  // Translation: some demonstrations of the train split do not start at the origin.
+  PuzzleDataset train(hrm::data::LoaderConfig{o.output_dir, "train", 8, true});
+  int64_t translated = 0, total = 0;
+  for (const auto& tb : train.iteration_batches(0))
+    for (int64_t i = 0; i < tb.batch.size(); ++i, ++total) translated += tb.batch.inputs[i][0].item<int>() == 0;
+  EXPECT_GT(translated, 0);
+  EXPECT_LT(translated, total);
   EXPECT_TRUE(std::filesystem::exists(o.output_dir + "/test_puzzles.json"));
   EXPECT_TRUE(std::filesystem::exists(o.output_dir + "/identifiers.json"));
 }

@@ -67,3 +67,26 @@ TEST(Maze, CsvErrorsNameFileAndLine) {
   EXPECT_TRUE(read_maze_csv(dir.file("m.csv"), true, &skipped).empty());
   EXPECT_EQ(skipped, 2);
 }
+
+TEST(Maze, BuilderRoundTripsThroughTheLoader) {
+  std::vector<Maze> train, test;
+  generate_maze_split(12, 4, 2, 10, 5, &train, &test, false);
+  hrm::test::TempDir dir;
+  MazeBuildOptions o;
+  o.output_dir = dir.file("maze");
+  o.augment = true;
+  const DatasetSummary s = build_maze_dataset(train, test, o);
+  EXPECT_EQ(s.train_examples, 32);
+  EXPECT_EQ(s.test_examples, 2);
+  PuzzleDataset ds(LoaderConfig{o.output_dir, "train", 8, true});
+  const char* alphabet = "# SGo";
+  for (const auto& b : ds.iteration_batches(0))
+    for (int64_t i = 0; i < b.batch.size(); ++i) {
+      std::string q, a;
+      for (int64_t c = 0; c < 144; ++c) {
+        q += alphabet[b.batch.inputs[i][c].item<int>() - 1];
+        a += alphabet[b.batch.labels[i][c].item<int>() - 1];
+      }
+      EXPECT_TRUE(is_valid_maze_solution(12, q, a));  // every augmented path is still optimal
+    }
+}
