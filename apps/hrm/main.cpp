@@ -1,6 +1,13 @@
 // hrm: command-line front end. Subcommands parse flags and call the library.
 #include <cstdio>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -9,11 +16,6 @@
 #include "hrm/hrm.h"
 
 namespace {
-
-void set_threads(int threads) {
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
-}
 
 void print_summary(const hrm::data::DatasetSummary& s, const std::string& dir) {
   std::printf("wrote %s: train %lld examples in %lld groups, test %lld examples in %lld groups, seq_len %lld, "
@@ -123,6 +125,173 @@ int run_dataset(const std::string& kind, const Flags& df) {
   return 0;
 }
 
+std::string metrics_json(const std::map<std::string, double>& m) {
+  std::string out = "{";
+  for (const auto& [k, v] : m) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    out += (out.size() > 1 ? ", \"" : "\"") + k + "\": " + buf;
+  }
+  return out + "}";
+}
+
+int run_eval(const std::string& checkpoint, const std::string& data, const std::string& config,
+             const std::vector<std::string>& overrides, const std::string& device, int64_t batch,
+             const std::string& json_path, const std::string& predictions, const std::string& submission) {
+  hrm::InferenceSetup s = hrm::load_for_inference(checkpoint, data, config, overrides, hrm::resolve_device(device));
+  hrm::data::LoaderConfig lc;
+  lc.dataset_path = s.data_path;
+  lc.split = "test";
+  lc.test_mode = true;
+  lc.global_batch_size = batch > 0 ? batch : std::min<int64_t>(s.global_batch_size, 1024);
+  const hrm::data::PuzzleDataset test(lc);
+  hrm::EvalOutput out = hrm::evaluate(s.model, test, s.loss_type);
+  const hrm::TaskKind kind = hrm::detect_task_kind(s.data_path, test.metadata());
+  hrm::add_checker_metrics(kind, out, &out.metrics);
+  if (kind == hrm::TaskKind::Arc) {
+    const hrm::ArcVoteResult v = hrm::arc_vote(s.data_path, out);
+    for (const auto& [k, x] : v.pass_at) out.metrics[k] = x;
+    if (!submission.empty()) hrm::write_file_atomic(submission, v.submission_json);
+  }
+  if (!predictions.empty() && out.predictions.defined()) {
+    hrm::npy::save(predictions + "_predictions.npy", out.predictions);
+    hrm::npy::save(predictions + "_q_halt_logits.npy", out.q_halt_logits);
+    hrm::npy::save(predictions + "_inputs.npy", out.inputs);
+    hrm::npy::save(predictions + "_labels.npy", out.labels);
+  }
+  std::printf("eval %s on %s (%s, halt_max_steps %lld):\n", checkpoint.c_str(), s.data_path.c_str(),
+              hrm::to_string(kind).c_str(), (long long)s.model->config().halt_max_steps);
+  for (const auto& [k, v] : out.metrics) std::printf("  %-18s %.6g\n", k.c_str(), v);
+  const std::string j = metrics_json(out.metrics);
+  if (!json_path.empty()) hrm::write_file_atomic(json_path, j + "\n");
+  std::printf("%s\n", j.c_str());
+  return 0;
+}
+
+const std::string& sudoku_cell(int32_t t) {
+  static const std::string cells[] = {"?", ".", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  return cells[std::clamp(t, 0, 10)];
+}
+const std::string& maze_cell(int32_t t) {
+  static const std::string cells[] = {"?", "#", " ", "S", "G", "o"};
+  return cells[std::clamp(t, 0, 5)];
+}
+const std::string& arc_cell(int32_t t) {
+  static const std::string cells[] = {" ", "|", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  return cells[std::clamp(t, 0, 11)];
+}
+
+void print_grid(const std::vector<int32_t>& tokens, int rows, int cols, const std::string& (*cell)(int32_t)) {
+  for (int r = 0; r < rows; ++r) {
+    std::string line;
+    for (int c = 0; c < cols; ++c) line += cell(tokens[static_cast<size_t>(r * cols + c)]) + (cols <= 12 ? " " : "");
+    std::printf("  %s\n", line.c_str());
+  }
+}
+
+int run_solve(const std::string& checkpoint, const std::string& data, const std::vector<std::string>& overrides,
+              const std::string& device, const std::string& sudoku, const std::string& maze, const std::string& arc,
+              bool trace, const std::string& html) {
+  using namespace hrm::data;
+  hrm::InferenceSetup s = hrm::load_for_inference(checkpoint, data, "", overrides, hrm::resolve_device(device));
+  struct Job {
+    std::string title;
+    std::vector<int32_t> tokens;
+    int rows, cols;
+    int32_t identifier = 0;
+    const std::string& (*cell)(int32_t);
+    std::function<std::string(const std::vector<int32_t>&)> verdict;
+  };
+  std::vector<Job> jobs;
+  if (!sudoku.empty()) {
+    const int side = sudoku.size() == 16 ? 4 : sudoku.size() == 36 ? 6 : 9;
+    const SudokuShape shape = SudokuShape::of(side);
+    const SudokuGrid q = parse_sudoku(shape, sudoku, "--sudoku");
+    Job j{"sudoku " + sudoku, {}, side, side, 0, sudoku_cell, {}};
+    for (auto v : q) j.tokens.push_back(v + 1);
+    j.verdict = [shape, q](const std::vector<int32_t>& p) {
+      SudokuGrid g(p.size());
+      for (size_t i = 0; i < p.size(); ++i) g[i] = static_cast<uint8_t>(std::clamp(p[i] - 1, 0, 9));
+      const bool ok = is_valid_sudoku_solution(shape, q, g);
+      const SolveResult exact = solve_sudoku(shape, q, 2);
+      return std::string(ok ? "valid solution (checker accepts it)" : "NOT a valid solution (checker rejects it)") +
+             (exact.solutions == 1 && exact.solution == g ? "; equals the unique solution" : "");
+    };
+    jobs.push_back(j);
+  } else if (!maze.empty()) {
+    std::string text, line;
+    std::ifstream in(maze);
+    if (!in) throw hrm::Error("cannot open " + maze);
+    int rows = 0;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      text += line;
+      ++rows;
+    }
+    const int side = rows == 1 ? static_cast<int>(std::lround(std::sqrt(text.size()))) : rows;
+    if (side * side != static_cast<int>(text.size())) throw hrm::Error(maze + ": the maze must be square");
+    Job j{"maze " + maze, {}, side, side, 0, maze_cell, {}};
+    for (char ch : text) {
+      const auto k = std::string("# SG").find(ch);
+      if (k == std::string::npos) throw hrm::Error(maze + ": invalid character '" + std::string(1, ch) + "'");
+      j.tokens.push_back(static_cast<int32_t>(k) + 1);
+    }
+    j.verdict = [side, text](const std::vector<int32_t>& p) {
+      std::string g;
+      for (auto t : p) g += maze_cell(t);
+      return is_valid_maze_solution(side, text, g) ? std::string("optimal path (checker accepts it)")
+                                                   : std::string("NOT an optimal S-G path (checker rejects it)");
+    };
+    jobs.push_back(j);
+  } else if (!arc.empty()) {
+    const nlohmann::json t = nlohmann::json::parse(hrm::read_file(arc));
+    const std::string id = std::filesystem::path(arc).stem().string();
+    int32_t identifier = 0;
+    const nlohmann::json ids = nlohmann::json::parse(hrm::read_file(s.data_path + "/identifiers.json"));
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] == id) identifier = static_cast<int32_t>(i);
+    if (!identifier) std::printf("note: task %s has no puzzle identifier in %s: using the blank one\n", id.c_str(),
+                                 s.data_path.c_str());
+    for (size_t k = 0; k < t.at("test").size(); ++k) {
+      const ArcGrid in = parse_arc_grid(t["test"][k]["input"].dump(), arc + ": test input");
+      Job j{"arc " + id + " test " + std::to_string(k), {}, kArcMaxSize, kArcMaxSize, identifier, arc_cell, {}};
+      for (auto v : encode_arc_grid(in)) j.tokens.push_back(v);
+      std::optional<ArcGrid> truth;
+      if (t["test"][k].contains("output")) truth = parse_arc_grid(t["test"][k]["output"].dump(), arc + ": test output");
+      j.verdict = [truth](const std::vector<int32_t>& p) {
+        std::vector<uint8_t> u(p.begin(), p.end());
+        const ArcGrid g = crop_arc_grid(u);
+        std::string v = "predicted grid " + std::to_string(g.rows) + "x" + std::to_string(g.cols);
+        if (truth) v += *truth == g ? ", equals the expected output" : ", differs from the expected output";
+        return v;
+      };
+      jobs.push_back(j);
+    }
+  } else {
+    throw hrm::Error("solve: give --sudoku, --maze or --arc");
+  }
+  std::string page;
+  for (const auto& j : jobs) {
+    const hrm::SolveTrace tr = hrm::solve_with_trace(s.model, j.tokens, j.identifier);
+    std::printf("%s\n", j.title.c_str());
+    std::printf("input:\n");
+    print_grid(j.tokens, j.rows, j.cols, j.cell);
+    if (trace)
+      for (size_t k = 0; k < tr.segments.size(); ++k) {
+        std::printf("segment %zu (q_halt %.3f, q_continue %.3f)%s:\n", k + 1, tr.segments[k].q_halt,
+                    tr.segments[k].q_continue, static_cast<int64_t>(k + 1) == tr.halt_segment ? " <- halts" : "");
+        print_grid(tr.segments[k].prediction, j.rows, j.cols, j.cell);
+      }
+    std::printf("answer after %lld of %zu segments (the Q head halts there):\n", (long long)tr.halt_segment,
+                tr.segments.size());
+    print_grid(tr.answer().prediction, j.rows, j.cols, j.cell);
+    std::printf("%s\n", j.verdict(tr.answer().prediction).c_str());
+    if (!html.empty()) page += hrm::trace_html(tr, j.rows, j.cols, j.title, j.cell);
+  }
+  if (!html.empty()) hrm::write_file_atomic(html, page);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -213,8 +382,48 @@ int main(int argc, char** argv) {
     sub->add_flag("--overwrite", df.overwrite, "replace an existing output folder");
   }
 
+  // train
+  auto* train = app.add_subcommand("train", "train from a YAML config (hrm train CONFIG [key=value ...])");
+  std::string train_config, resume_dir;
+  std::vector<std::string> train_overrides;
+  bool quiet = false;
+  train->add_option("CONFIG", train_config, "training config YAML (configs/...)");
+  train->add_option("--resume", resume_dir, "continue the run in this folder from its latest checkpoint");
+  train->add_option("overrides", train_overrides, "key=value and arch.key=value overrides");
+  train->add_flag("--quiet", quiet, "no progress output");
+
+  // eval
+  auto* eval = app.add_subcommand("eval", "evaluate a checkpoint on a dataset's test split");
+  std::string eval_checkpoint, eval_data, eval_config, eval_json, eval_predictions, eval_submission, eval_device = "auto";
+  std::vector<std::string> eval_overrides;
+  int64_t eval_batch = 0;
+  eval->add_option("--checkpoint", eval_checkpoint, "hrm checkpoint or published state dict")->required();
+  eval->add_option("--data", eval_data, "dataset folder (default: the one the checkpoint was trained on)");
+  eval->add_option("--config", eval_config, "training config YAML (needed for published state dicts)");
+  eval->add_option("--json", eval_json, "write the final metrics as one JSON object");
+  eval->add_option("--save-predictions", eval_predictions, "write predictions and q_halt logits (.npy prefix)");
+  eval->add_option("--submission", eval_submission, "ARC: write a Kaggle-style submission.json here");
+  eval->add_option("--batch-size", eval_batch, "evaluation batch size (default: the training global batch)");
+  eval->add_option("--device", eval_device, "auto | cpu | cuda[:N]")->capture_default_str();
+  eval->add_option("overrides", eval_overrides, "model overrides, e.g. arch.halt_max_steps=32");
+
+  // solve
+  auto* solve = app.add_subcommand("solve", "solve one puzzle and show the answer (and the per-segment trace)");
+  std::string solve_checkpoint, solve_sudoku, solve_maze, solve_arc, solve_html, solve_data, solve_device = "auto";
+  bool solve_trace = false;
+  std::vector<std::string> solve_overrides;
+  solve->add_option("--checkpoint", solve_checkpoint, "hrm checkpoint")->required();
+  solve->add_option("--sudoku", solve_sudoku, "the puzzle: 16, 36 or 81 characters, '.' or '0' for blanks");
+  solve->add_option("--maze", solve_maze, "a maze file: one row per line, '#' wall, ' ' open, 'S', 'G'");
+  solve->add_option("--arc", solve_arc, "an ARC task JSON (its test inputs are solved)");
+  solve->add_option("--data", solve_data, "dataset folder (ARC: for the task's puzzle identifier)");
+  solve->add_flag("--trace", solve_trace, "print the decoded prediction after every segment");
+  solve->add_option("--html", solve_html, "write the trace as an HTML page");
+  solve->add_option("--device", solve_device, "auto | cpu | cuda[:N]")->capture_default_str();
+  solve->add_option("overrides", solve_overrides, "model overrides, e.g. arch.halt_max_steps=32");
+
   CLI11_PARSE(app, argc, argv);
-  set_threads(threads);
+  hrm::set_threads(threads);
 
   try {
     if (*verify) {
@@ -222,6 +431,21 @@ int main(int argc, char** argv) {
       const hrm::VerifyResult r = hrm::verify_reference(fixture_dir, vopt, std::cout);
       return r.ok ? 0 : 1;
     }
+    if (*train) {
+      if (!resume_dir.empty()) {
+        const hrm::TrainOutcome o = hrm::resume_training(resume_dir, train_overrides, !quiet);
+        return o.finished || o.interrupted ? 0 : 1;
+      }
+      if (train_config.empty()) throw hrm::Error("train: give a CONFIG file or --resume RUN_DIR");
+      hrm::TrainConfig config = hrm::TrainConfig::load(train_config, train_overrides);
+      if (threads > 0) config.threads = threads;
+      const hrm::TrainOutcome o = hrm::train(config, !quiet);
+      return o.finished || o.interrupted ? 0 : 1;
+    }
+    if (*eval) return run_eval(eval_checkpoint, eval_data, eval_config, eval_overrides, eval_device, eval_batch,
+                               eval_json, eval_predictions, eval_submission);
+    if (*solve) return run_solve(solve_checkpoint, solve_data, solve_overrides, solve_device, solve_sudoku, solve_maze,
+                                 solve_arc, solve_trace, solve_html);
     if (*dataset) return run_dataset(ds_sudoku->parsed() ? "sudoku" : ds_maze->parsed() ? "maze" : "arc", df);
     if (*bench) {
       hrm::ModelConfig config = hrm::bench_preset(preset);

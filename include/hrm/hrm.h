@@ -1,11 +1,14 @@
 #pragma once
 // Umbrella header: the public API of the hrm library.
 #include "hrm/config/model_config.h"
+#include "hrm/config/train_config.h"
 #include "hrm/data/arc.h"
 #include "hrm/data/dataset.h"
 #include "hrm/data/maze.h"
 #include "hrm/data/npy.h"
 #include "hrm/data/sudoku.h"
+#include "hrm/eval/evaluate.h"
+#include "hrm/eval/solve.h"
 #include "hrm/eval/verify_reference.h"
 #include "hrm/loss/act_loss.h"
 #include "hrm/model/hrm.h"
@@ -14,6 +17,7 @@
 #include "hrm/train/benchmark.h"
 #include "hrm/train/state_dict.h"
 #include "hrm/train/train_step.h"
+#include "hrm/train/trainer.h"
 #include "hrm/util/error.h"
 #include "hrm/util/memory.h"
 #include "hrm/util/progress.h"

@@ -383,8 +383,9 @@ std::vector<LoadedBatch> PuzzleDataset::iteration_batches(int64_t iteration) con
 
 // ------------------------------------------------------------------ background loader
 BackgroundLoader::BackgroundLoader(std::shared_ptr<const PuzzleDataset> dataset, int64_t first_iteration,
-                                   size_t capacity)
-    : dataset_(std::move(dataset)), iteration_(first_iteration), capacity_(std::max<size_t>(1, capacity)) {
+                                   size_t capacity, int64_t num_iterations)
+    : dataset_(std::move(dataset)), iteration_(first_iteration), capacity_(std::max<size_t>(1, capacity)),
+      num_iterations_(num_iterations) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -413,7 +414,8 @@ void BackgroundLoader::run() {
       });
       std::unique_lock<std::mutex> lock(mutex_);
       if (stop_) return;
-      if (test || !any) {
+      const bool last = num_iterations_ >= 0 && it + 1 >= iteration_ + num_iterations_;
+      if (test || !any || last) {
         if (!any && !test) error_ = "the training split has no full batch of " +
                                     std::to_string(dataset_->config().global_batch_size) + " examples";
         queue_.emplace_back(it, std::nullopt);  // end of data

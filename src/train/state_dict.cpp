@@ -89,12 +89,15 @@ StateDict load_reference_state_dict(const std::string& path) {
   return out;
 }
 
-void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra) {
+void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra, const TextDict& text) {
   c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
   root.insert("format", std::string(kFormat));
   root.insert("model_config", model->config().to_json());
   root.insert("model", to_generic(model_state(model)));
   root.insert("extra", to_generic(extra));
+  c10::Dict<std::string, std::string> texts;
+  for (const auto& [k, v] : text) texts.insert(k, v);
+  root.insert("text", c10::impl::toGenericDict(texts));
   const std::vector<char> bytes = torch::pickle_save(root);
   write_file_atomic(path, bytes.data(), bytes.size());
 }
@@ -117,6 +120,12 @@ LoadedCheckpoint read_checkpoint(const std::string& path) {
   out.config = ModelConfig::from_json(cfg.toStringRef(), path + " (model_config)");
   out.model = tensor_dict(get("model"), path + " (model)");
   out.extra = tensor_dict(get("extra"), path + " (extra)");
+  const c10::IValue text = get("text");
+  check(text.isGenericDict(), path + ": 'text' is not a dict");
+  for (const auto& item : text.toGenericDict()) {
+    check(item.key().isString() && item.value().isString(), path + ": 'text' must map strings to strings");
+    out.text[item.key().toStringRef()] = item.value().toStringRef();
+  }
   return out;
 }
 

@@ -121,10 +121,12 @@ class PuzzleDataset {
 // stalls the training step.
 class BackgroundLoader {
  public:
-  BackgroundLoader(std::shared_ptr<const PuzzleDataset> dataset, int64_t first_iteration, size_t capacity = 8);
+  // Iterations first_iteration, first_iteration+1, ... (num_iterations of them; -1 = without end). Test mode: one pass.
+  BackgroundLoader(std::shared_ptr<const PuzzleDataset> dataset, int64_t first_iteration, size_t capacity = 8,
+                   int64_t num_iterations = -1);
   ~BackgroundLoader();
-  // Next batch; `iteration` receives the iteration it belongs to. Never returns empty for training sets with at
-  // least one full batch; in test mode returns std::nullopt after the single pass.
+  // Next batch; `iteration` receives the iteration it belongs to. std::nullopt at the end (test mode: after the
+  // single pass; train mode: after num_iterations). Throws when loading failed or a training split has no full batch.
   std::optional<LoadedBatch> next(int64_t* iteration = nullptr);
 
  private:
@@ -132,6 +134,7 @@ class BackgroundLoader {
   std::shared_ptr<const PuzzleDataset> dataset_;
   int64_t iteration_;
   size_t capacity_;
+  int64_t num_iterations_;
   std::deque<std::pair<int64_t, std::optional<LoadedBatch>>> queue_;
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -30,13 +30,16 @@ std::string our_key_to_reference(const std::string& key);  // "inner.X" -> "mode
 StateDict load_reference_state_dict(const std::string& path);
 
 // hrm checkpoint: a torch.save-compatible zip holding {"format": "hrm-checkpoint-v1", "model_config": JSON text,
-// "model": {name: tensor}, "extra": {name: tensor}} (Python can torch.load it). Written atomically.
-void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra = {});
+// "model": {name: tensor}, "extra": {name: tensor}, "text": {name: str}} (Python can torch.load it).
+// Written atomically.
+using TextDict = std::map<std::string, std::string>;
+void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra = {}, const TextDict& text = {});
 
 struct LoadedCheckpoint {
   ModelConfig config;
   StateDict model;
   StateDict extra;
+  TextDict text;
 };
 LoadedCheckpoint read_checkpoint(const std::string& path);
 
