@@ -433,6 +433,13 @@ int main(int argc, char** argv) {
     }
     if (*train) {
       if (!resume_dir.empty()) {
+        // With --resume there is no CONFIG: a first positional key=value is an override.
+        if (!train_config.empty()) {
+          if (train_config.find('=') == std::string::npos)
+            throw hrm::Error("train: give either CONFIG or --resume RUN_DIR, not both");
+          train_overrides.insert(train_overrides.begin(), train_config);
+        }
+        if (threads > 0) train_overrides.push_back("threads=" + std::to_string(threads));
         const hrm::TrainOutcome o = hrm::resume_training(resume_dir, train_overrides, !quiet);
         return o.finished || o.interrupted ? 0 : 1;
       }

@@ -11,14 +11,18 @@
 #include "hrm/util/error.h"
 #include "hrm/util/progress.h"
 #include "hrm/train/state_dict.h"
+#include "hrm/train/trainer.h"
 
 namespace hrm {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-InferenceSetup load_for_inference(const std::string& checkpoint, const std::string& data_dir,
+InferenceSetup load_for_inference(const std::string& checkpoint_or_run, const std::string& data_dir,
                                   const std::string& config_path, const std::vector<std::string>& overrides,
                                   const std::string& device) {
+  // A run folder means its latest checkpoint.
+  const std::string checkpoint =
+      fs::is_directory(checkpoint_or_run) ? latest_checkpoint(checkpoint_or_run) : checkpoint_or_run;
   InferenceSetup out;
   TrainConfig cfg;
   StateDict weights;
@@ -64,6 +68,17 @@ InferenceSetup load_for_inference(const std::string& checkpoint, const std::stri
     model_config.set(k, o.substr(eq + 1), "command line");
   }
   model_config.validate("command line");
+  {
+    const std::string meta_path = cfg.data_path + "/test/dataset.json";
+    const auto meta = data::DatasetMetadata::load(meta_path);
+    if (meta.seq_len != model_config.seq_len || meta.vocab_size != model_config.vocab_size ||
+        meta.num_puzzle_identifiers > model_config.num_puzzle_identifiers)
+      throw Error(checkpoint + " is incompatible with " + cfg.data_path + ": the model has seq_len " +
+                  std::to_string(model_config.seq_len) + ", vocab " + std::to_string(model_config.vocab_size) + ", " +
+                  std::to_string(model_config.num_puzzle_identifiers) + " puzzle identifiers; the dataset has " +
+                  std::to_string(meta.seq_len) + ", " + std::to_string(meta.vocab_size) + ", " +
+                  std::to_string(meta.num_puzzle_identifiers));
+  }
   out.model = HRM(model_config);
   load_model_state(out.model, weights, checkpoint);
   out.model->to(torch::Device(device));

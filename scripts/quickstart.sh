@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# CPU quick start, from a fresh machine: install dependencies, build, generate 6x6 Sudoku offline, train a small HRM
+# (configs/quickstart_cpu.yaml), evaluate it on held-out puzzles and solve one with its per-segment trace.
+# The last line printed is the held-out metrics as one JSON object (as `hrm eval --json` writes them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+bash scripts/setup.sh
+bash scripts/build.sh > /dev/null
+HRM=build/bin/hrm
+DATA=data/generated/sudoku6
+RUN=runs/quickstart
+
+echo "== dataset: 6x6 Sudoku, generated offline (train and test puzzles never equivalent)"
+"$HRM" dataset sudoku --size 6 --generate 5000 --generate-test 500 --min-blanks 8 --max-blanks 16 --seed 1 \
+  --output-dir "$DATA" --export-csv "$DATA.csv" --overwrite
+
+echo "== train: configs/quickstart_cpu.yaml -> $RUN"
+rm -rf "$RUN"
+"$HRM" train configs/quickstart_cpu.yaml data_path="$DATA" run_dir="$RUN"
+
+echo "== solve one held-out puzzle"
+puzzle=$(sed -n 2p "${DATA}_test.csv" | cut -d, -f2)
+"$HRM" solve --checkpoint "$RUN" --sudoku "$puzzle" --trace --html "$RUN/trace.html"
+
+echo "== evaluate on the held-out test split ($(( $(date +%s) - start )) s so far)"
+"$HRM" eval --checkpoint "$RUN" --json "$RUN/eval.json" > "$RUN/eval.log"
+grep -v '^{' "$RUN/eval.log"
+echo "quick start took $(( $(date +%s) - start )) s"
+cat "$RUN/eval.json"
