@@ -25,6 +25,11 @@ void print_summary(const hrm::data::DatasetSummary& s, const std::string& dir) {
   if (s.skipped) std::printf("skipped %lld invalid rows\n", (long long)s.skipped);
 }
 
+void ensure_parent(const std::string& path) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+}
+
 std::string test_csv_name(const std::string& f) {
   const auto dot = f.rfind(".csv");
   return dot == std::string::npos ? f + "_test" : f.substr(0, dot) + "_test.csv";
@@ -45,6 +50,7 @@ int run_dataset(const std::string& kind, const Flags& df) {
       g.seed = df.seed;
       generate_sudoku_split(shape, df.generate, df.generate_test, g, &train, &test);
       if (!df.export_csv.empty()) {
+        ensure_parent(df.export_csv);
         write_sudoku_csv(df.export_csv, train);
         write_sudoku_csv(test_csv_name(df.export_csv), test);
       }
@@ -78,6 +84,7 @@ int run_dataset(const std::string& kind, const Flags& df) {
       generate_maze_split(df.size == 9 ? 30 : df.size, df.generate, df.generate_test, df.min_path_length, df.seed,
                           &train, &test);
       if (!df.export_csv.empty()) {
+        ensure_parent(df.export_csv);
         write_maze_csv(df.export_csv, train);
         write_maze_csv(test_csv_name(df.export_csv), test);
       }
