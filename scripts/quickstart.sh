@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/setup.sh
-bash scripts/build.sh > /dev/null
+BUILD_TARGET=hrm_cli bash scripts/build.sh > /dev/null
 HRM=build/bin/hrm
 DATA=data/generated/sudoku6
 RUN=runs/quickstart
