@@ -96,6 +96,8 @@ uint64_t hash_pairs(const std::vector<ArcPair>& a, const std::vector<ArcPair>& b
 
 }  // namespace
 
+std::string arc_grid_to_json(const ArcGrid& g) { return grid_to_json(g).dump(); }
+
 ArcGrid parse_arc_grid(const std::string& json_text, const std::string& where) {
   Json j;
   try {

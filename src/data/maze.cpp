@@ -199,53 +199,25 @@ void generate_maze_split(int size, int64_t n_train, int64_t n_test, int64_t min_
 }
 
 std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int64_t* skipped) {
-  std::ifstream in(path);
-  check(static_cast<bool>(in), "cannot open " + path);
-  std::string line;
-  check(static_cast<bool>(std::getline(in, line)), path + ": empty file");
-  while (!line.empty() && line.back() == '\r') line.pop_back();
-  check(line == "source,question,answer,rating",
-        path + ":1: expected the header 'source,question,answer,rating', got '" + line + "'");
   std::vector<Maze> out;
-  int64_t line_no = 1, skip = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    while (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
+  read_puzzle_csv(path, skip_invalid, skipped, [&](const std::vector<std::string>& f, const std::string& where) {
+    const int size = static_cast<int>(std::lround(std::sqrt(static_cast<double>(f[1].size()))));
+    check(size * size == static_cast<int>(f[1].size()) && f[2].size() == f[1].size(),
+          where + ": question and answer must be square grids of the same size");
+    for (char ch : f[1])
+      check(ch == '#' || ch == ' ' || ch == 'S' || ch == 'G',
+            where + ": invalid question character '" + std::string(1, ch) + "'");
+    for (char ch : f[2])
+      check(std::string(kAlphabet).find(ch) != std::string::npos,
+            where + ": invalid answer character '" + std::string(1, ch) + "'");
+    Maze m{size, f[1], f[2], parse_rating(f[3], where)};
     try {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      std::string field;
-      while (std::getline(ss, field, ',')) f.push_back(field);
-      check(f.size() == 4, where + ": expected 4 fields, got " + std::to_string(f.size()));
-      const int size = static_cast<int>(std::lround(std::sqrt(static_cast<double>(f[1].size()))));
-      check(size * size == static_cast<int>(f[1].size()) && f[2].size() == f[1].size(),
-            where + ": question and answer must be square grids of the same size");
-      for (char ch : f[1])
-        check(ch == '#' || ch == ' ' || ch == 'S' || ch == 'G',
-              where + ": invalid question character '" + std::string(1, ch) + "'");
-      for (char ch : f[2])
-        check(std::string(kAlphabet).find(ch) != std::string::npos,
-              where + ": invalid answer character '" + std::string(1, ch) + "'");
-      Maze m{size, f[1], f[2], 0};
-      try {
-        m.rating = std::stoll(f[3]);
-      } catch (const std::exception&) {
-        throw Error(where + ": rating '" + f[3] + "' is not a number");
-      }
-      try {
-        check(is_valid_maze_solution(size, m.question, m.answer), "the answer is not a shortest S-G path");
-      } catch (const Error& e) {
-        throw Error(where + ": " + e.what());
-      }
-      out.push_back(std::move(m));
-    } catch (const Error&) {
-      if (!skip_invalid) throw;
-      ++skip;
+      check(is_valid_maze_solution(size, m.question, m.answer), "the answer is not a shortest S-G path");
+    } catch (const Error& e) {
+      throw Error(where + ": " + e.what());
     }
-  }
-  if (skipped) *skipped = skip;
+    out.push_back(std::move(m));
+  });
   return out;
 }
 

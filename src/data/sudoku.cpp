@@ -391,51 +391,17 @@ void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_
 
 std::vector<SudokuRecord> read_sudoku_csv(const std::string& path, const SudokuShape& shape, bool skip_invalid,
                                           int64_t* skipped) {
-  std::ifstream in(path);
-  check(static_cast<bool>(in), "cannot open " + path);
-  std::string line;
-  int64_t line_no = 0, skip = 0;
   std::vector<SudokuRecord> out;
-  auto strip = [](std::string& s) {
-    while (!s.empty() && (s.back() == '\r' || s.back() == '\n')) s.pop_back();
-  };
-  check(static_cast<bool>(std::getline(in, line)), path + ": empty file");
-  ++line_no;
-  strip(line);
-  check(line == "source,question,answer,rating",
-        path + ":1: expected the header 'source,question,answer,rating', got '" + line + "'");
-  while (std::getline(in, line)) {
-    ++line_no;
-    strip(line);
-    if (line.empty()) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
-    try {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      std::string field;
-      while (std::getline(ss, field, ',')) f.push_back(field);
-      if (!line.empty() && line.back() == ',') f.emplace_back();
-      check(f.size() == 4, where + ": expected 4 fields, got " + std::to_string(f.size()));
-      SudokuRecord r;
-      r.source = f[0];
-      r.question = parse_sudoku(shape, f[1], where + " (question)");
-      r.answer = parse_sudoku(shape, f[2], where + " (answer)");
-      try {
-        size_t used = 0;
-        r.rating = static_cast<int64_t>(std::stod(f[3], &used));
-        check(used == f[3].size(), "");
-      } catch (const std::exception&) {
-        throw Error(where + ": rating '" + f[3] + "' is not a number");
-      }
-      check(is_valid_sudoku_solution(shape, r.question, r.answer),
-            where + ": the answer is not a valid solution of the question (constraint broken or clue contradicted)");
-      out.push_back(std::move(r));
-    } catch (const Error&) {
-      if (!skip_invalid) throw;
-      ++skip;
-    }
-  }
-  if (skipped) *skipped = skip;
+  read_puzzle_csv(path, skip_invalid, skipped, [&](const std::vector<std::string>& f, const std::string& where) {
+    SudokuRecord r;
+    r.source = f[0];
+    r.question = parse_sudoku(shape, f[1], where + " (question)");
+    r.answer = parse_sudoku(shape, f[2], where + " (answer)");
+    r.rating = parse_rating(f[3], where);
+    check(is_valid_sudoku_solution(shape, r.question, r.answer),
+          where + ": the answer is not a valid solution of the question (constraint broken or clue contradicted)");
+    out.push_back(std::move(r));
+  });
   return out;
 }
 

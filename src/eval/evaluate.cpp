@@ -246,15 +246,7 @@ ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
             break;
           }
       }
-      auto to_json = [](const data::ArcGrid& g) {
-        Json rows = Json::array();
-        for (int rr = 0; rr < g.rows; ++rr) {
-          Json row = Json::array();
-          for (int cc = 0; cc < g.cols; ++cc) row.push_back(g.cells[rr * g.cols + cc]);
-          rows.push_back(row);
-        }
-        return rows;
-      };
+      auto to_json = [](const data::ArcGrid& g) { return Json::parse(data::arc_grid_to_json(g)); };
       Json a = Json::object();
       a["attempt_1"] = ranked.size() > 0 ? to_json(ranked[0]->grid) : Json::array({Json::array({0})});
       a["attempt_2"] = ranked.size() > 1 ? to_json(ranked[1]->grid) : a["attempt_1"];

@@ -1,6 +1,7 @@
 #include <filesystem>
 
 #include "test_util.h"
+#include "hrm/eval/evaluate.h"
 
 using namespace hrm::data;
 
@@ -108,4 +109,39 @@ TEST(Arc, MalformedTasksAreNamed) {
   EXPECT_THROW(parse_arc_grid(big, "big"), hrm::Error);
   EXPECT_THROW(parse_arc_grid("[[1,2],[3]]", "ragged"), hrm::Error);
   EXPECT_THROW(parse_arc_grid("[[1,2]", "json"), hrm::Error);
+}
+
+TEST(Arc, VotingMapsPredictionsBackAndScoresPassAtK) {
+  hrm::test::TempDir dir;
+  // One evaluation task with a 2x3 test output; variants are dihedral/colour augmentations.
+  ArcTask t{"cccc", "evaluation", {{{2, 3, {1, 2, 3, 4, 5, 6}}, {2, 3, {6, 5, 4, 3, 2, 1}}}},
+            {{{2, 3, {1, 1, 2, 2, 3, 3}}, {2, 3, {3, 3, 2, 2, 1, 1}}}}};
+  ArcBuildOptions o;
+  o.output_dir = dir.file("arc");
+  o.num_aug = 7;
+  o.progress = false;
+  build_arc_dataset({t}, o);
+  PuzzleDataset test(LoaderConfig{o.output_dir, "test", 64, true});
+  const LoadedBatch b = test.iteration_batches(0).at(0);
+  const int64_t n = std::min<int64_t>(b.batch.size(), b.effective_size);
+  hrm::EvalOutput out;
+  out.inputs = b.batch.inputs.narrow(0, 0, n);
+  out.labels = b.batch.labels.narrow(0, 0, n).clone();
+  out.puzzle_identifiers = b.batch.puzzle_identifiers.narrow(0, 0, n);
+  out.q_halt_logits = torch::zeros({n});
+  // Perfect predictions: the labels (ignored cells are PAD).
+  out.predictions = torch::where(out.labels < 0, torch::zeros_like(out.labels), out.labels);
+  hrm::ArcVoteResult r = hrm::arc_vote(o.output_dir, out);
+  EXPECT_EQ(r.test_inputs, 1);
+  EXPECT_DOUBLE_EQ(r.pass_at["pass@1"], 1.0);
+  EXPECT_NE(r.submission_json.find("\"cccc\""), std::string::npos);
+  // All variants wrong in the same way but one: the majority (wrong) wins pass@1, the right one is second.
+  const std::vector<uint8_t> one_cell = encode_arc_grid(ArcGrid{1, 1, {0}});  // colour 0 is fixed by every variant
+  const torch::Tensor wrong_row = torch::tensor(std::vector<int32_t>(one_cell.begin(), one_cell.end()), torch::kInt);
+  hrm::EvalOutput mixed = out;
+  mixed.predictions = out.predictions.clone();
+  for (int64_t i = 1; i < n; ++i) mixed.predictions[i] = wrong_row;
+  r = hrm::arc_vote(o.output_dir, mixed);
+  EXPECT_DOUBLE_EQ(r.pass_at["pass@1"], 0.0);
+  EXPECT_DOUBLE_EQ(r.pass_at["pass@2"], 1.0);
 }

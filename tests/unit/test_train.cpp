@@ -194,3 +194,48 @@ TEST(Train, NonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   EXPECT_NE(e.find("non-finite loss"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(dir.file("run/checkpoints")) && !fs::is_empty(dir.file("run/checkpoints")));
 }
+
+TEST(Eval, PublishedStateDictWithAConfigAndADataset) {
+  HRM_REQUIRE_FIXTURE();
+  TempDir dir;
+  // A dataset shaped like the fixture's model: seq_len 16, vocab 7, 5 puzzle identifiers.
+  {
+    data::DatasetFolder folder(dir.file("data"));
+    data::DatasetMetadata meta;
+    meta.vocab_size = 7;
+    meta.num_puzzle_identifiers = 5;
+    for (const char* split : {"train", "test"}) {
+      data::SplitBuilder b(16);
+      for (int i = 0; i < 10; ++i) {
+        std::vector<uint8_t> x(16), y(16);
+        for (int c = 0; c < 16; ++c) {
+          x[c] = static_cast<uint8_t>(1 + (i + c) % 6);
+          y[c] = static_cast<uint8_t>(1 + (i * c) % 6);
+        }
+        b.add_example(x, y);
+        b.end_puzzle(1 + i % 4);
+        b.end_group();
+      }
+      b.write(folder.split_dir(split), meta);
+    }
+    folder.commit();
+  }
+  fs::create_directories(dir.file("configs/arch"));
+  std::ofstream(dir.file("configs/arch/fixture.yaml"))
+      << "loss_type: stablemax_cross_entropy\nhalt_exploration_prob: 0.0\nhalt_max_steps: 3\nH_cycles: 2\n"
+         "L_cycles: 2\nH_layers: 2\nL_layers: 2\nhidden_size: 32\nnum_heads: 2\nexpansion: 4\npuzzle_emb_ndim: 32\n"
+         "pos_encodings: rope\nforward_dtype: float32\n";
+  std::ofstream(dir.file("configs/published.yaml")) << "defaults: {arch: fixture}\nglobal_batch_size: 6\n";
+  InferenceSetup s = load_for_inference(hrm::test::fixture_dir() + "/reference_state_dict.pt", dir.file("data"),
+                                        dir.file("configs/published.yaml"), {}, "cpu");
+  EXPECT_TRUE(torch::equal(s.model->inner->lm_head->weight,
+                           npy::load(hrm::test::fixture_dir() + "/params/model.inner.lm_head.weight.npy")));
+  data::PuzzleDataset test(data::LoaderConfig{dir.file("data"), "test", 6, true});
+  const EvalOutput e = evaluate(s.model, test, s.loss_type, false);
+  EXPECT_EQ(e.metrics.at("count"), 10);
+  EXPECT_EQ(e.predictions.size(0), 10);
+  EXPECT_DOUBLE_EQ(e.metrics.at("steps"), 3.0);
+  // Without the config, a published state dict cannot be interpreted.
+  EXPECT_THROW(load_for_inference(hrm::test::fixture_dir() + "/reference_state_dict.pt", dir.file("data"), "", {}, "cpu"),
+               hrm::Error);
+}

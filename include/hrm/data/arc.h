@@ -32,6 +32,9 @@ struct ArcTask {
 // Parses a JSON grid (list of equal-length lists of 0..9, at most 30x30); errors name `where`.
 ArcGrid parse_arc_grid(const std::string& json_text, const std::string& where);
 
+// Grid -> JSON text (list of rows).
+std::string arc_grid_to_json(const ArcGrid& g);
+
 // A folder with per-task JSON files in training/ and evaluation/ subfolders (other subfolders: their own set name).
 std::vector<ArcTask> read_arc_folder(const std::string& dir);
 // Kaggle-style combined files PREFIX_<set>_challenges.json + PREFIX_<set>_solutions.json.

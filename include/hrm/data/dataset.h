@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,14 @@ class DatasetFolder {
 };
 
 void write_json_file(const std::string& path, const std::string& json_text);  // atomic
+
+// Reads the published puzzle CSV layout (header `source,question,answer,rating`): calls `row` with the four fields
+// and "file:line" for each non-empty line. An hrm::Error from `row` (or a wrong field count) is rethrown, or with
+// skip_invalid counted in *skipped.
+void read_puzzle_csv(const std::string& path, bool skip_invalid, int64_t* skipped,
+                     const std::function<void(const std::vector<std::string>& fields, const std::string& where)>& row);
+// Parses the rating field; errors name `where`.
+int64_t parse_rating(const std::string& text, const std::string& where);
 
 // ------------------------------------------------------------------ loader
 struct LoaderConfig {
