@@ -1,6 +1,7 @@
 #include "hrm/config/model_config.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <functional>
 
@@ -173,22 +174,33 @@ std::string ModelConfig::to_json() const {
 }
 
 std::string closest_match(const std::string& name, const std::vector<std::string>& candidates) {
+  auto lower = [](std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  // A candidate the name abbreviates wins ("hid" -> "hidden_size"); otherwise the smallest edit distance.
   std::string best;
-  size_t best_d = SIZE_MAX;
-  for (const auto& c : candidates) {
+  for (const auto& c : candidates)
+    if (!name.empty() && lower(c).rfind(lower(name), 0) == 0 && (best.empty() || c.size() < best.size())) best = c;
+  if (!best.empty()) return best;
+  // Edit distance minus the shared prefix: a misspelt long key beats an unrelated short one.
+  long best_d = LONG_MAX;
+  const std::string n = lower(name);
+  for (const auto& cand : candidates) {
+    const std::string c = lower(cand);
     std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
     for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
-    for (size_t i = 1; i <= name.size(); ++i) {
+    for (size_t i = 1; i <= n.size(); ++i) {
       cur[0] = i;
-      for (size_t j = 1; j <= c.size(); ++j) {
-        const size_t sub = prev[j - 1] + (std::tolower(name[i - 1]) == std::tolower(c[j - 1]) ? 0 : 1);
-        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-      }
+      for (size_t j = 1; j <= c.size(); ++j) cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (n[i - 1] != c[j - 1])});
       std::swap(prev, cur);
     }
-    if (prev[c.size()] < best_d) {
-      best_d = prev[c.size()];
-      best = c;
+    size_t prefix = 0;
+    while (prefix < n.size() && prefix < c.size() && n[prefix] == c[prefix]) ++prefix;
+    const long d = static_cast<long>(prev[c.size()]) - static_cast<long>(prefix);
+    if (d < best_d) {
+      best_d = d;
+      best = cand;
     }
   }
   return best;

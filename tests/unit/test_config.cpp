@@ -53,5 +53,7 @@ TEST(Config, SetFromText) {
   EXPECT_TRUE(c.no_ACT_continue);
   EXPECT_DOUBLE_EQ(c.expansion, 2.5);
   EXPECT_NE(error_of([&] { c.set("H_cycle", "3", "cli"); }).find("did you mean 'H_cycles'"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.set("hiden", "3", "cli"); }).find("did you mean 'hidden_size'"), std::string::npos);
+  EXPECT_EQ(closest_match("hid", ModelConfig::keys()), "hidden_size");
   EXPECT_NE(error_of([&] { c.set("H_cycles", "x", "cli"); }).find("expected an integer"), std::string::npos);
 }
