@@ -94,11 +94,14 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::tables(const torch::Dev
 }
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  // x*cos + rotate_half(x)*sin with rotate_half(x) = [-x2, x1] and cos = [c, c], sin = [s, s] per half:
+  // [x1*c - x2*s, x2*c + x1*s] -- the same IEEE operations without materialising rotate_half.
   const auto dtype = x.scalar_type();
   const torch::Tensor xf = x.to(cos.scalar_type());
   const int64_t half = xf.size(-1) / 2;
-  const torch::Tensor rotated = torch::cat({-xf.narrow(-1, half, half), xf.narrow(-1, 0, half)}, -1);
-  return (xf * cos.unsqueeze(-2) + rotated * sin.unsqueeze(-2)).to(dtype);
+  const torch::Tensor x1 = xf.narrow(-1, 0, half), x2 = xf.narrow(-1, half, half);
+  const torch::Tensor c = cos.narrow(-1, 0, half).unsqueeze(-2), s = sin.narrow(-1, 0, half).unsqueeze(-2);
+  return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1).to(dtype);
 }
 
 // ------------------------------------------------------------------ Attention

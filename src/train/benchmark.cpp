@@ -4,7 +4,10 @@
 #include <chrono>
 #include <memory>
 
+#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
+#define HRM_HAVE_LEGACY_PROFILER 1
+#endif
 
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
@@ -58,13 +61,20 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   };
   Carry carry = model->initial_carry(batch());
   std::vector<double> times;
+#ifdef HRM_HAVE_LEGACY_PROFILER
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+#else
+  check(options.profile_path.empty(), "bench --profile: this LibTorch has no legacy profiler");
+  std::unique_ptr<int> profile;
+#endif
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
     const Batch b = batch();
     if (i == options.warmup) {
       tracker.reset_peak();
+#ifdef HRM_HAVE_LEGACY_PROFILER
       if (!options.profile_path.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(options.profile_path);
+#endif
     }
     const auto t0 = std::chrono::steady_clock::now();
     StepResult s = forward_backward(model, carry, b, LossType::StablemaxCrossEntropy, static_cast<double>(B));
