@@ -193,10 +193,10 @@ class Trainer {
       int64_t it = 0;
       std::optional<data::LoadedBatch> lb = loader.next(&it);
       if (!lb) break;
-      if (it != iteration_) {  // an iteration ended: evaluate (and checkpoint)
-        end_of_iteration(outcome);
+      if (it != iteration_) {  // an iteration ended: evaluate and checkpoint as "at the start of iteration it"
         iteration_ = it;
         batch_in_iter_ = 0;
+        end_of_iteration(outcome);
       }
       if (skip > 0) {  // resuming inside an iteration: these batches were trained on before
         --skip;

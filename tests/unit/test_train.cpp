@@ -146,6 +146,17 @@ TEST(Train, EndToEndLearnsCheckpointsResumesEvaluatesAndSolves) {
   EXPECT_EQ(rows(rb2.run_dir, "train"), train_a);
   EXPECT_EQ(rows(rb2.run_dir, "eval"), eval_a);
 
+  // 2b. Resuming from the checkpoint written at the first evaluation (an iteration boundary) does not repeat it.
+  fs::copy(ra.run_dir, dir.file("run_c"), fs::copy_options::recursive);
+  const std::string boundary = "step_" + std::to_string(eval_a.front()["step"].get<int64_t>()) + ".pt";
+  ASSERT_TRUE(fs::exists(dir.file("run_c/checkpoints/" + boundary)));
+  for (const auto& e : fs::directory_iterator(dir.file("run_c/checkpoints")))
+    if (e.path().filename() != boundary) fs::remove(e.path());
+  const TrainOutcome rc = resume_training(dir.file("run_c"), {}, false);
+  EXPECT_TRUE(rc.finished);
+  EXPECT_EQ(rows(rc.run_dir, "train"), train_a);
+  EXPECT_EQ(rows(rc.run_dir, "eval"), eval_a);
+
   // 3. Evaluation of the checkpoint reproduces the run's last evaluation.
   const std::string ck = latest_checkpoint(ra.run_dir);
   InferenceSetup s = load_for_inference(ck, "", "", {}, "cpu");
