@@ -81,7 +81,7 @@ int run_dataset(const std::string& kind, const Flags& df) {
     std::vector<Maze> train, test;
     int64_t skipped_train = 0, skipped_test = 0;
     if (df.generate > 0 || df.generate_test > 0) {
-      generate_maze_split(df.size == 9 ? 30 : df.size, df.generate, df.generate_test, df.min_path_length, df.seed,
+      generate_maze_split(df.maze_size, df.generate, df.generate_test, df.min_path_length, df.seed,
                           &train, &test);
       if (!df.export_csv.empty()) {
         ensure_parent(df.export_csv);
@@ -289,8 +289,8 @@ int run_solve(const std::string& checkpoint, const std::string& data, const std:
                     tr.segments[k].q_continue, static_cast<int64_t>(k + 1) == tr.halt_segment ? " <- halts" : "");
         print_grid(tr.segments[k].prediction, j.rows, j.cols, j.cell);
       }
-    std::printf("answer after %lld of %zu segments (the Q head halts there):\n", (long long)tr.halt_segment,
-                tr.segments.size());
+    std::printf("answer after %lld of %zu segments (%s):\n", (long long)tr.halt_segment, tr.segments.size(),
+                tr.q_halted ? "the Q head halts there" : "halt_max_steps reached");
     print_grid(tr.answer().prediction, j.rows, j.cols, j.cell);
     std::printf("%s\n", j.verdict(tr.answer().prediction).c_str());
     if (!html.empty()) page += hrm::trace_html(tr, j.rows, j.cols, j.title, j.cell);
@@ -348,6 +348,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> arc_dirs;
     std::string kaggle_prefix, sets = "training,evaluation,concept", test_set = "evaluation";
     int64_t arc_num_aug = 1000, min_blanks = -1, max_blanks = -1;
+    int maze_size = 30;
     uint64_t arc_seed = 42;
   } df;
   auto* ds_sudoku = dataset->add_subcommand("sudoku", "Sudoku: import the published CSV or generate offline");
@@ -368,7 +369,7 @@ int main(int argc, char** argv) {
   ds_maze->add_flag("--aug", df.aug, "8 dihedral copies of each training maze");
   ds_maze->add_option("--generate", df.generate, "generate this many training mazes");
   ds_maze->add_option("--generate-test", df.generate_test, "generate this many test mazes");
-  ds_maze->add_option("--size", df.size, "maze side (generation)");
+  ds_maze->add_option("--size", df.maze_size, "maze side (generation)")->capture_default_str();
   ds_maze->add_option("--min-path-length", df.min_path_length, "keep mazes whose shortest path is longer")
       ->capture_default_str();
   ds_maze->add_option("--export-csv", df.export_csv, "also write the generated mazes as CSV (F and F_test)");

@@ -30,7 +30,10 @@ SolveTrace solve_with_trace(HRM& model, const std::vector<int32_t>& input_tokens
     seg.q_halt = out.q_halt_logits.item<double>();
     seg.q_continue = out.q_continue_logits.item<double>();
     const bool halt = c.no_ACT_continue ? seg.q_halt > 0 : seg.q_halt > seg.q_continue;
-    if (halt && trace.halt_segment == 0) trace.halt_segment = s + 1;
+    if (halt && trace.halt_segment == 0) {
+      trace.halt_segment = s + 1;
+      trace.q_halted = true;
+    }
     trace.segments.push_back(std::move(seg));
   }
   if (trace.halt_segment == 0) trace.halt_segment = c.halt_max_steps;

@@ -15,6 +15,7 @@ struct SolveSegment {
 struct SolveTrace {
   std::vector<SolveSegment> segments;  // all halt_max_steps segments
   int64_t halt_segment = 0;            // 1-based: the first segment whose Q head says halt (else the last)
+  bool q_halted = false;               // the Q head said halt (rather than halt_max_steps being reached)
   const SolveSegment& answer() const { return segments[static_cast<size_t>(halt_segment - 1)]; }
 };
 

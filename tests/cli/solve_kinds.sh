@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `hrm solve --maze`, `hrm solve --arc` and `hrm eval` with ARC voting + submission on tiny trained models.
+# Usage: solve_kinds.sh HRM_BINARY WORK_DIR SHARED_DIR
+set -euo pipefail
+HRM=$1
+WORK=$2
+SHARED=$3
+rm -rf "$WORK" && mkdir -p "$WORK/configs/arch" && cd "$WORK"
+cat > configs/arch/tiny.yaml <<'YAML'
+H_cycles: 1
+L_cycles: 1
+H_layers: 1
+L_layers: 1
+hidden_size: 32
+num_heads: 2
+expansion: 2
+puzzle_emb_ndim: 32
+halt_max_steps: 2
+forward_dtype: float32
+YAML
+printf 'defaults: {arch: tiny}\nglobal_batch_size: 8\nepochs: 2\nlr_warmup_steps: 1\n' > configs/toy.yaml
+
+# Maze: 9x9 generated mazes, a few steps of training, then solve one from a file.
+"$HRM" dataset maze --generate 24 --generate-test 4 --size 9 --min-path-length 4 --output-dir maze \
+  --export-csv mazes.csv --seed 2 > /dev/null 2>&1
+"$HRM" --threads 1 train configs/toy.yaml data_path=maze run_dir=run_maze max_steps=3 > /dev/null
+sed -n 2p mazes_test.csv | cut -d, -f2 | fold -w 9 > maze.txt
+"$HRM" solve --checkpoint run_maze --maze maze.txt --trace > solve_maze.log
+grep -q "checker" solve_maze.log || { echo "FAIL: maze solve"; cat solve_maze.log; exit 1; }
+
+# ARC: two training tasks and one evaluation task from the shared ARC-AGI-1 copy.
+if [ -d "$SHARED/data/arc-agi-1" ]; then
+  mkdir -p arc_raw/training arc_raw/evaluation
+  ls "$SHARED/data/arc-agi-1/training" | head -2 | while read -r f; do cp "$SHARED/data/arc-agi-1/training/$f" arc_raw/training/; done
+  eval_task=$(ls "$SHARED/data/arc-agi-1/evaluation" | head -1)
+  cp "$SHARED/data/arc-agi-1/evaluation/$eval_task" arc_raw/evaluation/
+  "$HRM" dataset arc --arc-dir arc_raw --output-dir arc --num-aug 3 > /dev/null 2>&1
+  "$HRM" --threads 1 train configs/toy.yaml data_path=arc run_dir=run_arc max_steps=2 > /dev/null
+  "$HRM" eval --checkpoint run_arc --submission submission.json --json arc_eval.json > arc_eval.log
+  grep -q '"pass@2"' arc_eval.json || { echo "FAIL: ARC pass@K"; cat arc_eval.log; exit 1; }
+  grep -q "\"${eval_task%.json}\"" submission.json || { echo "FAIL: submission"; exit 1; }
+  "$HRM" solve --checkpoint run_arc --arc "arc_raw/evaluation/$eval_task" > solve_arc.log
+  grep -q "expected output" solve_arc.log || { echo "FAIL: arc solve"; cat solve_arc.log; exit 1; }
+fi
+echo "PASS: maze solve, ARC eval (pass@K, submission) and ARC solve"
