@@ -1,6 +1,7 @@
 #include "hrm/data/dataset.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fcntl.h>
 #include <fstream>
@@ -81,6 +82,33 @@ std::string DatasetMetadata::to_json() const {
 }
 
 void write_json_file(const std::string& path, const std::string& json_text) { write_file_atomic(path, json_text); }
+
+DatasetSummary build_blank_identifier_dataset(const std::string& output_dir, bool overwrite, int64_t seq_len,
+                                              int64_t vocab_size,
+                                              const std::function<void(bool, SplitBuilder&)>& fill) {
+  const auto t0 = std::chrono::steady_clock::now();
+  DatasetMetadata meta;
+  meta.pad_id = 0;
+  meta.ignore_label_id = 0;
+  meta.blank_identifier_id = 0;
+  meta.vocab_size = vocab_size;
+  meta.num_puzzle_identifiers = 1;
+  DatasetFolder folder(output_dir, overwrite);
+  DatasetSummary summary;
+  for (const bool is_train : {true, false}) {
+    SplitBuilder split(seq_len);
+    fill(is_train, split);
+    split.write(folder.split_dir(is_train ? "train" : "test"), meta);
+    (is_train ? summary.train_examples : summary.test_examples) = split.examples();
+    (is_train ? summary.train_groups : summary.test_groups) = split.groups();
+  }
+  write_json_file(folder.path("identifiers.json"), "[\"<blank>\"]");
+  folder.commit();
+  summary.seq_len = seq_len;
+  summary.vocab_size = vocab_size;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return summary;
+}
 
 void read_puzzle_csv(const std::string& path, bool skip_invalid, int64_t* skipped,
                      const std::function<void(const std::vector<std::string>&, const std::string&)>& row) {

@@ -230,7 +230,6 @@ void write_maze_csv(const std::string& path, const std::vector<Maze>& mazes) {
 
 DatasetSummary build_maze_dataset(const std::vector<Maze>& train, const std::vector<Maze>& test,
                                   const MazeBuildOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
   check(!train.empty() || !test.empty(), "maze: no mazes to write");
   const int size = train.empty() ? test[0].size : train[0].size;
   auto tokens = [&](const std::string& s) {
@@ -238,36 +237,19 @@ DatasetSummary build_maze_dataset(const std::vector<Maze>& train, const std::vec
     for (size_t i = 0; i < s.size(); ++i) t[i] = static_cast<uint8_t>(std::string(kAlphabet).find(s[i]) + 1);
     return t;
   };
-  DatasetMetadata meta;
-  meta.pad_id = 0;
-  meta.ignore_label_id = 0;
-  meta.blank_identifier_id = 0;
-  meta.vocab_size = 6;
-  meta.num_puzzle_identifiers = 1;
-  DatasetFolder folder(o.output_dir, o.overwrite);
-  DatasetSummary summary;
-  for (const bool is_train : {true, false}) {
-    SplitBuilder split(static_cast<int64_t>(size) * size);
-    for (const Maze& m : is_train ? train : test) {
-      check(m.size == size, "maze: all mazes must have the same size");
-      const int copies = is_train && o.augment ? 8 : 1;
-      for (int t = 0; t < copies; ++t) {
-        split.add_example(tokens(dihedral_transform_string(m.question, size, t)),
-                          tokens(dihedral_transform_string(m.answer, size, t)));
-        split.end_puzzle(0);
-      }
-      split.end_group();
-    }
-    split.write(folder.split_dir(is_train ? "train" : "test"), meta);
-    (is_train ? summary.train_examples : summary.test_examples) = split.examples();
-    (is_train ? summary.train_groups : summary.test_groups) = split.groups();
-  }
-  write_json_file(folder.path("identifiers.json"), "[\"<blank>\"]");
-  folder.commit();
-  summary.seq_len = static_cast<int64_t>(size) * size;
-  summary.vocab_size = 6;
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return summary;
+  // Each maze and its dihedral copies (training only, with augment) form one group.
+  return build_blank_identifier_dataset(
+      o.output_dir, o.overwrite, static_cast<int64_t>(size) * size, 6, [&](bool is_train, SplitBuilder& split) {
+        for (const Maze& m : is_train ? train : test) {
+          check(m.size == size, "maze: all mazes must have the same size");
+          for (int t = 0; t < (is_train && o.augment ? 8 : 1); ++t) {
+            split.add_example(tokens(dihedral_transform_string(m.question, size, t)),
+                              tokens(dihedral_transform_string(m.answer, size, t)));
+            split.end_puzzle(0);
+          }
+          split.end_group();
+        }
+      });
 }
 
 }  // namespace hrm::data

@@ -416,7 +416,6 @@ void write_sudoku_csv(const std::string& path, const std::vector<SudokuRecord>& 
 
 DatasetSummary build_sudoku_dataset(const SudokuShape& shape, std::vector<SudokuRecord> train,
                                     std::vector<SudokuRecord> test, const SudokuBuildOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
   std::mt19937_64 rng(o.seed);
   auto keep = [&](std::vector<SudokuRecord>& v) {
     if (o.min_difficulty < 0) return;
@@ -434,42 +433,23 @@ DatasetSummary build_sudoku_dataset(const SudokuShape& shape, std::vector<Sudoku
     for (size_t i = 0; i < g.size(); ++i) t[i] = static_cast<uint8_t>(g[i] + 1);
     return t;
   };
-  DatasetMetadata meta;
-  meta.pad_id = 0;
-  meta.ignore_label_id = 0;
-  meta.blank_identifier_id = 0;
-  meta.vocab_size = shape.size + 2;
-  meta.num_puzzle_identifiers = 1;
-
-  DatasetFolder folder(o.output_dir, o.overwrite);
-  DatasetSummary summary;
-  for (const bool is_train : {true, false}) {
-    const auto& records = is_train ? train : test;
-    SplitBuilder split(shape.cells());
-    for (const auto& r : records) {
-      const int64_t augments = is_train ? o.num_aug : 0;
-      for (int64_t a = 0; a <= augments; ++a) {
-        SudokuGrid q = r.question, s = r.answer;
-        if (a > 0) {
-          const SudokuTransform t = SudokuTransform::random(shape, rng);
-          q = t.apply(shape, q);
-          s = t.apply(shape, s);
+  // Tokens 0 PAD, 1 + digit; each puzzle and its augmentations form one group; only train is augmented.
+  return build_blank_identifier_dataset(
+      o.output_dir, o.overwrite, shape.cells(), shape.size + 2, [&](bool is_train, SplitBuilder& split) {
+        for (const auto& r : is_train ? train : test) {
+          for (int64_t a = 0; a <= (is_train ? o.num_aug : 0); ++a) {
+            SudokuGrid q = r.question, s = r.answer;
+            if (a > 0) {
+              const SudokuTransform t = SudokuTransform::random(shape, rng);
+              q = t.apply(shape, q);
+              s = t.apply(shape, s);
+            }
+            split.add_example(tokens(q), tokens(s));
+            split.end_puzzle(0);
+          }
+          split.end_group();
         }
-        split.add_example(tokens(q), tokens(s));
-        split.end_puzzle(0);
-      }
-      split.end_group();
-    }
-    split.write(folder.split_dir(is_train ? "train" : "test"), meta);
-    (is_train ? summary.train_examples : summary.test_examples) = split.examples();
-    (is_train ? summary.train_groups : summary.test_groups) = split.groups();
-  }
-  write_json_file(folder.path("identifiers.json"), "[\"<blank>\"]");
-  folder.commit();
-  summary.seq_len = shape.cells();
-  summary.vocab_size = meta.vocab_size;
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return summary;
+      });
 }
 
 }  // namespace hrm::data

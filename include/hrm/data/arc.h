@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "hrm/data/sudoku.h"  // DatasetSummary
+#include "hrm/data/dataset.h"  // DatasetSummary
 
 namespace hrm::data {
 

@@ -73,6 +73,19 @@ class DatasetFolder {
 
 void write_json_file(const std::string& path, const std::string& json_text);  // atomic
 
+struct DatasetSummary {
+  int64_t train_examples = 0, test_examples = 0, train_groups = 0, test_groups = 0;
+  int64_t seq_len = 0, vocab_size = 0, skipped = 0;
+  double seconds = 0;
+};
+
+// Builds a dataset whose puzzles all use the blank identifier 0 (Sudoku, Maze): `fill(is_train, split)` adds one
+// split's examples; both splits and identifiers.json are written into a folder renamed into place at the end.
+// pad_id and ignore_label_id are 0.
+DatasetSummary build_blank_identifier_dataset(const std::string& output_dir, bool overwrite, int64_t seq_len,
+                                              int64_t vocab_size,
+                                              const std::function<void(bool is_train, SplitBuilder& split)>& fill);
+
 // Reads the published puzzle CSV layout (header `source,question,answer,rating`): calls `row` with the four fields
 // and "file:line" for each non-empty line. An hrm::Error from `row` (or a wrong field count) is rethrown, or with
 // skip_invalid counted in *skipped.

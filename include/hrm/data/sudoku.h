@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "hrm/data/dataset.h"  // DatasetSummary
+
 namespace hrm::data {
 
 // A board: size x size cells, row-major, 0 = blank, 1..size digits.
@@ -88,11 +90,6 @@ struct SudokuBuildOptions {
   int64_t min_difficulty = -1;        // keep rows with rating >= this, -1 = all
   uint64_t seed = 0;
   bool overwrite = false;
-};
-struct DatasetSummary {
-  int64_t train_examples = 0, test_examples = 0, train_groups = 0, test_groups = 0;
-  int64_t seq_len = 0, vocab_size = 0, skipped = 0;
-  double seconds = 0;
 };
 // Tokens: 0 PAD, 1 + digit (blank = 1); vocab size+2; seq_len size^2; each puzzle and its augmentations = a group.
 DatasetSummary build_sudoku_dataset(const SudokuShape& shape, std::vector<SudokuRecord> train,
