@@ -1,16 +1,9 @@
 #include "test_util.h"
 
 using namespace hrm;
+using hrm::test::error_of;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const hrm::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 const char* kBase = R"({"seq_len": 81, "vocab_size": 11, "hidden_size": 64, "num_heads": 4, "H_cycles": 2,
   "L_cycles": 2, "H_layers": 1, "L_layers": 1, "halt_max_steps": 4, "expansion": 4, "pos_encodings": "rope",
   "halt_exploration_prob": 0.1)";

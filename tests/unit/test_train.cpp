@@ -6,18 +6,11 @@
 #include "test_util.h"
 
 using namespace hrm;
+using hrm::test::error_of;
 using hrm::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const hrm::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A learnable toy task: 4x4 Sudoku with few blanks.
 std::string make_sudoku4(const TempDir& dir, int64_t n_train = 400, int64_t n_test = 64) {

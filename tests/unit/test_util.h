@@ -1,5 +1,6 @@
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <string>
@@ -60,6 +61,16 @@ inline Batch random_batch(const ModelConfig& c, int64_t B, uint64_t seed = 0) {
   return Batch{torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
                torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
                torch::randint(0, c.num_puzzle_identifiers, {B}, torch::kInt)};
+}
+
+// The message of the hrm::Error that f throws ("" when it throws none).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const hrm::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 #define HRM_REQUIRE_FIXTURE()                                                                              \
