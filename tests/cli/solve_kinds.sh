@@ -31,9 +31,12 @@ grep -q "checker" solve_maze.log || { echo "FAIL: maze solve"; cat solve_maze.lo
 # ARC: two training tasks and one evaluation task from the shared ARC-AGI-1 copy.
 if [ -d "$SHARED/data/arc-agi-1" ]; then
   mkdir -p arc_raw/training arc_raw/evaluation
-  ls "$SHARED/data/arc-agi-1/training" | head -2 | while read -r f; do cp "$SHARED/data/arc-agi-1/training/$f" arc_raw/training/; done
-  eval_task=$(ls "$SHARED/data/arc-agi-1/evaluation" | head -1)
-  cp "$SHARED/data/arc-agi-1/evaluation/$eval_task" arc_raw/evaluation/
+  # Globs, not `ls | head`: with pipefail an early-closed pipe (SIGPIPE) would end the script.
+  training=("$SHARED"/data/arc-agi-1/training/*.json)
+  evaluation=("$SHARED"/data/arc-agi-1/evaluation/*.json)
+  cp "${training[0]}" "${training[1]}" arc_raw/training/
+  cp "${evaluation[0]}" arc_raw/evaluation/
+  eval_task=$(basename "${evaluation[0]}")
   "$HRM" dataset arc --arc-dir arc_raw --output-dir arc --num-aug 3 > /dev/null 2>&1
   "$HRM" --threads 1 train configs/toy.yaml data_path=arc run_dir=run_arc max_steps=2 > /dev/null
   "$HRM" eval --checkpoint run_arc --submission submission.json --json arc_eval.json > arc_eval.log
