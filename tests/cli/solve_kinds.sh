@@ -39,7 +39,10 @@ if [ -d "$SHARED/data/arc-agi-1" ]; then
   eval_task=$(basename "${evaluation[0]}")
   "$HRM" dataset arc --arc-dir arc_raw --output-dir arc --num-aug 3 > /dev/null 2>&1
   "$HRM" --threads 1 train configs/toy.yaml data_path=arc run_dir=run_arc max_steps=2 > /dev/null
-  "$HRM" eval --checkpoint run_arc --submission submission.json --json arc_eval.json > arc_eval.log
+  "$HRM" eval --checkpoint run_arc --submission submission.json --json arc_eval.json --save-predictions preds > arc_eval.log
+  for f in preds_predictions.npy preds_q_halt_logits.npy preds_inputs.npy preds_labels.npy; do
+    [ -s "$f" ] || { echo "FAIL: --save-predictions did not write $f"; exit 1; }
+  done
   grep -q '"pass@2"' arc_eval.json || { echo "FAIL: ARC pass@K"; cat arc_eval.log; exit 1; }
   grep -q "\"${eval_task%.json}\"" submission.json || { echo "FAIL: submission"; exit 1; }
   "$HRM" solve --checkpoint run_arc --arc "arc_raw/evaluation/$eval_task" > solve_arc.log
