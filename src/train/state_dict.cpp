@@ -102,8 +102,12 @@ void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
-LoadedCheckpoint read_checkpoint(const std::string& path) {
-  const c10::IValue v = unpickle(path);
+namespace {
+bool is_hrm_checkpoint(const c10::IValue& v) {
+  return v.isGenericDict() && v.toGenericDict().contains(c10::IValue(std::string("format")));
+}
+
+LoadedCheckpoint checkpoint_from(const c10::IValue& v, const std::string& path) {
   check(v.isGenericDict(), path + ": not an hrm checkpoint (top level is not a dict)");
   const auto root = v.toGenericDict();
   auto get = [&](const char* key) {
@@ -128,14 +132,17 @@ LoadedCheckpoint read_checkpoint(const std::string& path) {
   }
   return out;
 }
+}  // namespace
+
+LoadedCheckpoint read_checkpoint(const std::string& path) { return checkpoint_from(unpickle(path), path); }
 
 HRM load_model(const std::string& path, const ModelConfig* config) {
   if (config) {
     // A published state dict (or one of ours) with an explicit config.
     const c10::IValue v = unpickle(path);
     StateDict state;
-    if (v.isGenericDict() && v.toGenericDict().contains(c10::IValue(std::string("format"))))
-      state = read_checkpoint(path).model;
+    if (is_hrm_checkpoint(v))
+      state = checkpoint_from(v, path).model;
     else
       for (const auto& [k, t] : tensor_dict(v, path)) state[reference_key_to_ours(k)] = t;
     HRM model(*config);
