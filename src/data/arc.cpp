@@ -298,41 +298,44 @@ ArcSummary build_arc_dataset(const std::vector<ArcTask>& tasks, const ArcBuildOp
   for (const auto& task : tasks) {
     const bool is_test_task = task.set == o.test_set;
     std::mt19937_64 rng(o.seed ^ (std::hash<std::string>{}(task.id) * 0x9E3779B97F4A7C15ull));
-    std::vector<ArcAugment> variants{ArcAugment{}};
+    struct Variant {
+      ArcAugment augment;
+      std::vector<ArcPair> train, test;  // the task's pairs under `augment`
+    };
+    std::vector<Variant> variants{{ArcAugment{}, task.train, task.test}};
     std::unordered_set<uint64_t> seen{hash_pairs(task.train, task.test)};
     for (int64_t trial = 0; trial < o.retries_factor * o.num_aug && static_cast<int64_t>(variants.size()) <= o.num_aug;
          ++trial) {
-      ArcAugment a;
-      a.tid = std::uniform_int_distribution<int>(0, 7)(rng);
+      Variant v;
+      v.augment.tid = std::uniform_int_distribution<int>(0, 7)(rng);
       std::vector<uint8_t> colours{1, 2, 3, 4, 5, 6, 7, 8, 9};
       std::shuffle(colours.begin(), colours.end(), rng);
-      std::copy(colours.begin(), colours.end(), a.colour_map.begin() + 1);
-      std::vector<ArcPair> tr, te;
-      for (const auto& p : task.train) tr.push_back({a.apply(p.input), a.apply(p.output)});
-      for (const auto& p : task.test) te.push_back({a.apply(p.input), a.apply(p.output)});
-      if (seen.insert(hash_pairs(tr, te)).second) variants.push_back(a);
+      std::copy(colours.begin(), colours.end(), v.augment.colour_map.begin() + 1);
+      for (const auto& p : task.train) v.train.push_back({v.augment.apply(p.input), v.augment.apply(p.output)});
+      for (const auto& p : task.test) v.test.push_back({v.augment.apply(p.input), v.augment.apply(p.output)});
+      if (seen.insert(hash_pairs(v.train, v.test)).second) variants.push_back(std::move(v));
     }
-    for (const auto& a : variants) {
-      const int32_t id = identifier(a.name(task.id));
+    for (const auto& v : variants) {
+      const int32_t id = identifier(v.augment.name(task.id));
       // Train split: demonstrations (and, for training tasks, the test pairs too), translated except one.
-      std::vector<ArcPair> pairs;
-      for (const auto& p : task.train) pairs.push_back({a.apply(p.input), a.apply(p.output)});
+      std::vector<const ArcPair*> pairs;
+      for (const auto& p : v.train) pairs.push_back(&p);
       if (!is_test_task)
-        for (const auto& p : task.test) pairs.push_back({a.apply(p.input), a.apply(p.output)});
+        for (const auto& p : v.test) pairs.push_back(&p);
       const size_t keep = std::uniform_int_distribution<size_t>(0, pairs.size() - 1)(rng);
       for (size_t i = 0; i < pairs.size(); ++i) {
         int r0 = 0, c0 = 0;
         if (o.translate && i != keep) {
-          const int rows = std::max(pairs[i].input.rows, pairs[i].output.rows);
-          const int cols = std::max(pairs[i].input.cols, pairs[i].output.cols);
+          const int rows = std::max(pairs[i]->input.rows, pairs[i]->output.rows);
+          const int cols = std::max(pairs[i]->input.cols, pairs[i]->output.cols);
           r0 = std::uniform_int_distribution<int>(0, kArcMaxSize - rows)(rng);
           c0 = std::uniform_int_distribution<int>(0, kArcMaxSize - cols)(rng);
         }
-        train.add_example(encode_arc_grid(pairs[i].input, r0, c0), encode_arc_grid(pairs[i].output, r0, c0));
+        train.add_example(encode_arc_grid(pairs[i]->input, r0, c0), encode_arc_grid(pairs[i]->output, r0, c0));
       }
       train.end_puzzle(id);
       if (is_test_task) {
-        for (const auto& p : task.test) test.add_example(encode_arc_grid(a.apply(p.input)), encode_arc_grid(a.apply(p.output)));
+        for (const auto& p : v.test) test.add_example(encode_arc_grid(p.input), encode_arc_grid(p.output));
         test.end_puzzle(id);
       }
     }

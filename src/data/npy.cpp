@@ -248,13 +248,6 @@ std::string header_bytes(const torch::Tensor& t) {
 }
 }  // namespace
 
-std::string to_bytes(const torch::Tensor& tensor) {
-  const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
-  std::string out = header_bytes(t);
-  out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size());
-  return out;
-}
-
 void save(const std::string& path, const torch::Tensor& tensor) {
   const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
   const std::string header = header_bytes(t);

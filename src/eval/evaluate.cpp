@@ -35,9 +35,8 @@ InferenceSetup load_for_inference(const std::string& checkpoint_or_run, const st
     weights = std::move(ck.model);
     if (ck.text.count("train_config")) cfg = TrainConfig::from_yaml(ck.text["train_config"], checkpoint + " (train_config)");
     cfg.arch = model_config;
-  } catch (const Error& e) {
-    if (config_path.empty()) throw;
-    (void)e;
+  } catch (const Error&) {
+    if (config_path.empty()) throw;  // not ours: with a config it is read as a published state dict below
   }
   if (!config_path.empty()) {
     const TrainConfig given = TrainConfig::load(config_path);
@@ -201,23 +200,27 @@ ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
   std::map<std::pair<std::string, int>, std::map<std::string, Candidate>> votes;
   std::map<int, int> seen_per_identifier;
   const int64_t n = out.predictions.defined() ? out.predictions.size(0) : 0;
+  const torch::Tensor pred_t = n ? out.predictions.to(torch::kInt).contiguous() : torch::Tensor();
+  const torch::Tensor ids_t = n ? out.puzzle_identifiers.to(torch::kInt).contiguous() : torch::Tensor();
+  const torch::Tensor q_t = n ? out.q_halt_logits.to(torch::kDouble).contiguous() : torch::Tensor();
   for (int64_t i = 0; i < n; ++i) {
-    const int id = out.puzzle_identifiers[i].item<int>();
+    const int id = ids_t.data_ptr<int32_t>()[i];
     check(id >= 0 && id < static_cast<int>(identifiers.size()), ids_path + ": identifier " + std::to_string(id) + " missing");
     const std::string name = identifiers[id].get<std::string>();
     std::string task = name;
     data::ArcAugment aug;
     if (!data::ArcAugment::parse(name, &task, &aug)) aug = data::ArcAugment{};
     const int index = seen_per_identifier[id]++;
-    std::vector<uint8_t> tokens(static_cast<size_t>(out.predictions.size(1)));
-    for (size_t c = 0; c < tokens.size(); ++c)
-      tokens[c] = static_cast<uint8_t>(std::clamp(out.predictions[i][static_cast<int64_t>(c)].item<int>(), 0, 255));
+    const int64_t S = pred_t.size(1);
+    const int32_t* row = pred_t.data_ptr<int32_t>() + i * S;
+    std::vector<uint8_t> tokens(static_cast<size_t>(S));
+    for (int64_t c = 0; c < S; ++c) tokens[c] = static_cast<uint8_t>(std::clamp(row[c], 0, 255));
     const data::ArcGrid grid = aug.invert(data::crop_arc_grid(tokens));
     std::string key = std::to_string(grid.rows) + "x" + std::to_string(grid.cols) + ":";
     for (auto v : grid.cells) key += static_cast<char>('0' + v);
     Candidate& c = votes[{task, index}][key];
     c.votes += 1;
-    c.q_sum += 1.0 / (1.0 + std::exp(-out.q_halt_logits[i].item<double>()));
+    c.q_sum += 1.0 / (1.0 + std::exp(-q_t.data_ptr<double>()[i]));
     c.grid = grid;
   }
   ArcVoteResult r;

@@ -41,8 +41,7 @@ void ProgressBar::draw(bool force) {
                  static_cast<long long>(done_), static_cast<long long>(total_), elapsed, eta);
   } else {
     const int decile = static_cast<int>(frac * 10);
-    if (decile == last_decile_ && !force) return;
-    if (decile == last_decile_) return;
+    if (decile == last_decile_) return;  // the final draw falls in the last decile printed or a new one
     last_decile_ = decile;
     std::fprintf(stderr, "%s: %lld/%lld (%d%%) %.1fs\n", label_.c_str(), static_cast<long long>(done_),
                  static_cast<long long>(total_), decile * 10, elapsed);

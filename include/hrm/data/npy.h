@@ -30,7 +30,5 @@ torch::Tensor load(const std::string& path);
 // Saves a tensor (made contiguous, moved to CPU) atomically: temp file + rename.
 void save(const std::string& path, const torch::Tensor& tensor);
 
-// Serialises a tensor into .npy bytes.
-std::string to_bytes(const torch::Tensor& tensor);
 
 }  // namespace hrm::npy
