@@ -12,6 +12,7 @@
 #include "hrm/eval/verify_reference.h"
 #include "hrm/loss/act_loss.h"
 #include "hrm/model/hrm.h"
+#include "hrm/nn/fused.h"
 #include "hrm/nn/layers.h"
 #include "hrm/optim/optimizers.h"
 #include "hrm/train/benchmark.h"

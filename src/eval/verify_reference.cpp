@@ -51,7 +51,15 @@ class Group {
       max_rel_ = std::max(max_rel_, rel_counted.max().item<double>());
     }
     const int64_t n_bad = bad.sum().item<int64_t>();
-    if (n_bad) fail(what + " (" + std::to_string(n_bad) + " of " + std::to_string(bad.numel()) + " elements)");
+    if (n_bad) {
+      // Name the worst element: where it is and both values.
+      const int64_t worst = torch::where(bad, diff, torch::zeros_like(diff)).flatten().argmax().item<int64_t>();
+      std::ostringstream ss;
+      ss << what << " (" << n_bad << " of " << bad.numel() << " elements; worst: flat index " << worst << ", ours "
+         << std::setprecision(9) << a.flatten()[worst].item<double>() << ", reference "
+         << b.flatten()[worst].item<double>() << ")";
+      fail(ss.str());
+    }
   }
 
   void exact(const std::string& what, const torch::Tensor& ours, const torch::Tensor& ref) {

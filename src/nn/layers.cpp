@@ -1,5 +1,7 @@
 #include "hrm/nn/layers.h"
 
+#include "hrm/nn/fused.h"
+
 #include <cmath>
 
 namespace hrm::nn {
@@ -114,18 +116,12 @@ AttentionImpl::AttentionImpl(int64_t hidden_size, int64_t num_heads)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
   const int64_t B = x.size(0), S = x.size(1);
   const torch::Tensor qkv = qkv_proj(x).view({B, S, 3 * num_heads_, head_dim_});
-  torch::Tensor qk = qkv.narrow(2, 0, 2 * num_heads_);  // queries and keys rotate together
-  if (rope.cos.defined()) qk = apply_rotary(qk, rope.cos, rope.sin);
-  // [B, heads, S, head_dim]
-  const torch::Tensor q = qk.narrow(2, 0, num_heads_).transpose(1, 2);
-  const torch::Tensor k = qk.narrow(2, num_heads_, num_heads_).transpose(1, 2);
-  const torch::Tensor v = qkv.narrow(2, 2 * num_heads_, num_heads_).transpose(1, 2);
+  const auto [q, k, v] = split_heads(qkv, num_heads_, rope);  // [B, heads, S, head_dim], q and k rotated
 #if TORCH_VERSION_MAJOR >= 2
   const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
 #else
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  const torch::Tensor weights = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1);
-  const torch::Tensor attn = torch::matmul(weights, v);
+  const torch::Tensor attn = torch::matmul(scaled_softmax(torch::matmul(q, k.transpose(-2, -1)), scale), v);
 #endif
   return o_proj(attn.transpose(1, 2).reshape({B, S, num_heads_ * head_dim_}));
 }
@@ -137,8 +133,7 @@ SwiGLUImpl::SwiGLUImpl(int64_t hidden_size, int64_t intermediate_size) {
 }
 
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
-  const auto gate_up = gate_up_proj(x).chunk(2, -1);
-  return down_proj(torch::silu(gate_up[0]) * gate_up[1]);
+  return down_proj(swiglu(gate_up_proj(x)));
 }
 
 // ------------------------------------------------------------------ Block
@@ -150,8 +145,8 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t hidden_size, int64_t num_head
 }
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
-  torch::Tensor h = rms_norm(x + self_attn(x, rope), norm_eps_);
-  return rms_norm(h + mlp(h), norm_eps_);
+  const torch::Tensor h = add_rms_norm(x, self_attn(x, rope), norm_eps_);
+  return add_rms_norm(h, mlp(h), norm_eps_);
 }
 
 }  // namespace hrm::nn

@@ -1,0 +1,38 @@
+#pragma once
+// Fused CPU kernels for forward passes that need no gradient: the no-grad cycles of every HRM segment, the extra
+// target-Q forward of ACT training, evaluation and inference -- in training with 2x2 cycles, 10 of every 12 module
+// calls. LibTorch 1.13 runs each elementwise op of a bf16 block as its own pass with bf16<->float conversions;
+// these do one pass in float (vectorised for AVX-512 / AVX2 / baseline by function multiversioning) and round to
+// the tensor's dtype where the reference's op chain rounds.
+//
+// Each function falls back to the reference's composition of ATen ops (which autograd can differentiate) when a
+// gradient is needed, off CPU, for other dtypes or non-contiguous inputs, and when fused kernels are switched off.
+#include <array>
+
+#include "hrm/nn/layers.h"
+
+namespace hrm::nn {
+
+// Which forward dtypes use the fused kernels. Default: bfloat16 only. Float32 stays on the op-by-op path, which
+// rounds as the reference does: AdamATan2's update is scale-invariant, so an ulp-level change in a small gradient
+// (one computed with cancellation) moves its weight visibly and verify-reference's float32 tolerance fails on it
+// (docs/benchmarks.md has the measured case). `All` adds float32 (faster, not reference-exact).
+// The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode.
+enum class FusedKernels { Off, BFloat16, All };
+FusedKernels fused_kernels();
+void set_fused_kernels(FusedKernels mode);
+
+// rms_norm(x + y) with the sum rounded to x's dtype first (as `x + y` then rms_norm); y may be undefined.
+torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, double eps);
+
+// silu(gate) * up for gate_up = [gate | up] along the last dimension (silu rounded to the dtype, as the reference).
+torch::Tensor swiglu(const torch::Tensor& gate_up);
+
+// qkv [B, S, 3*heads, head_dim] -> q, k, v as [B, heads, S, head_dim], with q and k rotated (RoPE) when the tables
+// are defined.
+std::array<torch::Tensor, 3> split_heads(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope);
+
+// softmax(x * scale) over the last dimension, the product rounded to x's dtype first.
+torch::Tensor scaled_softmax(const torch::Tensor& x, double scale);
+
+}  // namespace hrm::nn

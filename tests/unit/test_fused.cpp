@@ -1,0 +1,184 @@
+// Fused CPU kernels against the op-by-op composition they replace (hrm::nn::FusedKernels::Off).
+#include "test_util.h"
+
+using namespace hrm;
+using nn::FusedKernels;
+
+namespace {
+
+// Sets the fused-kernel mode for one scope.
+struct FusedMode {
+  FusedKernels before = nn::fused_kernels();
+  explicit FusedMode(FusedKernels m) { nn::set_fused_kernels(m); }
+  ~FusedMode() { nn::set_fused_kernels(before); }
+};
+
+template <class F>
+torch::Tensor with_mode(FusedKernels mode, F&& f) {
+  FusedMode m(mode);
+  return f();
+}
+
+// op(inputs) with the fused kernels must match the same op in float64 on the same inputs (the truth): float32 to a
+// few ulp (approximate exp, other summation order), bfloat16 to two roundings (intermediate + output, 2^-8 each).
+// In bfloat16 it must also be, on average, at least as accurate as the op chain it replaces (LibTorch 1.13 rounds
+// every intermediate of a bf16 chain; the fused kernels round only at the reference's op boundaries).
+template <class Op>
+void expect_matches_truth(Op&& op, const std::vector<torch::Tensor>& inputs) {
+  std::vector<torch::Tensor> wide;
+  for (const auto& t : inputs) wide.push_back(t.to(torch::kDouble));
+  const torch::Tensor fused = with_mode(FusedKernels::All, [&] { return op(inputs); });
+  const torch::Tensor chain = with_mode(FusedKernels::Off, [&] { return op(inputs); });
+  const torch::Tensor truth = with_mode(FusedKernels::Off, [&] { return op(wide); });
+  ASSERT_EQ(fused.scalar_type(), inputs[0].scalar_type());
+  ASSERT_EQ(fused.sizes(), truth.sizes());
+  const bool f32 = fused.scalar_type() == torch::kFloat;
+  const double rtol = f32 ? 4e-6 : 1.0 / 128, atol = f32 ? 1e-6 : 1e-3;
+  const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
+  const torch::Tensor bad = err > atol + rtol * truth.abs();
+  EXPECT_EQ(bad.sum().item<int64_t>(), 0) << "max abs error " << err.max().item<double>();
+  if (!f32) {
+    const double chain_err = (chain.to(torch::kDouble) - truth).abs().mean().item<double>();
+    EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err + 1e-9);
+  }
+}
+
+const torch::ScalarType kDtypes[] = {torch::kFloat, torch::kBFloat16};
+
+}  // namespace
+
+TEST(Fused, AddRmsNormMatchesComposition) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(0);
+  for (auto dtype : kDtypes) {
+    for (int64_t n : {128, 82, 13}) {  // full vectors, a tail, less than one vector
+      const torch::Tensor x = (torch::randn({3, 37, n}) * 2 + 0.5).to(dtype), y = torch::randn({3, 37, n}).to(dtype);
+      // The truth adds in float64; the kernels (and the reference) round x + y to the dtype first.
+      const torch::Tensor sum = (x + y).contiguous();
+      expect_matches_truth(
+          [](const auto& in) {
+            if (in[0].scalar_type() != torch::kDouble) return nn::add_rms_norm(in[0], torch::Tensor(), 1e-5);
+            return in[0] * torch::rsqrt(in[0].square().mean(-1, true) + 1e-5);  // rms_norm itself works in float
+          },
+          {sum});
+      const torch::Tensor fused = with_mode(FusedKernels::All, [&] { return nn::add_rms_norm(x, y, 1e-5); });
+      const torch::Tensor of_sum = with_mode(FusedKernels::All, [&] { return nn::add_rms_norm(sum, {}, 1e-5); });
+      EXPECT_TRUE(torch::equal(fused, of_sum));
+    }
+  }
+}
+
+TEST(Fused, SwigluMatchesCompositionIncludingLargeGates) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(1);
+  for (auto dtype : kDtypes) {
+    for (int64_t n : {512, 40, 7}) {
+      torch::Tensor gate_up = torch::randn({5, 11, 2 * n}) * 3;
+      gate_up.index_put_({0, 0, 0}, 100.0);   // silu(100) = 100
+      gate_up.index_put_({0, 0, 1}, -100.0);  // silu(-100) ~ -4e-42
+      expect_matches_truth([](const auto& in) { return nn::swiglu(in[0]); }, {gate_up.to(dtype)});
+    }
+  }
+}
+
+TEST(Fused, ScaledSoftmaxMatchesComposition) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(2);
+  for (auto dtype : kDtypes) {
+    for (int64_t n : {82, 16, 5}) {
+      // |x * scale| stays below ~2.5, so rounding the product to bf16 (as the reference does) moves exp by < 0.5%.
+      const torch::Tensor x = (torch::randn({2, 3, 9, n}) * 4).to(dtype);
+      expect_matches_truth([](const auto& in) { return nn::scaled_softmax(in[0], 0.125); }, {x});
+    }
+  }
+}
+
+TEST(Fused, SplitHeadsMatchesRotaryAndTransposes) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(3);
+  nn::RotaryEmbedding rotary(16, 40, 10000.0);
+  auto [cos, sin] = rotary.tables(torch::kCPU);
+  for (auto dtype : kDtypes) {
+    const torch::Tensor qkv = torch::randn({3, 40, 3 * 4, 16}).to(dtype);
+    for (const nn::RopeTables& rope : {nn::RopeTables{cos, sin}, nn::RopeTables{}}) {
+      for (int i = 0; i < 3; ++i) {
+        const auto part = [&](const auto& in) {
+          nn::RopeTables tables = rope;
+          if (tables.cos.defined() && in[0].scalar_type() == torch::kDouble)
+            tables = {tables.cos.to(torch::kDouble), tables.sin.to(torch::kDouble)};
+          return nn::split_heads(in[0], 4, tables)[i].contiguous();
+        };
+        EXPECT_EQ(with_mode(FusedKernels::All, [&] { return part(std::vector{qkv}); }).sizes(),
+                  (std::vector<int64_t>{3, 4, 40, 16}));
+        expect_matches_truth(part, {qkv});
+      }
+    }
+  }
+}
+
+TEST(Fused, NanPropagates) {
+  torch::NoGradGuard ng;
+  FusedMode m(FusedKernels::All);
+  for (auto dtype : kDtypes) {
+    torch::Tensor x = torch::randn({2, 32});
+    x.index_put_({0, 3}, NAN);
+    x = x.to(dtype);
+    const torch::Tensor norm = nn::add_rms_norm(x, torch::zeros_like(x), 1e-5);
+    EXPECT_TRUE(torch::isnan(norm[0]).all().item<bool>());
+    EXPECT_FALSE(torch::isnan(norm[1]).any().item<bool>());
+    const torch::Tensor soft = nn::scaled_softmax(x, 1.0);
+    EXPECT_TRUE(torch::isnan(soft[0]).all().item<bool>());
+    EXPECT_FALSE(torch::isnan(soft[1]).any().item<bool>());
+    const torch::Tensor act = nn::swiglu(x);  // gate = x[:, :16]: NaN at (0, 3) only
+    EXPECT_EQ(torch::isnan(act).sum().item<int64_t>(), 1);
+  }
+}
+
+TEST(Fused, GradientPathUsesAutograd) {
+  // With a graph wanted, the functions take the differentiable composition, in every mode.
+  FusedMode m(FusedKernels::All);
+  const torch::Tensor x = torch::randn({4, 32}, torch::requires_grad());
+  const torch::Tensor y = nn::add_rms_norm(x, torch::randn({4, 32}), 1e-5);
+  const torch::Tensor s = nn::swiglu(x);
+  ASSERT_TRUE(y.requires_grad());
+  ASSERT_TRUE(s.requires_grad());
+  (y.sum() + s.sum()).backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_GT(x.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(Fused, DefaultModeKeepsFloat32OnTheReferencePath) {
+  // Default: bf16 only; float32 results are bit-identical to the composition (what verify-reference relies on).
+  torch::NoGradGuard ng;
+  ASSERT_EQ(nn::fused_kernels(), FusedKernels::BFloat16) << "run without HRM_FUSED_KERNELS set";
+  const torch::Tensor gate_up = torch::randn({8, 64});
+  const torch::Tensor ours = nn::swiglu(gate_up);
+  const auto parts = gate_up.chunk(2, -1);
+  EXPECT_TRUE(torch::equal(ours, torch::silu(parts[0]) * parts[1]));
+}
+
+TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
+  ModelConfig c = test::tiny_config();
+  c.forward_dtype = "bfloat16";
+  c.hidden_size = 64;
+  c.num_heads = 4;
+  torch::manual_seed(5);
+  HRM model(c);
+  model->eval();
+  const Batch b = test::random_batch(c, 4);
+  torch::NoGradGuard ng;
+  auto run = [&] { return model->forward(model->initial_carry(b), b).second.logits.to(torch::kFloat); };
+  torch::Tensor fused, reference;
+  {
+    FusedMode m(FusedKernels::BFloat16);
+    fused = run();
+  }
+  {
+    FusedMode m(FusedKernels::Off);
+    reference = run();
+  }
+  // 2x2 cycles of bf16 blocks: rounding differences grow through the recurrence; bound them at 5% of the scale.
+  const double scale = reference.abs().max().item<double>();
+  EXPECT_LT((fused - reference).abs().max().item<double>(), 0.05 * scale);
+  EXPECT_GT(scale, 0);
+}
