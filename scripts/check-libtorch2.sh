@@ -26,14 +26,16 @@ fi
 
 mkdir -p "$ROOT/w/main" "$ROOT/w/shared" "$ROOT/w/build" "$ROOT/proc"
 cleanup() {
-  for m in "$ROOT/w/shared" "$ROOT/w/main" "$ROOT/proc" "$ROOT/dev"; do
+  for m in "$ROOT/w/shared" "$ROOT/proc" "$ROOT/dev"; do
     mountpoint -q "$m" && umount -l "$m" || true
   done
 }
 trap cleanup EXIT
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
-mount --bind "$REPO" "$ROOT/w/main"
+# A snapshot of the working tree (tracked + untracked, not ignored): edits made while it builds do not leak in.
+rm -rf "$ROOT/w/main" && mkdir -p "$ROOT/w/main"
+(cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$ROOT/w/main"
 if [ -d "$SHARED" ]; then mount --bind -o ro "$SHARED" "$ROOT/w/shared"; fi
 
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CTEST_ARGS="${CTEST_ARGS:-}" bash -c '

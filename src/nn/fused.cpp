@@ -4,6 +4,7 @@
 #include <ATen/record_function.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -95,51 +96,43 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
   return out;
 }
 
-torch::Tensor scaled_softmax(const torch::Tensor& x, double scale) {
-  if (!fusable({&x})) return torch::softmax(x * scale, -1);
-  RECORD_FUNCTION("hrm::scaled_softmax", std::vector<c10::IValue>());
-  const int64_t n = x.size(-1), rows = x.numel() / n;
-  torch::Tensor out = torch::empty_like(x);
-  at::parallel_for(0, rows, grain_for(n), [&](int64_t r0, int64_t r1) {
-    std::vector<float> tmp(static_cast<size_t>((n + 15) / 16 * 16));
-    dispatch(
-        x, [&] { scaled_softmax_f32(ptr<float>(x), ptr<float>(out), tmp.data(), r0, r1, n, float(scale)); },
-        [&] {
-          scaled_softmax_bf16(ptr<bf16_bits>(x), ptr<bf16_bits>(out), tmp.data(), r0, r1, n, float(scale));
-        });
-  });
-  return out;
-}
-
-std::array<torch::Tensor, 3> split_heads(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
-  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
+torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const bool rotate = rope.cos.defined();
-  const bool tables_ok = !rotate || (rope.cos.scalar_type() == torch::kFloat && rope.cos.is_contiguous() &&
-                                     rope.sin.is_contiguous() && rope.cos.size(0) >= S && rope.cos.size(1) == D);
+  const bool tables_ok = !rotate || (rope.cos.scalar_type() == torch::kFloat && rope.sin.scalar_type() == torch::kFloat &&
+                                     rope.cos.is_contiguous() && rope.sin.is_contiguous() && rope.cos.size(0) >= S &&
+                                     rope.cos.size(1) == D);
   if (!tables_ok || !fusable({&qkv})) {
-    torch::Tensor qk = qkv.narrow(2, 0, 2 * num_heads);  // queries and keys rotate together
-    if (rotate) qk = apply_rotary(qk, rope.cos, rope.sin);
-    return {qk.narrow(2, 0, num_heads).transpose(1, 2), qk.narrow(2, num_heads, num_heads).transpose(1, 2),
-            qkv.narrow(2, 2 * num_heads, num_heads).transpose(1, 2)};
+    torch::Tensor qk = qkv.narrow(2, 0, 2 * H);  // queries and keys rotate together
+    if (rotate) qk = apply_rotary(qk, rope.cos.narrow(0, 0, S), rope.sin.narrow(0, 0, S));
+    // [B, heads, S, head_dim]
+    const torch::Tensor q = qk.narrow(2, 0, H).transpose(1, 2), k = qk.narrow(2, H, H).transpose(1, 2);
+    const torch::Tensor v = qkv.narrow(2, 2 * H, H).transpose(1, 2);
+#if TORCH_VERSION_MAJOR >= 2
+    const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
+#else
+    const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
+#endif
+    return attn.transpose(1, 2).reshape({B, S, H * D});
   }
-  RECORD_FUNCTION("hrm::split_heads", std::vector<c10::IValue>());
-  const auto opts = qkv.options();
-  torch::Tensor q = torch::empty({B, num_heads, S, D}, opts), k = torch::empty_like(q), v = torch::empty_like(q);
+  RECORD_FUNCTION("hrm::attention", std::vector<c10::IValue>());
+  torch::Tensor out = torch::empty({B, S, H * D}, qkv.options());
   const float* cos = rotate ? rope.cos.data_ptr<float>() : nullptr;
   const float* sin = rotate ? rope.sin.data_ptr<float>() : nullptr;
-  at::parallel_for(0, B * S, grain_for(3 * num_heads * D), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
+    std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(S, D)));
     dispatch(
         qkv,
         [&] {
-          split_heads_f32(ptr<float>(qkv), cos, sin, ptr<float>(q), ptr<float>(k), ptr<float>(v), r0, r1, S,
-                          num_heads, D);
+          attention_f32(ptr<float>(qkv), cos, sin, ptr<float>(out), scratch.data(), bh0, bh1, H, S, D, float(scale));
         },
         [&] {
-          split_heads_bf16(ptr<bf16_bits>(qkv), cos, sin, ptr<bf16_bits>(q), ptr<bf16_bits>(k), ptr<bf16_bits>(v),
-                           r0, r1, S, num_heads, D);
+          attention_bf16(ptr<bf16_bits>(qkv), cos, sin, ptr<bf16_bits>(out), scratch.data(), bh0, bh1, H, S, D,
+                         float(scale));
         });
   });
-  return {q, k, v};
+  return out;
 }
 
 }  // namespace hrm::nn

@@ -148,34 +148,7 @@ HRM_INLINE void swiglu_rows(const T* gate_up, T* out, int64_t r0, int64_t r1, in
   }
 }
 
-// tmp: room for n rounded up to a multiple of 16 floats.
-template <class T>
-HRM_INLINE void scaled_softmax_rows(const T* x, T* out, float* tmp, int64_t r0, int64_t r1, int64_t n, float scale) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const T* xr = x + r * n;
-    T* o = out + r * n;
-    vfloat m = splat(-INFINITY);
-    for (int64_t i = 0; i < n; i += W) {
-      const int64_t c = std::min(W, n - i);
-      const vfloat z = round_to<T>(load(xr + i, c, -INFINITY) * scale);  // padding lanes never win the max
-      store_full(tmp + i, z);
-      m = z > m ? z : m;
-    }
-    const float row_max = max_lanes(m);
-    vfloat sum{};
-    for (int64_t i = 0; i < n; i += W) {
-      const int64_t c = std::min(W, n - i);
-      const vfloat e = lane_index() < static_cast<int32_t>(c) ? exp(load_full(tmp + i) - row_max) : splat(0.0f);
-      store_full(tmp + i, e);
-      sum += e;
-    }
-    const float inv = 1.0f / sum_lanes(sum);
-    for (int64_t i = 0; i < n; i += W) store(o + i, load_full(tmp + i) * inv, std::min(W, n - i));
-  }
-}
-
-// Rows are (batch, position) pairs of qkv [B, S, 3H, D]; outputs are [B, H, S, D]. head_dim is small (8-64), so
-// this is a scalar loop: it is a memory shuffle, bound by bandwidth.
+// Single elements (head_dim-sized loops: scalar code, bound by memory).
 template <class T>
 HRM_INLINE float load1(const T* p, int64_t i) {
   if constexpr (std::is_same_v<T, float>) {
@@ -187,48 +160,101 @@ HRM_INLINE float load1(const T* p, int64_t i) {
     return f;
   }
 }
+HRM_INLINE int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
+
+// One head's slice of a qkv row, as float, rotated (RoPE at position pos) when cos is given: [x1*c - x2*s, x2*c + x1*s] per half, as the reference's x*cos + rotate_half(x)*sin.
 template <class T>
-HRM_INLINE void store1(T* p, int64_t i, float v) {
-  if constexpr (std::is_same_v<T, float>) {
-    p[i] = v;
-  } else {
-    uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    p[i] = v != v ? T{0x7FC0} : static_cast<T>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+HRM_INLINE void head_row(const T* src, const float* cos, const float* sin, int64_t pos, int64_t D, float* dst) {
+  if (!cos) {
+    for (int64_t d = 0; d < D; ++d) dst[d] = load1(src, d);
+    return;
+  }
+  const int64_t half = D / 2;
+  const float* c = cos + pos * D;
+  const float* s = sin + pos * D;
+  for (int64_t d = 0; d < half; ++d) {
+    const float x1 = load1(src, d), x2 = load1(src, d + half);
+    dst[d] = x1 * c[d] - x2 * s[d];
+    dst[d + half] = x2 * c[d] + x1 * s[d];
   }
 }
 
+// Softmax attention for (batch*head) pairs [bh0, bh1) straight from the fused projection qkv [B, S, 3H, D]
+// (RoPE applied on the fly), in float with one rounding at the output (as SDPA / FlashAttention), written as
+// out [B, S, H, D] -- the layout the output projection reads. scratch: attention_scratch_floats(S, D) floats.
+// Per pair: K rotated and transposed to float [D][S_pad], V to float [S][D_pad] (in L1/L2 for HRM's sequences);
+// per query: scores, softmax, value mix -- the two sums split over four independent accumulators so the FMAs
+// pipeline instead of waiting on each other.
 template <class T>
-HRM_INLINE void split_heads_rows(const T* qkv, const float* cos, const float* sin, T* q, T* k, T* v, int64_t r0,
-                                 int64_t r1, int64_t S, int64_t H, int64_t D) {
-  const int64_t half = D / 2;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / S, s = r % S;
-    const T* row = qkv + r * 3 * H * D;
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t dst = ((b * H + h) * S + s) * D;
-      T* outs[2] = {q + dst, k + dst};
-      for (int which = 0; which < 2; ++which) {
-        const T* src = row + (which * H + h) * D;
-        T* o = outs[which];
-        if (cos) {
-          const float* c = cos + s * D;
-          const float* sn = sin + s * D;
-          for (int64_t d = 0; d < half; ++d) {
-            const float x1 = load1(src, d), x2 = load1(src, d + half);
-            store1(o, d, x1 * c[d] - x2 * sn[d]);
-            store1(o, d + half, x2 * c[d] + x1 * sn[d]);
-          }
-        } else {
-          std::memcpy(o, src, sizeof(T) * D);
+HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,
+                                int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {
+  const int64_t S_pad = round_up(S), D_pad = round_up(D);
+  float* kT = scratch;         // [D][S_pad]
+  float* vf = kT + D * S_pad;  // [S][D_pad]
+  float* p = vf + S * D_pad;   // [S_pad]
+  float* row = p + S_pad;      // [D_pad]
+  const int64_t row_stride = 3 * H * D;
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const T* base = qkv + b * S * row_stride;
+    for (int64_t j = 0; j < S; ++j) {
+      head_row(base + j * row_stride + (H + h) * D, cos, sin, j, D, row);
+      for (int64_t d = 0; d < D; ++d) kT[d * S_pad + j] = row[d];
+      head_row<T>(base + j * row_stride + (2 * H + h) * D, nullptr, nullptr, j, D, vf + j * D_pad);
+      for (int64_t d = D; d < D_pad; ++d) vf[j * D_pad + d] = 0.0f;
+    }
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t j = S; j < S_pad; ++j) kT[d * S_pad + j] = 0.0f;
+
+    for (int64_t i = 0; i < S; ++i) {
+      head_row(base + i * row_stride + h * D, cos, sin, i, D, row);
+      for (int64_t d = 0; d < D; ++d) row[d] *= scale;
+      vfloat m = splat(-INFINITY);
+      for (int64_t j = 0; j < S_pad; j += W) {
+        vfloat a0{}, a1{}, a2{}, a3{};
+        int64_t d = 0;
+        for (; d + 4 <= D; d += 4) {
+          a0 += row[d] * load_full(kT + d * S_pad + j);
+          a1 += row[d + 1] * load_full(kT + (d + 1) * S_pad + j);
+          a2 += row[d + 2] * load_full(kT + (d + 2) * S_pad + j);
+          a3 += row[d + 3] * load_full(kT + (d + 3) * S_pad + j);
         }
+        for (; d < D; ++d) a0 += row[d] * load_full(kT + d * S_pad + j);
+        const vfloat score = lane_index() < static_cast<int32_t>(S - j) ? (a0 + a1) + (a2 + a3) : splat(-INFINITY);
+        store_full(p + j, score);
+        m = score > m ? score : m;
       }
-      std::memcpy(v + dst, row + (2 * H + h) * D, sizeof(T) * D);
+      const float row_max = max_lanes(m);
+      vfloat sum{};
+      for (int64_t j = 0; j < S_pad; j += W) {
+        const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp(load_full(p + j) - row_max) : splat(0.0f);
+        store_full(p + j, e);
+        sum += e;
+      }
+      const float inv = 1.0f / sum_lanes(sum);
+      T* o = out + ((b * S + i) * H + h) * D;
+      for (int64_t d = 0; d < D_pad; d += W) {
+        const float* vd = vf + d;
+        vfloat a0{}, a1{}, a2{}, a3{};
+        int64_t j = 0;
+        for (; j + 4 <= S; j += 4) {
+          a0 += p[j] * load_full(vd + j * D_pad);
+          a1 += p[j + 1] * load_full(vd + (j + 1) * D_pad);
+          a2 += p[j + 2] * load_full(vd + (j + 2) * D_pad);
+          a3 += p[j + 3] * load_full(vd + (j + 3) * D_pad);
+        }
+        for (; j < S; ++j) a0 += p[j] * load_full(vd + j * D_pad);
+        store(o + d, ((a0 + a1) + (a2 + a3)) * inv, std::min(W, D - d));
+      }
     }
   }
 }
 
 }  // namespace
+
+int64_t attention_scratch_floats(int64_t S, int64_t D) {
+  return D * round_up(S) + S * round_up(D) + round_up(S) + round_up(D);
+}
 
 // Multiversioned entry points (one per dtype: target_clones does not apply to templates).
 #define HRM_DEFINE_ENTRY_POINTS(T, suffix)                                                                        \
@@ -239,13 +265,9 @@ HRM_INLINE void split_heads_rows(const T* qkv, const float* cos, const float* si
   HRM_MULTIVERSION void swiglu_##suffix(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {            \
     swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                      \
   }                                                                                                               \
-  HRM_MULTIVERSION void scaled_softmax_##suffix(const T* x, T* out, float* tmp, int64_t r0, int64_t r1, int64_t n, \
-                                                float scale) {                                                    \
-    scaled_softmax_rows<T>(x, out, tmp, r0, r1, n, scale);                                                        \
-  }                                                                                                               \
-  HRM_MULTIVERSION void split_heads_##suffix(const T* qkv, const float* cos, const float* sin, T* q, T* k, T* v,  \
-                                             int64_t r0, int64_t r1, int64_t S, int64_t H, int64_t D) {          \
-    split_heads_rows<T>(qkv, cos, sin, q, k, v, r0, r1, S, H, D);                                                 \
+  HRM_MULTIVERSION void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, \
+                                           int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) { \
+    attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                   \
   }
 
 HRM_DEFINE_ENTRY_POINTS(float, f32)

@@ -116,14 +116,7 @@ AttentionImpl::AttentionImpl(int64_t hidden_size, int64_t num_heads)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
   const int64_t B = x.size(0), S = x.size(1);
   const torch::Tensor qkv = qkv_proj(x).view({B, S, 3 * num_heads_, head_dim_});
-  const auto [q, k, v] = split_heads(qkv, num_heads_, rope);  // [B, heads, S, head_dim], q and k rotated
-#if TORCH_VERSION_MAJOR >= 2
-  const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
-#else
-  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  const torch::Tensor attn = torch::matmul(scaled_softmax(torch::matmul(q, k.transpose(-2, -1)), scale), v);
-#endif
-  return o_proj(attn.transpose(1, 2).reshape({B, S, num_heads_ * head_dim_}));
+  return o_proj(attention(qkv, num_heads_, rope));
 }
 
 // ------------------------------------------------------------------ SwiGLU

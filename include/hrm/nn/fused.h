@@ -7,8 +7,6 @@
 //
 // Each function falls back to the reference's composition of ATen ops (which autograd can differentiate) when a
 // gradient is needed, off CPU, for other dtypes or non-contiguous inputs, and when fused kernels are switched off.
-#include <array>
-
 #include "hrm/nn/layers.h"
 
 namespace hrm::nn {
@@ -16,7 +14,7 @@ namespace hrm::nn {
 // Which forward dtypes use the fused kernels. Default: bfloat16 only. Float32 stays on the op-by-op path, which
 // rounds as the reference does: AdamATan2's update is scale-invariant, so an ulp-level change in a small gradient
 // (one computed with cancellation) moves its weight visibly and verify-reference's float32 tolerance fails on it
-// (docs/benchmarks.md has the measured case). `All` adds float32 (faster, not reference-exact).
+// (docs/architecture.md has the measured case). `All` adds float32 (faster, not reference-exact).
 // The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode.
 enum class FusedKernels { Off, BFloat16, All };
 FusedKernels fused_kernels();
@@ -28,11 +26,10 @@ torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, doubl
 // silu(gate) * up for gate_up = [gate | up] along the last dimension (silu rounded to the dtype, as the reference).
 torch::Tensor swiglu(const torch::Tensor& gate_up);
 
-// qkv [B, S, 3*heads, head_dim] -> q, k, v as [B, heads, S, head_dim], with q and k rotated (RoPE) when the tables
-// are defined.
-std::array<torch::Tensor, 3> split_heads(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope);
-
-// softmax(x * scale) over the last dimension, the product rounded to x's dtype first.
-torch::Tensor scaled_softmax(const torch::Tensor& x, double scale);
+// Non-causal multi-head softmax attention (scale 1/sqrt(head_dim)) from the fused projection qkv
+// [B, S, 3*heads, head_dim], q and k rotated when the RoPE tables are defined; returns [B, S, heads*head_dim].
+// Fused: per (batch, head) in float, RoPE on the fly, one rounding at the output (as SDPA). Otherwise: rotary,
+// then SDPA (LibTorch >= 2) or matmul-softmax-matmul.
+torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope);
 
 }  // namespace hrm::nn
