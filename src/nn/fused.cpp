@@ -27,20 +27,24 @@ std::atomic<FusedKernels>& mode_flag() {
   return flag;
 }
 
-// Whether the fused kernel may run: no autograd graph wanted, CPU, float32/bfloat16, contiguous.
-// Whether the fused kernel may run: no autograd graph wanted, CPU, contiguous, a dtype the mode covers.
-bool fusable(std::initializer_list<const torch::Tensor*> tensors) {
+// Which implementation runs: the op-by-op composition (mode off, a dtype the mode does not cover, off CPU,
+// non-contiguous), the fused kernel, or -- when autograd wants a graph -- the fused kernel inside a custom autograd
+// function with a fused backward (where there is one; otherwise the composition).
+enum class Path { Composition, Kernel, KernelWithGraph };
+
+Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_backward) {
   const FusedKernels mode = fused_kernels();
   const auto dtype = (*tensors.begin())->scalar_type();
   if (!(dtype == torch::kBFloat16 && mode != FusedKernels::Off) && !(dtype == torch::kFloat && mode == FusedKernels::All))
-    return false;
-  const bool grad = torch::GradMode::is_enabled();
+    return Path::Composition;
+  bool graph = false;
   for (const torch::Tensor* t : tensors) {
     if (!t->defined()) continue;
-    if (!t->device().is_cpu() || !t->is_contiguous() || t->scalar_type() != dtype) return false;
-    if (grad && t->requires_grad()) return false;
+    if (!t->device().is_cpu() || !t->is_contiguous() || t->scalar_type() != dtype) return Path::Composition;
+    graph = graph || t->requires_grad();
   }
-  return true;
+  if (!graph || !torch::GradMode::is_enabled()) return Path::Kernel;
+  return has_backward ? Path::KernelWithGraph : Path::Composition;
 }
 
 // Splits `rows` into chunks of at least ~16K elements for at::parallel_for.
@@ -62,27 +66,44 @@ T* ptr(const torch::Tensor& t) {
 FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed); }
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
 
-torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, double eps) {
-  if (!fusable({&x, &y}) || (y.defined() && y.sizes() != x.sizes()))
-    return rms_norm(y.defined() ? x + y : x, eps);
+namespace {
+
+// ---------------------------------------------------------------- kernels on tensors (no autograd)
+// sum_out (optional) receives x + y rounded to the dtype.
+torch::Tensor add_rms_norm_kernel(const torch::Tensor& x, const torch::Tensor& y, double eps,
+                                  const torch::Tensor& sum_out = {}) {
   RECORD_FUNCTION("hrm::add_rms_norm", std::vector<c10::IValue>());
   const int64_t n = x.size(-1), rows = x.numel() / n;
   torch::Tensor out = torch::empty_like(x);
   at::parallel_for(0, rows, grain_for(n), [&](int64_t r0, int64_t r1) {
     dispatch(
-        x, [&] { add_rms_norm_f32(ptr<float>(x), ptr<float>(y), ptr<float>(out), r0, r1, n, float(eps)); },
+        x,
         [&] {
-          add_rms_norm_bf16(ptr<bf16_bits>(x), ptr<bf16_bits>(y), ptr<bf16_bits>(out), r0, r1, n, float(eps));
+          add_rms_norm_f32(ptr<float>(x), ptr<float>(y), ptr<float>(out), ptr<float>(sum_out), r0, r1, n, float(eps));
+        },
+        [&] {
+          add_rms_norm_bf16(ptr<bf16_bits>(x), ptr<bf16_bits>(y), ptr<bf16_bits>(out), ptr<bf16_bits>(sum_out), r0,
+                            r1, n, float(eps));
         });
   });
   return out;
 }
 
-torch::Tensor swiglu(const torch::Tensor& gate_up) {
-  if (!fusable({&gate_up})) {
-    const auto parts = gate_up.chunk(2, -1);
-    return torch::silu(parts[0]) * parts[1];
-  }
+torch::Tensor rms_norm_backward_kernel(const torch::Tensor& s, const torch::Tensor& dy, double eps) {
+  RECORD_FUNCTION("hrm::rms_norm_backward", std::vector<c10::IValue>());
+  const int64_t n = s.size(-1), rows = s.numel() / n;
+  torch::Tensor ds = torch::empty_like(s);
+  at::parallel_for(0, rows, grain_for(n), [&](int64_t r0, int64_t r1) {
+    dispatch(
+        s, [&] { rms_norm_backward_f32(ptr<float>(s), ptr<float>(dy), ptr<float>(ds), r0, r1, n, float(eps)); },
+        [&] {
+          rms_norm_backward_bf16(ptr<bf16_bits>(s), ptr<bf16_bits>(dy), ptr<bf16_bits>(ds), r0, r1, n, float(eps));
+        });
+  });
+  return ds;
+}
+
+torch::Tensor swiglu_kernel(const torch::Tensor& gate_up) {
   RECORD_FUNCTION("hrm::swiglu", std::vector<c10::IValue>());
   const int64_t n = gate_up.size(-1) / 2, rows = gate_up.numel() / (2 * n);
   std::vector<int64_t> shape = gate_up.sizes().vec();
@@ -96,6 +117,73 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
   return out;
 }
 
+torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::Tensor& dy) {
+  RECORD_FUNCTION("hrm::swiglu_backward", std::vector<c10::IValue>());
+  const int64_t n = gate_up.size(-1) / 2, rows = gate_up.numel() / (2 * n);
+  torch::Tensor d_gate_up = torch::empty_like(gate_up);
+  at::parallel_for(0, rows, grain_for(5 * n), [&](int64_t r0, int64_t r1) {
+    dispatch(
+        gate_up, [&] { swiglu_backward_f32(ptr<float>(gate_up), ptr<float>(dy), ptr<float>(d_gate_up), r0, r1, n); },
+        [&] {
+          swiglu_backward_bf16(ptr<bf16_bits>(gate_up), ptr<bf16_bits>(dy), ptr<bf16_bits>(d_gate_up), r0, r1, n);
+        });
+  });
+  return d_gate_up;
+}
+
+// ---------------------------------------------------------------- autograd functions with fused backward
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& y, double eps) {
+    const torch::Tensor sum = torch::empty_like(x);
+    torch::Tensor out = add_rms_norm_kernel(x, y, eps, sum);
+    ctx->save_for_backward({sum});
+    ctx->saved_data["eps"] = eps;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const torch::Tensor ds = rms_norm_backward_kernel(ctx->get_saved_variables()[0], grads[0].contiguous(),
+                                                      ctx->saved_data["eps"].toDouble());
+    return {ds, ds, torch::Tensor()};  // d(x + y)/dx = d(x + y)/dy = 1
+  }
+};
+
+struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate_up) {
+    ctx->save_for_backward({gate_up});
+    return swiglu_kernel(gate_up);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined()) return {torch::Tensor()};
+    return {swiglu_backward_kernel(ctx->get_saved_variables()[0], grads[0].contiguous())};
+  }
+};
+
+}  // namespace
+
+torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, double eps) {
+  const bool same_shape = !y.defined() || y.sizes() == x.sizes();
+  switch (same_shape ? path_for({&x, &y}, /*has_backward=*/y.defined()) : Path::Composition) {
+    case Path::Kernel: return add_rms_norm_kernel(x, y, eps);
+    case Path::KernelWithGraph: return AddRmsNormFunction::apply(x, y, eps);
+    case Path::Composition: break;
+  }
+  return rms_norm(y.defined() ? x + y : x, eps);
+}
+
+torch::Tensor swiglu(const torch::Tensor& gate_up) {
+  switch (path_for({&gate_up}, /*has_backward=*/true)) {
+    case Path::Kernel: return swiglu_kernel(gate_up);
+    case Path::KernelWithGraph: return SwigluFunction::apply(gate_up);
+    case Path::Composition: break;
+  }
+  const auto parts = gate_up.chunk(2, -1);
+  return torch::silu(parts[0]) * parts[1];
+}
+
 torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
   const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
@@ -103,7 +191,7 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
   const bool tables_ok = !rotate || (rope.cos.scalar_type() == torch::kFloat && rope.sin.scalar_type() == torch::kFloat &&
                                      rope.cos.is_contiguous() && rope.sin.is_contiguous() && rope.cos.size(0) >= S &&
                                      rope.cos.size(1) == D);
-  if (!tables_ok || !fusable({&qkv})) {
+  if (!tables_ok || path_for({&qkv}, /*has_backward=*/false) != Path::Kernel) {
     torch::Tensor qk = qkv.narrow(2, 0, 2 * H);  // queries and keys rotate together
     if (rotate) qk = apply_rotary(qk, rope.cos.narrow(0, 0, S), rope.sin.narrow(0, 0, S));
     // [B, heads, S, head_dim]

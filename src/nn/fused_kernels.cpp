@@ -113,8 +113,10 @@ HRM_INLINE vfloat exp(vfloat x) {
 }
 
 // ---------------------------------------------------------------- row kernels
+// sum_out (may be null) receives s = x + y rounded to T, which the backward needs.
 template <class T>
-HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, int64_t r0, int64_t r1, int64_t n, float eps) {
+HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,
+                                  float eps) {
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * n;
     const T* yr = y ? y + r * n : nullptr;
@@ -124,12 +126,35 @@ HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, int64_t r0, in
       const int64_t c = std::min(W, n - i);
       const vfloat s = yr ? round_to<T>(load(xr + i, c) + load(yr + i, c)) : load(xr + i, c);
       store(o + i, s, c);
+      if (sum_out) store(sum_out + r * n + i, s, c);
       sum_sq += s * s;
     }
     const float inv = 1.0f / std::sqrt(sum_lanes(sum_sq) / static_cast<float>(n) + eps);
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
       store(o + i, load(o + i, c) * inv, c);
+    }
+  }
+}
+
+// Gradient of rms_norm at s: with r = 1/sqrt(mean(s^2) + eps) and y = s*r, ds = r * (dy - y * mean(dy * y)).
+template <class T>
+HRM_INLINE void rms_norm_backward_rows(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* sr = s + r * n;
+    const T* dyr = dy + r * n;
+    vfloat sum_sq{}, dot{};
+    for (int64_t i = 0; i < n; i += W) {
+      const int64_t c = std::min(W, n - i);
+      const vfloat sv = load(sr + i, c);
+      sum_sq += sv * sv;
+      dot += load(dyr + i, c) * sv;
+    }
+    const float inv = 1.0f / std::sqrt(sum_lanes(sum_sq) / static_cast<float>(n) + eps);
+    const float mean_dy_y = sum_lanes(dot) * inv / static_cast<float>(n);
+    for (int64_t i = 0; i < n; i += W) {
+      const int64_t c = std::min(W, n - i);
+      store(ds + r * n + i, (load(dyr + i, c) - load(sr + i, c) * (inv * mean_dy_y)) * inv, c);
     }
   }
 }
@@ -144,6 +169,26 @@ HRM_INLINE void swiglu_rows(const T* gate_up, T* out, int64_t r0, int64_t r1, in
       const int64_t c = std::min(W, n - i);
       const vfloat gv = load(g + i, c);
       store(o + i, round_to<T>(gv / (1.0f + exp(-gv))) * load(u + i, c), c);
+    }
+  }
+}
+
+// Gradient of silu(g) * u, rounded where the reference's autograd rounds: d_up = dy * silu(g) (silu rounded to T),
+// d_gate = (dy * u rounded to T) * silu'(g), silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))).
+template <class T>
+HRM_INLINE void swiglu_backward_rows(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* g = gate_up + r * 2 * n;
+    const T* u = g + n;
+    const T* dyr = dy + r * n;
+    T* dg = d_gate_up + r * 2 * n;
+    T* du = dg + n;
+    for (int64_t i = 0; i < n; i += W) {
+      const int64_t c = std::min(W, n - i);
+      const vfloat gv = load(g + i, c), dyv = load(dyr + i, c);
+      const vfloat sig = 1.0f / (1.0f + exp(-gv));
+      store(du + i, dyv * round_to<T>(gv * sig), c);
+      store(dg + i, round_to<T>(dyv * load(u + i, c)) * (sig * (1.0f + gv * (1.0f - sig))), c);
     }
   }
 }
@@ -258,12 +303,20 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
 
 // Multiversioned entry points (one per dtype: target_clones does not apply to templates).
 #define HRM_DEFINE_ENTRY_POINTS(T, suffix)                                                                        \
-  HRM_MULTIVERSION void add_rms_norm_##suffix(const T* x, const T* y, T* out, int64_t r0, int64_t r1, int64_t n,  \
-                                              float eps) {                                                        \
-    add_rms_norm_rows<T>(x, y, out, r0, r1, n, eps);                                                              \
+  HRM_MULTIVERSION void add_rms_norm_##suffix(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, \
+                                              int64_t n, float eps) {                                             \
+    add_rms_norm_rows<T>(x, y, out, sum_out, r0, r1, n, eps);                                                     \
+  }                                                                                                               \
+  HRM_MULTIVERSION void rms_norm_backward_##suffix(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1,        \
+                                                   int64_t n, float eps) {                                        \
+    rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                         \
   }                                                                                                               \
   HRM_MULTIVERSION void swiglu_##suffix(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {            \
     swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                      \
+  }                                                                                                               \
+  HRM_MULTIVERSION void swiglu_backward_##suffix(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0,         \
+                                                 int64_t r1, int64_t n) {                                         \
+    swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                   \
   }                                                                                                               \
   HRM_MULTIVERSION void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, \
                                            int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) { \

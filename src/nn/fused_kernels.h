@@ -8,8 +8,11 @@ namespace hrm::nn::kernels {
 using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
 
 #define HRM_DECLARE_ENTRY_POINTS(T, suffix)                                                                        \
-  void add_rms_norm_##suffix(const T* x, const T* y, T* out, int64_t r0, int64_t r1, int64_t n, float eps);       \
+  void add_rms_norm_##suffix(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,      \
+                             float eps);                                                                          \
+  void rms_norm_backward_##suffix(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps);  \
   void swiglu_##suffix(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                              \
+  void swiglu_backward_##suffix(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);  \
   void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,  \
                           int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
 // Floats of scratch one thread needs for attention_*.
