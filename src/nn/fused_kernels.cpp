@@ -224,72 +224,89 @@ HRM_INLINE void head_row(const T* src, const float* cos, const float* sin, int64
   }
 }
 
+constexpr int64_t kQueryBlock = 4;
+
+// acc[q] = sum over t < n of w[q * w_stride + t] * m[t * m_stride .. +16], for four weight rows at once: each load
+// of m feeds four independent FMA chains.
+HRM_INLINE void mix4(const float* w, int64_t w_stride, const float* m, int64_t m_stride, int64_t n, vfloat acc[4]) {
+  const float *w0 = w, *w1 = w + w_stride, *w2 = w + 2 * w_stride, *w3 = w + 3 * w_stride;
+  vfloat a0{}, a1{}, a2{}, a3{};
+  for (int64_t t = 0; t < n; ++t) {
+    const vfloat mv = load_full(m + t * m_stride);
+    a0 += w0[t] * mv;
+    a1 += w1[t] * mv;
+    a2 += w2[t] * mv;
+    a3 += w3[t] * mv;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
 // Softmax attention for (batch*head) pairs [bh0, bh1) straight from the fused projection qkv [B, S, 3H, D]
 // (RoPE applied on the fly), in float with one rounding at the output (as SDPA / FlashAttention), written as
 // out [B, S, H, D] -- the layout the output projection reads. scratch: attention_scratch_floats(S, D) floats.
-// Per pair: K rotated and transposed to float [D][S_pad], V to float [S][D_pad] (in L1/L2 for HRM's sequences);
-// per query: scores, softmax, value mix -- the two sums split over four independent accumulators so the FMAs
-// pipeline instead of waiting on each other.
+// Per pair: K rotated and transposed to float [D][S_pad], V to float [S][D_pad] (in L1/L2 for HRM's sequences).
+// Queries go four at a time: each load of K or V feeds four independent FMA chains, one per query (the kernel is
+// bound by L1 loads, not by arithmetic).
 template <class T>
 HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,
                                 int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {
+  constexpr int64_t QB = kQueryBlock;
   const int64_t S_pad = round_up(S), D_pad = round_up(D);
-  float* kT = scratch;         // [D][S_pad]
-  float* vf = kT + D * S_pad;  // [S][D_pad]
-  float* p = vf + S * D_pad;   // [S_pad]
-  float* row = p + S_pad;      // [D_pad]
+  float* kT = scratch;              // [D][S_pad]
+  float* vf = kT + D * S_pad;       // [S][D_pad]
+  float* p = vf + S * D_pad;        // [QB][S_pad] scores, then probabilities
+  float* rows = p + QB * S_pad;     // [QB][D_pad] scaled, rotated queries
   const int64_t row_stride = 3 * H * D;
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const int64_t b = bh / H, h = bh % H;
     const T* base = qkv + b * S * row_stride;
     for (int64_t j = 0; j < S; ++j) {
-      head_row(base + j * row_stride + (H + h) * D, cos, sin, j, D, row);
-      for (int64_t d = 0; d < D; ++d) kT[d * S_pad + j] = row[d];
+      head_row(base + j * row_stride + (H + h) * D, cos, sin, j, D, rows);
+      for (int64_t d = 0; d < D; ++d) kT[d * S_pad + j] = rows[d];
       head_row<T>(base + j * row_stride + (2 * H + h) * D, nullptr, nullptr, j, D, vf + j * D_pad);
       for (int64_t d = D; d < D_pad; ++d) vf[j * D_pad + d] = 0.0f;
     }
     for (int64_t d = 0; d < D; ++d)
       for (int64_t j = S; j < S_pad; ++j) kT[d * S_pad + j] = 0.0f;
 
-    for (int64_t i = 0; i < S; ++i) {
-      head_row(base + i * row_stride + h * D, cos, sin, i, D, row);
-      for (int64_t d = 0; d < D; ++d) row[d] *= scale;
-      vfloat m = splat(-INFINITY);
+    for (int64_t i0 = 0; i0 < S; i0 += QB) {
+      const int64_t nq = std::min(QB, S - i0);
+      for (int64_t q = 0; q < QB; ++q) {
+        float* r = rows + q * D_pad;
+        if (q < nq) head_row(base + (i0 + q) * row_stride + h * D, cos, sin, i0 + q, D, r);
+        for (int64_t d = 0; d < D; ++d) r[d] = q < nq ? r[d] * scale : 0.0f;
+      }
       for (int64_t j = 0; j < S_pad; j += W) {
-        vfloat a0{}, a1{}, a2{}, a3{};
-        int64_t d = 0;
-        for (; d + 4 <= D; d += 4) {
-          a0 += row[d] * load_full(kT + d * S_pad + j);
-          a1 += row[d + 1] * load_full(kT + (d + 1) * S_pad + j);
-          a2 += row[d + 2] * load_full(kT + (d + 2) * S_pad + j);
-          a3 += row[d + 3] * load_full(kT + (d + 3) * S_pad + j);
+        vfloat scores[QB];
+        mix4(rows, D_pad, kT + j, S_pad, D, scores);
+        const vint valid = lane_index() < static_cast<int32_t>(S - j);  // padding keys never win
+        for (int64_t q = 0; q < QB; ++q) store_full(p + q * S_pad + j, valid ? scores[q] : splat(-INFINITY));
+      }
+      float inv[QB];
+      for (int64_t q = 0; q < QB; ++q) {
+        float* pq = p + q * S_pad;
+        vfloat m = splat(-INFINITY);
+        for (int64_t j = 0; j < S_pad; j += W) {
+          const vfloat v = load_full(pq + j);
+          m = v > m ? v : m;
         }
-        for (; d < D; ++d) a0 += row[d] * load_full(kT + d * S_pad + j);
-        const vfloat score = lane_index() < static_cast<int32_t>(S - j) ? (a0 + a1) + (a2 + a3) : splat(-INFINITY);
-        store_full(p + j, score);
-        m = score > m ? score : m;
+        const float row_max = max_lanes(m);
+        vfloat sum{};
+        for (int64_t j = 0; j < S_pad; j += W) {
+          const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp(load_full(pq + j) - row_max) : splat(0.0f);
+          store_full(pq + j, e);
+          sum += e;
+        }
+        inv[q] = 1.0f / sum_lanes(sum);
       }
-      const float row_max = max_lanes(m);
-      vfloat sum{};
-      for (int64_t j = 0; j < S_pad; j += W) {
-        const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp(load_full(p + j) - row_max) : splat(0.0f);
-        store_full(p + j, e);
-        sum += e;
-      }
-      const float inv = 1.0f / sum_lanes(sum);
-      T* o = out + ((b * S + i) * H + h) * D;
       for (int64_t d = 0; d < D_pad; d += W) {
-        const float* vd = vf + d;
-        vfloat a0{}, a1{}, a2{}, a3{};
-        int64_t j = 0;
-        for (; j + 4 <= S; j += 4) {
-          a0 += p[j] * load_full(vd + j * D_pad);
-          a1 += p[j + 1] * load_full(vd + (j + 1) * D_pad);
-          a2 += p[j + 2] * load_full(vd + (j + 2) * D_pad);
-          a3 += p[j + 3] * load_full(vd + (j + 3) * D_pad);
-        }
-        for (; j < S; ++j) a0 += p[j] * load_full(vd + j * D_pad);
-        store(o + d, ((a0 + a1) + (a2 + a3)) * inv, std::min(W, D - d));
+        vfloat acc[QB];
+        mix4(p, S_pad, vf + d, D_pad, S, acc);
+        for (int64_t q = 0; q < nq; ++q)
+          store(out + ((b * S + i0 + q) * H + h) * D + d, acc[q] * inv[q], std::min(W, D - d));
       }
     }
   }
@@ -298,7 +315,7 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
 }  // namespace
 
 int64_t attention_scratch_floats(int64_t S, int64_t D) {
-  return D * round_up(S) + S * round_up(D) + round_up(S) + round_up(D);
+  return D * round_up(S) + S * round_up(D) + kQueryBlock * (round_up(S) + round_up(D));
 }
 
 // Multiversioned entry points (one per dtype: target_clones does not apply to templates).
