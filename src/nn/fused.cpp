@@ -184,43 +184,99 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
   return torch::silu(parts[0]) * parts[1];
 }
 
-torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
-  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const bool rotate = rope.cos.defined();
-  const bool tables_ok = !rotate || (rope.cos.scalar_type() == torch::kFloat && rope.sin.scalar_type() == torch::kFloat &&
-                                     rope.cos.is_contiguous() && rope.sin.is_contiguous() && rope.cos.size(0) >= S &&
-                                     rope.cos.size(1) == D);
-  if (!tables_ok || path_for({&qkv}, /*has_backward=*/false) != Path::Kernel) {
-    torch::Tensor qk = qkv.narrow(2, 0, 2 * H);  // queries and keys rotate together
-    if (rotate) qk = apply_rotary(qk, rope.cos.narrow(0, 0, S), rope.sin.narrow(0, 0, S));
-    // [B, heads, S, head_dim]
-    const torch::Tensor q = qk.narrow(2, 0, H).transpose(1, 2), k = qk.narrow(2, H, H).transpose(1, 2);
-    const torch::Tensor v = qkv.narrow(2, 2 * H, H).transpose(1, 2);
-#if TORCH_VERSION_MAJOR >= 2
-    const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
-#else
-    const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
-#endif
-    return attn.transpose(1, 2).reshape({B, S, H * D});
-  }
+namespace {
+
+torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const torch::Tensor& cos_t,
+                               const torch::Tensor& sin_t) {
   RECORD_FUNCTION("hrm::attention", std::vector<c10::IValue>());
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const float* cos = cos_t.defined() ? cos_t.data_ptr<float>() : nullptr;
+  const float* sin = sin_t.defined() ? sin_t.data_ptr<float>() : nullptr;
   torch::Tensor out = torch::empty({B, S, H * D}, qkv.options());
-  const float* cos = rotate ? rope.cos.data_ptr<float>() : nullptr;
-  const float* sin = rotate ? rope.sin.data_ptr<float>() : nullptr;
   at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
     std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(S, D)));
     dispatch(
-        qkv,
-        [&] {
-          attention_f32(ptr<float>(qkv), cos, sin, ptr<float>(out), scratch.data(), bh0, bh1, H, S, D, float(scale));
-        },
+        qkv, [&] { attention_f32(ptr<float>(qkv), cos, sin, ptr<float>(out), scratch.data(), bh0, bh1, H, S, D, scale); },
         [&] {
           attention_bf16(ptr<bf16_bits>(qkv), cos, sin, ptr<bf16_bits>(out), scratch.data(), bh0, bh1, H, S, D,
-                         float(scale));
+                         scale);
         });
   });
   return out;
+}
+
+torch::Tensor attention_backward_kernel(const torch::Tensor& qkv, int64_t H, const torch::Tensor& cos_t,
+                                        const torch::Tensor& sin_t, const torch::Tensor& dout) {
+  RECORD_FUNCTION("hrm::attention_backward", std::vector<c10::IValue>());
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const float* cos = cos_t.defined() ? cos_t.data_ptr<float>() : nullptr;
+  const float* sin = sin_t.defined() ? sin_t.data_ptr<float>() : nullptr;
+  torch::Tensor d_qkv = torch::empty_like(qkv);
+  at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
+    std::vector<float> scratch(static_cast<size_t>(attention_backward_scratch_floats(S, D)));
+    dispatch(
+        qkv,
+        [&] {
+          attention_backward_f32(ptr<float>(qkv), cos, sin, ptr<float>(dout), ptr<float>(d_qkv), scratch.data(), bh0,
+                                 bh1, H, S, D, scale);
+        },
+        [&] {
+          attention_backward_bf16(ptr<bf16_bits>(qkv), cos, sin, ptr<bf16_bits>(dout), ptr<bf16_bits>(d_qkv),
+                                  scratch.data(), bh0, bh1, H, S, D, scale);
+        });
+  });
+  return d_qkv;
+}
+
+// Saves only qkv (already alive for the projection's graph); the backward recomputes the probabilities.
+struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
+  // The tables go in as a plain struct: autograd treats tensor arguments as inputs, and these may be undefined.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& qkv, int64_t num_heads,
+                               const RopeTables& rope) {
+    ctx->save_for_backward({qkv});
+    ctx->saved_data["heads"] = num_heads;
+    ctx->saved_data["cos"] = rope.cos;
+    ctx->saved_data["sin"] = rope.sin;
+    return attention_kernel(qkv, num_heads, rope.cos, rope.sin);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list none{torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    if (!grads[0].defined()) return none;
+    variable_list out = none;
+    out[0] = attention_backward_kernel(ctx->get_saved_variables()[0], ctx->saved_data["heads"].toInt(),
+                                       ctx->saved_data["cos"].toTensor(), ctx->saved_data["sin"].toTensor(),
+                                       grads[0].contiguous());
+    return out;
+  }
+};
+
+}  // namespace
+
+torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
+  const bool rotate = rope.cos.defined();
+  const bool tables_ok = !rotate || (rope.cos.scalar_type() == torch::kFloat && rope.sin.scalar_type() == torch::kFloat &&
+                                     rope.cos.is_contiguous() && rope.sin.is_contiguous() && rope.cos.size(0) >= S &&
+                                     rope.cos.size(1) == D && D % 2 == 0);
+  switch (tables_ok ? path_for({&qkv}, /*has_backward=*/true) : Path::Composition) {
+    case Path::Kernel: return attention_kernel(qkv, H, rope.cos, rope.sin);
+    case Path::KernelWithGraph: return AttentionFunction::apply(qkv, H, rope);
+    case Path::Composition: break;
+  }
+  torch::Tensor qk = qkv.narrow(2, 0, 2 * H);  // queries and keys rotate together
+  if (rotate) qk = apply_rotary(qk, rope.cos.narrow(0, 0, S), rope.sin.narrow(0, 0, S));
+  // [B, heads, S, head_dim]
+  const torch::Tensor q = qk.narrow(2, 0, H).transpose(1, 2), k = qk.narrow(2, H, H).transpose(1, 2);
+  const torch::Tensor v = qkv.narrow(2, 2 * H, H).transpose(1, 2);
+#if TORCH_VERSION_MAJOR >= 2
+  const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
+#endif
+  return attn.transpose(1, 2).reshape({B, S, H * D});
 }
 
 }  // namespace hrm::nn

@@ -226,22 +226,41 @@ HRM_INLINE void head_row(const T* src, const float* cos, const float* sin, int64
 
 constexpr int64_t kQueryBlock = 4;
 
-// acc[q] = sum over t < n of w[q * w_stride + t] * m[t * m_stride .. +16], for four weight rows at once: each load
-// of m feeds four independent FMA chains.
-HRM_INLINE void mix4(const float* w, int64_t w_stride, const float* m, int64_t m_stride, int64_t n, vfloat acc[4]) {
-  const float *w0 = w, *w1 = w + w_stride, *w2 = w + 2 * w_stride, *w3 = w + 3 * w_stride;
+// acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride .. +16], for four weight rows at once: each
+// load of m feeds four independent FMA chains.
+HRM_INLINE void mix4(const float* w, int64_t w_q, int64_t w_t, const float* m, int64_t m_stride, int64_t n,
+                     vfloat acc[4]) {
   vfloat a0{}, a1{}, a2{}, a3{};
   for (int64_t t = 0; t < n; ++t) {
     const vfloat mv = load_full(m + t * m_stride);
-    a0 += w0[t] * mv;
-    a1 += w1[t] * mv;
-    a2 += w2[t] * mv;
-    a3 += w3[t] * mv;
+    const float* wt = w + t * w_t;
+    a0 += wt[0] * mv;
+    a1 += wt[w_q] * mv;
+    a2 += wt[2 * w_q] * mv;
+    a3 += wt[3 * w_q] * mv;
   }
   acc[0] = a0;
   acc[1] = a1;
   acc[2] = a2;
   acc[3] = a3;
+}
+
+// Softmax of row p[0..S) in place (padding lanes up to S_pad hold -inf and become 0); returns nothing, normalised.
+HRM_INLINE void softmax_row(float* p, int64_t S, int64_t S_pad) {
+  vfloat m = splat(-INFINITY);
+  for (int64_t j = 0; j < S_pad; j += W) {
+    const vfloat v = load_full(p + j);
+    m = v > m ? v : m;
+  }
+  const float row_max = max_lanes(m);
+  vfloat sum{};
+  for (int64_t j = 0; j < S_pad; j += W) {
+    const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp(load_full(p + j) - row_max) : splat(0.0f);
+    store_full(p + j, e);
+    sum += e;
+  }
+  const float inv = 1.0f / sum_lanes(sum);
+  for (int64_t j = 0; j < S_pad; j += W) store_full(p + j, load_full(p + j) * inv);
 }
 
 // Softmax attention for (batch*head) pairs [bh0, bh1) straight from the fused projection qkv [B, S, 3H, D]
@@ -281,38 +300,136 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
       }
       for (int64_t j = 0; j < S_pad; j += W) {
         vfloat scores[QB];
-        mix4(rows, D_pad, kT + j, S_pad, D, scores);
+        mix4(rows, D_pad, 1, kT + j, S_pad, D, scores);
         const vint valid = lane_index() < static_cast<int32_t>(S - j);  // padding keys never win
         for (int64_t q = 0; q < QB; ++q) store_full(p + q * S_pad + j, valid ? scores[q] : splat(-INFINITY));
       }
-      float inv[QB];
-      for (int64_t q = 0; q < QB; ++q) {
-        float* pq = p + q * S_pad;
-        vfloat m = splat(-INFINITY);
-        for (int64_t j = 0; j < S_pad; j += W) {
-          const vfloat v = load_full(pq + j);
-          m = v > m ? v : m;
-        }
-        const float row_max = max_lanes(m);
-        vfloat sum{};
-        for (int64_t j = 0; j < S_pad; j += W) {
-          const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp(load_full(pq + j) - row_max) : splat(0.0f);
-          store_full(pq + j, e);
-          sum += e;
-        }
-        inv[q] = 1.0f / sum_lanes(sum);
-      }
+      for (int64_t q = 0; q < nq; ++q) softmax_row(p + q * S_pad, S, S_pad);
       for (int64_t d = 0; d < D_pad; d += W) {
         vfloat acc[QB];
-        mix4(p, S_pad, vf + d, D_pad, S, acc);
+        mix4(p, S_pad, 1, vf + d, D_pad, S, acc);
         for (int64_t q = 0; q < nq; ++q)
-          store(out + ((b * S + i0 + q) * H + h) * D + d, acc[q] * inv[q], std::min(W, D - d));
+          store(out + ((b * S + i0 + q) * H + h) * D + d, acc[q], std::min(W, D - d));
       }
     }
   }
 }
 
+// Gradient of attention_pairs with respect to qkv, for (batch*head) pairs [bh0, bh1): dout [B, S, H, D] ->
+// d_qkv [B, S, 3H, D] (each pair writes its own q, k and v slices). Recomputes the probabilities P (nothing is
+// saved from the forward but qkv), then, in float:
+//   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(P * dP)),  dQ = scale dS K,  dK = scale dS^T Q,
+// and rotates dQ, dK back (the transpose of RoPE's rotation). scratch: attention_backward_scratch_floats(S, D).
+template <class T>
+HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,
+                                         float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,
+                                         float scale) {
+  constexpr int64_t QB = kQueryBlock;
+  const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
+  float* Qs = scratch;          // [S4][D_pad] rotated q * scale
+  float* K = Qs + S4 * D_pad;   // [S4][D_pad] rotated k
+  float* dO = K + S4 * D_pad;   // [S4][D_pad]
+  float* kT = dO + S4 * D_pad;  // [D][S_pad]
+  float* vT = kT + D * S_pad;   // [D][S_pad]
+  float* P = vT + D * S_pad;    // [S4][S_pad] probabilities, then dS
+  float* dP = P + S4 * S_pad;   // [S4][S_pad]
+  float* grad = dP + S4 * S_pad;  // [S4][D_pad]: dV, then dQ, then dK
+  float* row = grad + S4 * D_pad;  // [D_pad]
+  const int64_t row_stride = 3 * H * D;
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const T* base = qkv + b * S * row_stride;
+    T* d_base = d_qkv + b * S * row_stride;
+    for (int64_t i = 0; i < S4 * D_pad; ++i) Qs[i] = K[i] = dO[i] = 0.0f;
+    for (int64_t i = 0; i < D * S_pad; ++i) kT[i] = vT[i] = 0.0f;
+    for (int64_t j = 0; j < S; ++j) {
+      head_row(base + j * row_stride + h * D, cos, sin, j, D, Qs + j * D_pad);
+      for (int64_t d = 0; d < D; ++d) Qs[j * D_pad + d] *= scale;
+      head_row(base + j * row_stride + (H + h) * D, cos, sin, j, D, K + j * D_pad);
+      head_row<T>(base + j * row_stride + (2 * H + h) * D, nullptr, nullptr, j, D, row);
+      for (int64_t d = 0; d < D; ++d) {
+        kT[d * S_pad + j] = K[j * D_pad + d];
+        vT[d * S_pad + j] = row[d];
+      }
+      head_row<T>(dout + ((b * S + j) * H + h) * D, nullptr, nullptr, j, D, dO + j * D_pad);
+    }
+    // P (rows past S stay 0) and dP = dO V^T.
+    for (int64_t i0 = 0; i0 < S4; i0 += QB) {
+      for (int64_t j = 0; j < S_pad; j += W) {
+        vfloat scores[QB], dps[QB];
+        mix4(Qs + i0 * D_pad, D_pad, 1, kT + j, S_pad, D, scores);
+        mix4(dO + i0 * D_pad, D_pad, 1, vT + j, S_pad, D, dps);
+        const vint valid = lane_index() < static_cast<int32_t>(S - j);
+        for (int64_t q = 0; q < QB; ++q) {
+          store_full(P + (i0 + q) * S_pad + j, valid ? scores[q] : splat(-INFINITY));
+          store_full(dP + (i0 + q) * S_pad + j, dps[q]);
+        }
+      }
+    }
+    for (int64_t i = 0; i < S4; ++i) {
+      if (i < S) softmax_row(P + i * S_pad, S, S_pad);
+      else for (int64_t j = 0; j < S_pad; ++j) P[i * S_pad + j] = 0.0f;
+    }
+    const auto store_grad = [&](int64_t slot, bool rotate) {  // grad rows -> d_qkv slice `slot` (0 q, 1 k, 2 v)
+      for (int64_t j = 0; j < S; ++j) {
+        const float* g = grad + j * D_pad;
+        T* dst = d_base + j * row_stride + (slot * H + h) * D;
+        if (rotate && cos) {
+          // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s
+          const int64_t half = D / 2;
+          const float* c = cos + j * D;
+          const float* sn = sin + j * D;
+          for (int64_t d = 0; d < half; ++d) {
+            row[d] = g[d] * c[d] + g[d + half] * sn[d];
+            row[d + half] = g[d + half] * c[d] - g[d] * sn[d];
+          }
+          g = row;
+        }
+        for (int64_t d = 0; d < D; d += W) store(dst + d, load_full(g + d), std::min(W, D - d));
+      }
+    };
+    // dV[j] = sum_i P[i][j] dO[i]
+    for (int64_t j0 = 0; j0 < S4; j0 += QB)
+      for (int64_t d = 0; d < D_pad; d += W) {
+        vfloat acc[QB];
+        mix4(P + j0, 1, S_pad, dO + d, D_pad, S, acc);
+        for (int64_t q = 0; q < QB; ++q) store_full(grad + (j0 + q) * D_pad + d, acc[q]);
+      }
+    store_grad(2, false);
+    // dS = P * (dP - sum_j P dP), in place of P
+    for (int64_t i = 0; i < S; ++i) {
+      float* pi = P + i * S_pad;
+      const float* dpi = dP + i * S_pad;
+      vfloat dot{};
+      for (int64_t j = 0; j < S_pad; j += W) dot += load_full(pi + j) * load_full(dpi + j);
+      const float di = sum_lanes(dot);
+      for (int64_t j = 0; j < S_pad; j += W) store_full(pi + j, load_full(pi + j) * (load_full(dpi + j) - di));
+    }
+    // dQ[i] = scale * sum_j dS[i][j] K[j]
+    for (int64_t i0 = 0; i0 < S4; i0 += QB)
+      for (int64_t d = 0; d < D_pad; d += W) {
+        vfloat acc[QB];
+        mix4(P + i0 * S_pad, S_pad, 1, K + d, D_pad, S, acc);
+        for (int64_t q = 0; q < QB; ++q) store_full(grad + (i0 + q) * D_pad + d, acc[q] * scale);
+      }
+    store_grad(0, true);
+    // dK[j] = sum_i dS[i][j] (scale * Q[i])
+    for (int64_t j0 = 0; j0 < S4; j0 += QB)
+      for (int64_t d = 0; d < D_pad; d += W) {
+        vfloat acc[QB];
+        mix4(P + j0, 1, S_pad, Qs + d, D_pad, S, acc);
+        for (int64_t q = 0; q < QB; ++q) store_full(grad + (j0 + q) * D_pad + d, acc[q]);
+      }
+    store_grad(1, true);
+  }
+}
+
 }  // namespace
+
+int64_t attention_backward_scratch_floats(int64_t S, int64_t D) {
+  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
+  return 4 * S4 * round_up(D) + 2 * D * round_up(S) + 2 * S4 * round_up(S) + round_up(D);
+}
 
 int64_t attention_scratch_floats(int64_t S, int64_t D) {
   return D * round_up(S) + S * round_up(D) + kQueryBlock * (round_up(S) + round_up(D));
@@ -338,6 +455,11 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
   HRM_MULTIVERSION void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, \
                                            int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) { \
     attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                   \
+  }                                                                                                               \
+  HRM_MULTIVERSION void attention_backward_##suffix(const T* qkv, const float* cos, const float* sin, const T* dout, \
+                                                    T* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H,  \
+                                                    int64_t S, int64_t D, float scale) {                            \
+    attention_backward_pairs<T>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, D, scale);                   \
   }
 
 HRM_DEFINE_ENTRY_POINTS(float, f32)

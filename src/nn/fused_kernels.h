@@ -14,9 +14,13 @@ using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
   void swiglu_##suffix(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                              \
   void swiglu_backward_##suffix(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);  \
   void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,  \
-                          int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
-// Floats of scratch one thread needs for attention_*.
+                          int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);                             \
+  void attention_backward_##suffix(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,      \
+                                   float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,      \
+                                   float scale);
+// Floats of scratch one thread needs for attention_* and attention_backward_*.
 int64_t attention_scratch_floats(int64_t S, int64_t D);
+int64_t attention_backward_scratch_floats(int64_t S, int64_t D);
 
 HRM_DECLARE_ENTRY_POINTS(float, f32)
 HRM_DECLARE_ENTRY_POINTS(bf16_bits, bf16)

@@ -162,6 +162,39 @@ TEST(Fused, BackwardOfNormAndSwigluMatchesTruth) {
   }
 }
 
+TEST(Fused, AttentionBackwardMatchesTruth) {
+  torch::manual_seed(6);
+  for (auto dtype : kDtypes) {
+    for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {19, 24}, {5, 8}}) {
+      nn::RotaryEmbedding rotary(D, S, 10000.0);
+      auto [cos, sin] = rotary.tables(torch::kCPU);
+      const torch::Tensor qkv = (torch::randn({2, S, 3 * 3, D}) * 1.5).to(dtype);
+      const torch::Tensor w = torch::randn({2, S, 3 * D});
+      for (bool rope : {true, false}) {
+        const auto grad = [&](FusedKernels mode, torch::ScalarType as) {
+          FusedMode m(mode);
+          const torch::Tensor x = qkv.to(as).detach().requires_grad_();
+          nn::RopeTables tables;
+          if (rope) tables = {cos.to(as == torch::kDouble ? torch::kDouble : torch::kFloat),
+                              sin.to(as == torch::kDouble ? torch::kDouble : torch::kFloat)};
+          (nn::attention(x, 3, tables).to(torch::kDouble) * w).sum().backward();
+          return x.grad();
+        };
+        const torch::Tensor fused = grad(FusedKernels::All, dtype), chain = grad(FusedKernels::Off, dtype);
+        const torch::Tensor truth = grad(FusedKernels::Off, torch::kDouble);
+        ASSERT_EQ(fused.scalar_type(), dtype);
+        const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
+        const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
+        const double scale = truth.abs().max().item<double>();
+        const bool f32 = dtype == torch::kFloat;
+        EXPECT_LT(err.max().item<double>(), (f32 ? 1e-5 : 1.0 / 32) * scale)
+            << "S " << S << " D " << D << " rope " << rope << "; chain max error " << chain_err.max().item<double>();
+        if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
+      }
+    }
+  }
+}
+
 TEST(Fused, DefaultModeKeepsFloat32OnTheReferencePath) {
   // Default: bf16 only; float32 results are bit-identical to the composition (what verify-reference relies on).
   torch::NoGradGuard ng;

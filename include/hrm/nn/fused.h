@@ -5,9 +5,9 @@
 // these do one pass in float (vectorised for AVX-512 / AVX2 / baseline by function multiversioning) and round to
 // the tensor's dtype where the reference's op chain rounds.
 //
-// When autograd wants a graph, add_rms_norm and swiglu run the fused kernel inside a custom autograd function with
-// a fused backward; attention takes the reference's composition of ATen ops. Off CPU, for other dtypes or
-// non-contiguous inputs, and when fused kernels are switched off, every function is that composition.
+// When autograd wants a graph, they run the fused kernel inside a custom autograd function with a fused backward
+// (attention recomputes its probabilities instead of saving them). Off CPU, for other dtypes or non-contiguous
+// inputs, and when fused kernels are switched off, every function is the reference's composition of ATen ops.
 #include "hrm/nn/layers.h"
 
 namespace hrm::nn {
