@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ std::atomic<FusedKernels>& mode_flag() {
     const std::string v = env ? env : "";
     if (v == "0" || v == "off") return FusedKernels::Off;
     if (v == "all") return FusedKernels::All;
+    if (!v.empty() && v != "bf16" && v != "1" && v != "on")
+      std::cerr << "hrm: HRM_FUSED_KERNELS='" << v << "' is not one of 0|off, bf16|1|on, all: using bf16\n";
     return FusedKernels::BFloat16;
   }()};
   return flag;

@@ -16,7 +16,7 @@ namespace hrm::nn {
 // rounds as the reference does: AdamATan2's update is scale-invariant, so an ulp-level change in a small gradient
 // (one computed with cancellation) moves its weight visibly and verify-reference's float32 tolerance fails on it
 // (docs/architecture.md has the measured case). `All` adds float32 (faster, not reference-exact).
-// The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode.
+// The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode (other values: a warning, bf16).
 enum class FusedKernels { Off, BFloat16, All };
 FusedKernels fused_kernels();
 void set_fused_kernels(FusedKernels mode);
