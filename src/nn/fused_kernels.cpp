@@ -388,13 +388,16 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
         for (int64_t d = 0; d < D; d += W) store(dst + d, load_full(g + d), std::min(W, D - d));
       }
     };
-    // dV[j] = sum_i P[i][j] dO[i]
-    for (int64_t j0 = 0; j0 < S4; j0 += QB)
-      for (int64_t d = 0; d < D_pad; d += W) {
-        vfloat acc[QB];
-        mix4(P + j0, 1, S_pad, dO + d, D_pad, S, acc);
-        for (int64_t q = 0; q < QB; ++q) store_full(grad + (j0 + q) * D_pad + d, acc[q]);
-      }
+    // grad[r] = factor * sum_t w[r * w_q + t * w_t] * m[t], for all rows r < S4 (w: P or dS, as is or transposed)
+    const auto weighted_rows = [&](const float* w, int64_t w_q, int64_t w_t, const float* m, float factor) {
+      for (int64_t r0 = 0; r0 < S4; r0 += QB)
+        for (int64_t d = 0; d < D_pad; d += W) {
+          vfloat acc[QB];
+          mix4(w + r0 * w_q, w_q, w_t, m + d, D_pad, S, acc);
+          for (int64_t q = 0; q < QB; ++q) store_full(grad + (r0 + q) * D_pad + d, acc[q] * factor);
+        }
+    };
+    weighted_rows(P, 1, S_pad, dO, 1.0f);  // dV[j] = sum_i P[i][j] dO[i]
     store_grad(2, false);
     // dS = P * (dP - sum_j P dP), in place of P
     for (int64_t i = 0; i < S; ++i) {
@@ -405,21 +408,9 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
       const float di = sum_lanes(dot);
       for (int64_t j = 0; j < S_pad; j += W) store_full(pi + j, load_full(pi + j) * (load_full(dpi + j) - di));
     }
-    // dQ[i] = scale * sum_j dS[i][j] K[j]
-    for (int64_t i0 = 0; i0 < S4; i0 += QB)
-      for (int64_t d = 0; d < D_pad; d += W) {
-        vfloat acc[QB];
-        mix4(P + i0 * S_pad, S_pad, 1, K + d, D_pad, S, acc);
-        for (int64_t q = 0; q < QB; ++q) store_full(grad + (i0 + q) * D_pad + d, acc[q] * scale);
-      }
+    weighted_rows(P, S_pad, 1, K, scale);  // dQ[i] = scale * sum_j dS[i][j] K[j]
     store_grad(0, true);
-    // dK[j] = sum_i dS[i][j] (scale * Q[i])
-    for (int64_t j0 = 0; j0 < S4; j0 += QB)
-      for (int64_t d = 0; d < D_pad; d += W) {
-        vfloat acc[QB];
-        mix4(P + j0, 1, S_pad, Qs + d, D_pad, S, acc);
-        for (int64_t q = 0; q < QB; ++q) store_full(grad + (j0 + q) * D_pad + d, acc[q]);
-      }
+    weighted_rows(P, 1, S_pad, Qs, 1.0f);  // dK[j] = sum_i dS[i][j] (scale * Q[i])
     store_grad(1, true);
   }
 }
