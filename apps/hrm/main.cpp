@@ -472,11 +472,12 @@ int main(int argc, char** argv) {
       config.validate("command line");
       const hrm::BenchResult r = hrm::benchmark_training_step(config, bopt);
       std::printf("bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
-                  "%d threads, %.2fM params\n",
+                  "%d threads, fused CPU kernels %s, %.2fM params\n",
                   preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers,
                   (long long)config.L_layers, (long long)config.H_cycles, (long long)config.L_cycles,
                   (long long)config.seq_len, (long long)bopt.batch_size, config.forward_dtype.c_str(),
-                  torch::get_num_threads(), r.parameters / 1e6);
+                  torch::get_num_threads(), hrm::nn::fused_kernels_name(hrm::nn::fused_kernels()),
+                  r.parameters / 1e6);
       std::printf("  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
                   "%.1f MiB\n",
                   r.samples_per_second, r.median_step_ms, r.min_step_ms, (long long)bopt.steps,

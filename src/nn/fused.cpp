@@ -68,6 +68,14 @@ T* ptr(const torch::Tensor& t) {
 
 FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed); }
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
+const char* fused_kernels_name(FusedKernels mode) {
+  switch (mode) {
+    case FusedKernels::Off: return "off";
+    case FusedKernels::BFloat16: return "bf16";
+    case FusedKernels::All: return "all";
+  }
+  return "?";
+}
 
 namespace {
 

@@ -20,6 +20,7 @@ namespace hrm::nn {
 enum class FusedKernels { Off, BFloat16, All };
 FusedKernels fused_kernels();
 void set_fused_kernels(FusedKernels mode);
+const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all"
 
 // rms_norm(x + y) with the sum rounded to x's dtype first (as `x + y` then rms_norm); y may be undefined.
 torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, double eps);
