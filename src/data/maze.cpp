@@ -1,10 +1,8 @@
 #include "hrm/data/maze.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <deque>
-#include <fstream>
 #include <set>
 #include <sstream>
 

@@ -1,8 +1,6 @@
 #include "hrm/data/sudoku.h"
 
 #include <algorithm>
-#include <chrono>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <numeric>

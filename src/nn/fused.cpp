@@ -15,7 +15,7 @@
 namespace hrm::nn {
 namespace {
 
-using namespace kernels;
+using kernels::bf16_bits;
 
 std::atomic<FusedKernels>& mode_flag() {
   static std::atomic<FusedKernels> flag{[] {
@@ -53,31 +53,18 @@ Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_back
 // Splits `rows` into chunks of at least ~16K elements for at::parallel_for.
 int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_elements)); }
 
-template <class F32, class BF16>
-void dispatch(const torch::Tensor& t, F32&& f32, BF16&& bf16) {
-  if (t.scalar_type() == torch::kFloat) f32();
-  else bf16();
+// Calls f with a null pointer of the tensor's element type (float, or bfloat16 as its bits): a generic lambda
+// then reaches the matching kernel overload through ptr(tensor, type).
+template <class F>
+void dispatch(const torch::Tensor& t, F&& f) {
+  if (t.scalar_type() == torch::kFloat) f(static_cast<float*>(nullptr));
+  else f(static_cast<bf16_bits*>(nullptr));
 }
 
 template <class T>
-T* ptr(const torch::Tensor& t) {
+T* ptr(const torch::Tensor& t, T* /*type*/) {
   return t.defined() ? reinterpret_cast<T*>(t.data_ptr()) : nullptr;
 }
-
-}  // namespace
-
-FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed); }
-void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
-const char* fused_kernels_name(FusedKernels mode) {
-  switch (mode) {
-    case FusedKernels::Off: return "off";
-    case FusedKernels::BFloat16: return "bf16";
-    case FusedKernels::All: return "all";
-  }
-  return "?";
-}
-
-namespace {
 
 // ---------------------------------------------------------------- kernels on tensors (no autograd)
 // sum_out (optional) receives x + y rounded to the dtype.
@@ -87,15 +74,9 @@ torch::Tensor add_rms_norm_kernel(const torch::Tensor& x, const torch::Tensor& y
   const int64_t n = x.size(-1), rows = x.numel() / n;
   torch::Tensor out = torch::empty_like(x);
   at::parallel_for(0, rows, grain_for(n), [&](int64_t r0, int64_t r1) {
-    dispatch(
-        x,
-        [&] {
-          add_rms_norm_f32(ptr<float>(x), ptr<float>(y), ptr<float>(out), ptr<float>(sum_out), r0, r1, n, float(eps));
-        },
-        [&] {
-          add_rms_norm_bf16(ptr<bf16_bits>(x), ptr<bf16_bits>(y), ptr<bf16_bits>(out), ptr<bf16_bits>(sum_out), r0,
-                            r1, n, float(eps));
-        });
+    dispatch(x, [&](auto t) {
+      kernels::add_rms_norm(ptr(x, t), ptr(y, t), ptr(out, t), ptr(sum_out, t), r0, r1, n, float(eps));
+    });
   });
   return out;
 }
@@ -105,11 +86,7 @@ torch::Tensor rms_norm_backward_kernel(const torch::Tensor& s, const torch::Tens
   const int64_t n = s.size(-1), rows = s.numel() / n;
   torch::Tensor ds = torch::empty_like(s);
   at::parallel_for(0, rows, grain_for(n), [&](int64_t r0, int64_t r1) {
-    dispatch(
-        s, [&] { rms_norm_backward_f32(ptr<float>(s), ptr<float>(dy), ptr<float>(ds), r0, r1, n, float(eps)); },
-        [&] {
-          rms_norm_backward_bf16(ptr<bf16_bits>(s), ptr<bf16_bits>(dy), ptr<bf16_bits>(ds), r0, r1, n, float(eps));
-        });
+    dispatch(s, [&](auto t) { kernels::rms_norm_backward(ptr(s, t), ptr(dy, t), ptr(ds, t), r0, r1, n, float(eps)); });
   });
   return ds;
 }
@@ -121,9 +98,7 @@ torch::Tensor swiglu_kernel(const torch::Tensor& gate_up) {
   shape.back() = n;
   torch::Tensor out = torch::empty(shape, gate_up.options());
   at::parallel_for(0, rows, grain_for(3 * n), [&](int64_t r0, int64_t r1) {
-    dispatch(
-        gate_up, [&] { swiglu_f32(ptr<float>(gate_up), ptr<float>(out), r0, r1, n); },
-        [&] { swiglu_bf16(ptr<bf16_bits>(gate_up), ptr<bf16_bits>(out), r0, r1, n); });
+    dispatch(gate_up, [&](auto t) { kernels::swiglu(ptr(gate_up, t), ptr(out, t), r0, r1, n); });
   });
   return out;
 }
@@ -133,13 +108,34 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
   const int64_t n = gate_up.size(-1) / 2, rows = gate_up.numel() / (2 * n);
   torch::Tensor d_gate_up = torch::empty_like(gate_up);
   at::parallel_for(0, rows, grain_for(5 * n), [&](int64_t r0, int64_t r1) {
-    dispatch(
-        gate_up, [&] { swiglu_backward_f32(ptr<float>(gate_up), ptr<float>(dy), ptr<float>(d_gate_up), r0, r1, n); },
-        [&] {
-          swiglu_backward_bf16(ptr<bf16_bits>(gate_up), ptr<bf16_bits>(dy), ptr<bf16_bits>(d_gate_up), r0, r1, n);
-        });
+    dispatch(gate_up, [&](auto t) { kernels::swiglu_backward(ptr(gate_up, t), ptr(dy, t), ptr(d_gate_up, t), r0, r1, n); });
   });
   return d_gate_up;
+}
+
+// The attention forward ([B, S, H*D]) or, when dout is given, its gradient with respect to qkv.
+torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTables& rope,
+                               const torch::Tensor& dout = {}) {
+  const bool backward = dout.defined();
+  RECORD_FUNCTION(backward ? "hrm::attention_backward" : "hrm::attention", std::vector<c10::IValue>());
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const float* cos = rope.cos.defined() ? rope.cos.data_ptr<float>() : nullptr;
+  const float* sin = rope.sin.defined() ? rope.sin.data_ptr<float>() : nullptr;
+  torch::Tensor out = backward ? torch::empty_like(qkv) : torch::empty({B, S, H * D}, qkv.options());
+  const int64_t scratch_floats =
+      backward ? kernels::attention_backward_scratch_floats(S, D) : kernels::attention_scratch_floats(S, D);
+  at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
+    std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+    dispatch(qkv, [&](auto t) {
+      if (backward)
+        kernels::attention_backward(ptr(qkv, t), cos, sin, ptr(dout, t), ptr(out, t), scratch.data(), bh0, bh1, H, S, D,
+                                    scale);
+      else
+        kernels::attention(ptr(qkv, t), cos, sin, ptr(out, t), scratch.data(), bh0, bh1, H, S, D, scale);
+    });
+  });
+  return out;
 }
 
 // ---------------------------------------------------------------- autograd functions with fused backward
@@ -173,7 +169,39 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
   }
 };
 
+// Saves only qkv (already alive for the projection's graph); the backward recomputes the probabilities.
+struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
+  // The tables go in as a plain struct: autograd treats tensor arguments as inputs, and these may be undefined.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& qkv, int64_t num_heads,
+                               const RopeTables& rope) {
+    ctx->save_for_backward({qkv});
+    ctx->saved_data["heads"] = num_heads;
+    ctx->saved_data["cos"] = rope.cos;
+    ctx->saved_data["sin"] = rope.sin;
+    return attention_kernel(qkv, num_heads, rope);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out{torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    if (!grads[0].defined()) return out;
+    const RopeTables rope{ctx->saved_data["cos"].toTensor(), ctx->saved_data["sin"].toTensor()};
+    out[0] = attention_kernel(ctx->get_saved_variables()[0], ctx->saved_data["heads"].toInt(), rope,
+                              grads[0].contiguous());
+    return out;
+  }
+};
+
 }  // namespace
+
+FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed); }
+void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
+const char* fused_kernels_name(FusedKernels mode) {
+  switch (mode) {
+    case FusedKernels::Off: return "off";
+    case FusedKernels::BFloat16: return "bf16";
+    case FusedKernels::All: return "all";
+  }
+  return "?";
+}
 
 torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, double eps) {
   const bool same_shape = !y.defined() || y.sizes() == x.sizes();
@@ -195,76 +223,6 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
   return torch::silu(parts[0]) * parts[1];
 }
 
-namespace {
-
-torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const torch::Tensor& cos_t,
-                               const torch::Tensor& sin_t) {
-  RECORD_FUNCTION("hrm::attention", std::vector<c10::IValue>());
-  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  const float* cos = cos_t.defined() ? cos_t.data_ptr<float>() : nullptr;
-  const float* sin = sin_t.defined() ? sin_t.data_ptr<float>() : nullptr;
-  torch::Tensor out = torch::empty({B, S, H * D}, qkv.options());
-  at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
-    std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(S, D)));
-    dispatch(
-        qkv, [&] { attention_f32(ptr<float>(qkv), cos, sin, ptr<float>(out), scratch.data(), bh0, bh1, H, S, D, scale); },
-        [&] {
-          attention_bf16(ptr<bf16_bits>(qkv), cos, sin, ptr<bf16_bits>(out), scratch.data(), bh0, bh1, H, S, D,
-                         scale);
-        });
-  });
-  return out;
-}
-
-torch::Tensor attention_backward_kernel(const torch::Tensor& qkv, int64_t H, const torch::Tensor& cos_t,
-                                        const torch::Tensor& sin_t, const torch::Tensor& dout) {
-  RECORD_FUNCTION("hrm::attention_backward", std::vector<c10::IValue>());
-  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  const float* cos = cos_t.defined() ? cos_t.data_ptr<float>() : nullptr;
-  const float* sin = sin_t.defined() ? sin_t.data_ptr<float>() : nullptr;
-  torch::Tensor d_qkv = torch::empty_like(qkv);
-  at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
-    std::vector<float> scratch(static_cast<size_t>(attention_backward_scratch_floats(S, D)));
-    dispatch(
-        qkv,
-        [&] {
-          attention_backward_f32(ptr<float>(qkv), cos, sin, ptr<float>(dout), ptr<float>(d_qkv), scratch.data(), bh0,
-                                 bh1, H, S, D, scale);
-        },
-        [&] {
-          attention_backward_bf16(ptr<bf16_bits>(qkv), cos, sin, ptr<bf16_bits>(dout), ptr<bf16_bits>(d_qkv),
-                                  scratch.data(), bh0, bh1, H, S, D, scale);
-        });
-  });
-  return d_qkv;
-}
-
-// Saves only qkv (already alive for the projection's graph); the backward recomputes the probabilities.
-struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
-  // The tables go in as a plain struct: autograd treats tensor arguments as inputs, and these may be undefined.
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& qkv, int64_t num_heads,
-                               const RopeTables& rope) {
-    ctx->save_for_backward({qkv});
-    ctx->saved_data["heads"] = num_heads;
-    ctx->saved_data["cos"] = rope.cos;
-    ctx->saved_data["sin"] = rope.sin;
-    return attention_kernel(qkv, num_heads, rope.cos, rope.sin);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list none{torch::Tensor(), torch::Tensor(), torch::Tensor()};
-    if (!grads[0].defined()) return none;
-    variable_list out = none;
-    out[0] = attention_backward_kernel(ctx->get_saved_variables()[0], ctx->saved_data["heads"].toInt(),
-                                       ctx->saved_data["cos"].toTensor(), ctx->saved_data["sin"].toTensor(),
-                                       grads[0].contiguous());
-    return out;
-  }
-};
-
-}  // namespace
-
 torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
   const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
   const bool rotate = rope.cos.defined();
@@ -272,7 +230,7 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
                                      rope.cos.is_contiguous() && rope.sin.is_contiguous() && rope.cos.size(0) >= S &&
                                      rope.cos.size(1) == D && D % 2 == 0);
   switch (tables_ok ? path_for({&qkv}, /*has_backward=*/true) : Path::Composition) {
-    case Path::Kernel: return attention_kernel(qkv, H, rope.cos, rope.sin);
+    case Path::Kernel: return attention_kernel(qkv, H, rope);
     case Path::KernelWithGraph: return AttentionFunction::apply(qkv, H, rope);
     case Path::Composition: break;
   }

@@ -426,35 +426,35 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
   return D * round_up(S) + S * round_up(D) + kQueryBlock * (round_up(S) + round_up(D));
 }
 
-// Multiversioned entry points (one per dtype: target_clones does not apply to templates).
-#define HRM_DEFINE_ENTRY_POINTS(T, suffix)                                                                        \
-  HRM_MULTIVERSION void add_rms_norm_##suffix(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, \
-                                              int64_t n, float eps) {                                             \
+// Multiversioned entry points, one overload per element type (target_clones does not apply to templates).
+#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                 \
+  HRM_MULTIVERSION void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1,           \
+                                     int64_t n, float eps) {                                                      \
     add_rms_norm_rows<T>(x, y, out, sum_out, r0, r1, n, eps);                                                     \
   }                                                                                                               \
-  HRM_MULTIVERSION void rms_norm_backward_##suffix(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1,        \
-                                                   int64_t n, float eps) {                                        \
+  HRM_MULTIVERSION void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n,       \
+                                          float eps) {                                                            \
     rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                         \
   }                                                                                                               \
-  HRM_MULTIVERSION void swiglu_##suffix(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {            \
+  HRM_MULTIVERSION void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {                     \
     swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                      \
   }                                                                                                               \
-  HRM_MULTIVERSION void swiglu_backward_##suffix(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0,         \
-                                                 int64_t r1, int64_t n) {                                         \
+  HRM_MULTIVERSION void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1,      \
+                                        int64_t n) {                                                              \
     swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                   \
   }                                                                                                               \
-  HRM_MULTIVERSION void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, \
-                                           int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) { \
+  HRM_MULTIVERSION void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch,       \
+                                  int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {       \
     attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                   \
   }                                                                                                               \
-  HRM_MULTIVERSION void attention_backward_##suffix(const T* qkv, const float* cos, const float* sin, const T* dout, \
-                                                    T* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H,  \
-                                                    int64_t S, int64_t D, float scale) {                            \
+  HRM_MULTIVERSION void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout,        \
+                                           T* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H,         \
+                                           int64_t S, int64_t D, float scale) {                                   \
     attention_backward_pairs<T>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, D, scale);                   \
   }
 
-HRM_DEFINE_ENTRY_POINTS(float, f32)
-HRM_DEFINE_ENTRY_POINTS(bf16_bits, bf16)
+HRM_DEFINE_ENTRY_POINTS(float)
+HRM_DEFINE_ENTRY_POINTS(bf16_bits)
 #undef HRM_DEFINE_ENTRY_POINTS
 
 }  // namespace hrm::nn::kernels

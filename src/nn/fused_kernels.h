@@ -7,23 +7,22 @@ namespace hrm::nn::kernels {
 
 using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
 
-#define HRM_DECLARE_ENTRY_POINTS(T, suffix)                                                                        \
-  void add_rms_norm_##suffix(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,      \
-                             float eps);                                                                          \
-  void rms_norm_backward_##suffix(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps);  \
-  void swiglu_##suffix(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                              \
-  void swiglu_backward_##suffix(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);  \
-  void attention_##suffix(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,  \
-                          int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);                             \
-  void attention_backward_##suffix(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,      \
-                                   float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,      \
-                                   float scale);
-// Floats of scratch one thread needs for attention_* and attention_backward_*.
+// Each entry point exists for float and for bf16 (overloads), each compiled for AVX-512, AVX2 and the baseline.
+#define HRM_DECLARE_ENTRY_POINTS(T)                                                                                \
+  void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n, float eps);    \
+  void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps);           \
+  void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                                       \
+  void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);           \
+  void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,           \
+                 int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);                                      \
+  void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,              \
+                          float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
+HRM_DECLARE_ENTRY_POINTS(float)
+HRM_DECLARE_ENTRY_POINTS(bf16_bits)
+#undef HRM_DECLARE_ENTRY_POINTS
+
+// Floats of scratch one thread needs for attention and attention_backward.
 int64_t attention_scratch_floats(int64_t S, int64_t D);
 int64_t attention_backward_scratch_floats(int64_t S, int64_t D);
-
-HRM_DECLARE_ENTRY_POINTS(float, f32)
-HRM_DECLARE_ENTRY_POINTS(bf16_bits, bf16)
-#undef HRM_DECLARE_ENTRY_POINTS
 
 }  // namespace hrm::nn::kernels

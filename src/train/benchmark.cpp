@@ -6,12 +6,25 @@
 
 #if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
-#define HRM_HAVE_LEGACY_PROFILER 1
 #endif
 
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
 #include "hrm/util/memory.h"
+
+namespace {
+// Records a chrome trace while alive (written at destruction). LibTorch builds without the legacy profiler get a
+// stand-in that is never constructed: --profile is refused before the first step.
+#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
+constexpr bool kHaveProfiler = true;
+using ProfileRecorder = torch::autograd::profiler::RecordProfile;
+#else
+constexpr bool kHaveProfiler = false;
+struct ProfileRecorder {
+  explicit ProfileRecorder(const std::string&) {}
+};
+#endif
+}  // namespace
 
 namespace hrm {
 
@@ -61,20 +74,13 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   };
   Carry carry = model->initial_carry(batch());
   std::vector<double> times;
-#ifdef HRM_HAVE_LEGACY_PROFILER
-  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-#else
-  check(options.profile_path.empty(), "bench --profile: this LibTorch has no legacy profiler");
-  std::unique_ptr<int> profile;
-#endif
+  check(kHaveProfiler || options.profile_path.empty(), "bench --profile: this LibTorch has no legacy profiler");
+  std::unique_ptr<ProfileRecorder> profile;
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
     const Batch b = batch();
     if (i == options.warmup) {
       tracker.reset_peak();
-#ifdef HRM_HAVE_LEGACY_PROFILER
-      if (!options.profile_path.empty())
-        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(options.profile_path);
-#endif
+      if (!options.profile_path.empty()) profile = std::make_unique<ProfileRecorder>(options.profile_path);
     }
     const auto t0 = std::chrono::steady_clock::now();
     StepResult s = forward_backward(model, carry, b, LossType::StablemaxCrossEntropy, static_cast<double>(B));

@@ -5,19 +5,9 @@ set -euo pipefail
 HRM=$1
 WORK=$2
 SHARED=$3
-rm -rf "$WORK" && mkdir -p "$WORK/configs/arch" && cd "$WORK"
-cat > configs/arch/tiny.yaml <<'YAML'
-H_cycles: 1
-L_cycles: 1
-H_layers: 1
-L_layers: 1
-hidden_size: 32
-num_heads: 2
-expansion: 2
-puzzle_emb_ndim: 32
-halt_max_steps: 2
-forward_dtype: float32
-YAML
+source "$(dirname "$0")/common.sh"
+fresh_workdir "$WORK"
+write_tiny_arch 32
 printf 'defaults: {arch: tiny}\nglobal_batch_size: 8\nepochs: 2\nlr_warmup_steps: 1\n' > configs/toy.yaml
 
 # Maze: 9x9 generated mazes, a few steps of training, then solve one from a file.

@@ -4,21 +4,11 @@
 set -euo pipefail
 HRM=$1
 WORK=$2
-rm -rf "$WORK" && mkdir -p "$WORK/configs/arch" && cd "$WORK"
+source "$(dirname "$0")/common.sh"
+fresh_workdir "$WORK"
 "$HRM" dataset sudoku --generate 300 --generate-test 32 --size 4 --min-blanks 4 --max-blanks 8 \
   --output-dir data --export-csv puzzles.csv --seed 3 > /dev/null 2>&1
-cat > configs/arch/tiny.yaml <<'YAML'
-H_cycles: 1
-L_cycles: 1
-H_layers: 1
-L_layers: 1
-hidden_size: 32
-num_heads: 2
-expansion: 2
-puzzle_emb_ndim: 0
-halt_max_steps: 2
-forward_dtype: float32
-YAML
+write_tiny_arch 0
 cat > configs/toy.yaml <<'YAML'
 defaults: {arch: tiny}
 data_path: data

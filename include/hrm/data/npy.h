@@ -30,5 +30,4 @@ torch::Tensor load(const std::string& path);
 // Saves a tensor (made contiguous, moved to CPU) atomically: temp file + rename.
 void save(const std::string& path, const torch::Tensor& tensor);
 
-
 }  // namespace hrm::npy

@@ -27,8 +27,9 @@ struct EvalOutput {
 // `batch_size` 0: the dataset's configured global batch size.
 EvalOutput evaluate(HRM& model, const data::PuzzleDataset& test, LossType loss_type, bool progress = true);
 
-// A model ready for inference: from an hrm checkpoint (or a run folder: its latest checkpoint) (its saved training config gives data_path and loss), or from
-// a published state dict plus a training config YAML (`config_path`) and a dataset (`data_dir`).
+// A model ready for inference: from an hrm checkpoint or a run folder (its latest checkpoint), whose saved training
+// config gives data_path and loss, or from a published state dict plus a training config YAML (`config_path`) and
+// a dataset (`data_dir`).
 // `overrides` ("arch.halt_max_steps=32", ...) apply to the model config before it is built (weights must fit).
 struct InferenceSetup {
   HRM model{nullptr};
