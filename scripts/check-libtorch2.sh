@@ -4,15 +4,26 @@
 # headers) are compiled and tested on a Debian 12 machine without touching the host's LibTorch 1.13.
 # Needs root (debootstrap, chroot, bind mounts) and ~4 GB of disk. Not part of scripts/test.sh: the first run
 # downloads ~1 GB and takes 10-15 min; later runs reuse the root and the build folder.
-#   HRM_TRIXIE_ROOT  where the root lives (default /var/tmp/hrm-trixie)
-#   CTEST_ARGS       extra ctest arguments (e.g. "-R Reference")
+#   HRM_LIBTORCH_FLAVOR  cpu (default): libtorch-dev, build + the whole ctest suite.
+#                        cuda: libtorch-cuda-dev + nvidia-cuda-toolkit from trixie's contrib/non-free (~2.5 GB; the
+#                        CUDA build of the same LibTorch 2.6), build only: proves the code configures, compiles and
+#                        links against a CUDA LibTorch. Running it needs a GPU and cuDNN, which Debian does not ship
+#                        (its nvidia-cudnn package downloads cuDNN from NVIDIA at install time; that step is skipped).
+#   HRM_TRIXIE_ROOT      where the root lives (default /var/tmp/hrm-trixie, or /var/tmp/hrm-trixie-cuda)
+#   CTEST_ARGS           extra ctest arguments (e.g. "-R Reference")
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=$(cd "$REPO/.." && pwd)/shared
-ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie}
+FLAVOR=${HRM_LIBTORCH_FLAVOR:-cpu}
 MIRROR=${HRM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES="build-essential cmake pkg-config libtorch-dev libopenblas0-pthread libyaml-cpp-dev libspdlog-dev \
+PACKAGES="build-essential cmake pkg-config libopenblas0-pthread libyaml-cpp-dev libspdlog-dev \
 libcli11-dev libgtest-dev nlohmann-json3-dev qqwing python3"
+case "$FLAVOR" in
+  cpu) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie}; TORCH_PKG=libtorch-dev; PACKAGES="$PACKAGES $TORCH_PKG" ;;
+  cuda) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie-cuda}; TORCH_PKG=libtorch-cuda-dev
+        PACKAGES="$PACKAGES $TORCH_PKG nvidia-cuda-toolkit" ;;
+  *) echo "check-libtorch2: HRM_LIBTORCH_FLAVOR must be cpu or cuda, not '$FLAVOR'" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then echo "check-libtorch2: needs root (debootstrap + chroot)" >&2; exit 2; fi
 command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
@@ -20,7 +31,21 @@ command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get inst
 if [ ! -e "$ROOT/.hrm-ready" ]; then
   echo "check-libtorch2: creating trixie root in $ROOT"
   debootstrap --variant=minbase trixie "$ROOT" "$MIRROR"
-  chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES
+  if [ "$FLAVOR" = cuda ]; then
+    echo "deb $MIRROR trixie main contrib non-free" > "$ROOT/etc/apt/sources.list"
+    chroot "$ROOT" apt-get update -qq
+    # nvidia-cudnn's postinst downloads cuDNN from NVIDIA (unreachable here, and not needed to compile): let it
+    # fail, make it a no-op, and configure the rest.
+    chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      $PACKAGES || true
+    if [ -e "$ROOT/var/lib/dpkg/info/nvidia-cudnn.postinst" ]; then
+      printf '#!/bin/sh\nexit 0\n' > "$ROOT/var/lib/dpkg/info/nvidia-cudnn.postinst"
+    fi
+    chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive dpkg --configure -a
+    chroot "$ROOT" dpkg-query -W -f='${Status}\n' libtorch-cuda-dev | grep -q "install ok installed"
+  else
+    chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES
+  fi
   touch "$ROOT/.hrm-ready"
 fi
 
@@ -38,9 +63,19 @@ rm -rf "$ROOT/w/main" && mkdir -p "$ROOT/w/main"
 (cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$ROOT/w/main"
 if [ -d "$SHARED" ]; then mount --bind -o ro "$SHARED" "$ROOT/w/shared"; fi
 
-chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CTEST_ARGS="${CTEST_ARGS:-}" bash -c '
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CTEST_ARGS="${CTEST_ARGS:-}" \
+  FLAVOR="$FLAVOR" TORCH_PKG="$TORCH_PKG" bash -c '
   set -euo pipefail
-  echo "check-libtorch2: $(dpkg-query -W -f="libtorch-dev \${Version}" libtorch-dev), $(g++ --version | head -1)"
-  cmake -S /w/main -B /w/build -DCMAKE_BUILD_TYPE=Release
+  echo "check-libtorch2: $(dpkg-query -W -f="\${Package} \${Version}" $TORCH_PKG), $(g++ --version | head -1)"
+  LINK=()  # without cuDNN the linker cannot resolve the cudnn* symbols inside libtorch_cuda.so; hrm uses none
+  # ... and the test binary cannot be loaded, so gtest lists its tests at ctest time, not after linking.
+  if [ "$FLAVOR" = cuda ]; then
+    LINK=(-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST)
+  fi
+  cmake -S /w/main -B /w/build -DCMAKE_BUILD_TYPE=Release "${LINK[@]}"
   cmake --build /w/build -j "$(nproc)"
+  if [ "$FLAVOR" = cuda ]; then
+    echo "check-libtorch2: built against the CUDA LibTorch; tests need a GPU and cuDNN and are not run"
+    exit 0
+  fi
   cd /w/build && ctest --output-on-failure $CTEST_ARGS'
