@@ -21,6 +21,7 @@
 #include "hrm/train/state_dict.h"
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
+#include "hrm/util/memory.h"
 
 namespace hrm {
 namespace {
@@ -404,6 +405,7 @@ void set_threads(int64_t threads) {
   const int n = threads > 0 ? static_cast<int>(threads)
                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
+  keep_freed_cpu_memory();
 }
 
 std::string latest_checkpoint(const std::string& run_dir) {

@@ -4,6 +4,10 @@
 #include <mutex>
 #include <unordered_map>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <c10/core/CPUAllocator.h>
 #include <torch/version.h>
 
@@ -89,5 +93,16 @@ CpuMemoryTracker& CpuMemoryTracker::install() {
 int64_t CpuMemoryTracker::current_bytes() const { return g_current.load(); }
 int64_t CpuMemoryTracker::peak_bytes() const { return g_peak.load(); }
 void CpuMemoryTracker::reset_peak() { g_peak.store(g_current.load()); }
+
+void keep_freed_cpu_memory() {
+#if defined(__GLIBC__)
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum: larger blocks still get their own mapping
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+#endif
+}
 
 }  // namespace hrm

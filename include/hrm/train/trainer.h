@@ -27,7 +27,7 @@ TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::
 
 // Device from "auto" | "cpu" | "cuda" | "cuda:N" (auto: CUDA when this LibTorch build has it).
 std::string resolve_device(const std::string& device);
-// Sets the intra-op thread count (0 = all cores).
+// Sets the intra-op thread count (0 = all cores) and keeps freed CPU memory for reuse (keep_freed_cpu_memory).
 void set_threads(int64_t threads);
 
 // Latest checkpoint file of a run folder (throws when there is none).
