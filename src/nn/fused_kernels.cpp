@@ -125,6 +125,11 @@ HRM_INLINE vfloat exp(vfloat x) {
 template <class T>
 HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,
                                   float eps) {
+  // The sums wait in float on the stack for the second pass (rows up to kStash wide; wider ones go through out),
+  // which saves a round trip through T.
+  constexpr int64_t kStash = 4096;
+  float stash[kStash];
+  const bool stashed = n <= kStash;
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * n;
     const T* yr = y ? y + r * n : nullptr;
@@ -133,14 +138,15 @@ HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, T* sum_out, in
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
       const vfloat s = yr ? round_to<T>(load(xr + i, c) + load(yr + i, c)) : load(xr + i, c);
-      store(o + i, s, c);
+      if (stashed) store_full(stash + i, s);
+      else store(o + i, s, c);
       if (sum_out) store(sum_out + r * n + i, s, c);
       sum_sq += s * s;
     }
     const float inv = 1.0f / std::sqrt(sum_lanes(sum_sq) / static_cast<float>(n) + eps);
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
-      store(o + i, load(o + i, c) * inv, c);
+      store(o + i, (stashed ? load_full(stash + i) : load(o + i, c)) * inv, c);
     }
   }
 }
