@@ -287,8 +287,8 @@ HRM_INLINE void transpose_rows(const float* rows, int64_t n, int64_t D, int64_t 
 
 constexpr int64_t kQueryBlock = 4;
 
-// Four weight rows times a matrix m: for every 16-column block c of [0, cols), f(c, acc) with
-//   acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride + c .. +16],  q < 4.
+// kQueryBlock weight rows times a matrix m: for every 16-column block c of [0, cols), f(c, acc) with
+//   acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride + c .. +16],  q < kQueryBlock (4).
 // Each load of m feeds four FMA chains (one per weight row); two column blocks at a time, or even and odd t for a
 // last single block, make eight independent chains, enough to hide the FMA latency on two FMA ports.
 template <class F>
@@ -296,11 +296,11 @@ HRM_INLINE void mix4(const float* w, int64_t w_q, int64_t w_t, const float* m, i
                      int64_t cols, F&& f) {
   int64_t c = 0;
   for (; c + 2 * W <= cols; c += 2 * W) {
-    vfloat a[2][4] = {};
+    vfloat a[2][kQueryBlock] = {};
     for (int64_t t = 0; t < n; ++t) {
       const vfloat m0 = load_full(m + t * m_stride + c), m1 = load_full(m + t * m_stride + c + W);
       const float* wt = w + t * w_t;
-      for (int q = 0; q < 4; ++q) {
+      for (int64_t q = 0; q < kQueryBlock; ++q) {
         a[0][q] += wt[q * w_q] * m0;
         a[1][q] += wt[q * w_q] * m1;
       }
@@ -309,21 +309,21 @@ HRM_INLINE void mix4(const float* w, int64_t w_q, int64_t w_t, const float* m, i
     f(c + W, a[1]);
   }
   if (c < cols) {
-    vfloat a[2][4] = {};
+    vfloat a[2][kQueryBlock] = {};
     int64_t t = 0;
     for (; t + 1 < n; t += 2) {
       const vfloat m0 = load_full(m + t * m_stride + c), m1 = load_full(m + (t + 1) * m_stride + c);
       const float* wt = w + t * w_t;
-      for (int q = 0; q < 4; ++q) {
+      for (int64_t q = 0; q < kQueryBlock; ++q) {
         a[0][q] += wt[q * w_q] * m0;
         a[1][q] += wt[q * w_q + w_t] * m1;
       }
     }
     if (t < n) {
       const vfloat m0 = load_full(m + t * m_stride + c);
-      for (int q = 0; q < 4; ++q) a[0][q] += w[t * w_t + q * w_q] * m0;
+      for (int64_t q = 0; q < kQueryBlock; ++q) a[0][q] += w[t * w_t + q * w_q] * m0;
     }
-    for (int q = 0; q < 4; ++q) a[0][q] += a[1][q];
+    for (int64_t q = 0; q < kQueryBlock; ++q) a[0][q] += a[1][q];
     f(c, a[0]);
   }
 }
