@@ -42,6 +42,8 @@ if [ ! -e "$ROOT/.hrm-ready" ]; then
       printf '#!/bin/sh\nexit 0\n' > "$ROOT/var/lib/dpkg/info/nvidia-cudnn.postinst"
     fi
     chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive dpkg --configure -a
+    # apt may have stopped before unpacking everything: finish the installation now that cuDNN's step passes.
+    chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES
     chroot "$ROOT" dpkg-query -W -f='${Status}\n' libtorch-cuda-dev | grep -q "install ok installed"
   else
     chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES
