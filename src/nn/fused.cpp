@@ -113,6 +113,12 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
   return d_gate_up;
 }
 
+}  // namespace
+
+bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }
+
+namespace {
+
 // The attention forward ([B, S, H*D]) or, when dout is given, its gradient with respect to qkv.
 torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTables& rope,
                                const torch::Tensor& dout = {}) {

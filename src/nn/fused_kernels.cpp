@@ -6,15 +6,20 @@
 #include "fused_kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 // x86-64-v4 (AVX-512 F+BW+VL+DQ) rather than plain avx512f: BW turns the float->bf16 narrowing into one vpermi2w
 // instead of two packs, a permute and a spill.
 #define HRM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define HRM_SILU_TABLE 1
+#include <immintrin.h>
 #else
+#define HRM_SILU_TABLE 0
 #define HRM_MULTIVERSION
 #endif
 #define HRM_INLINE inline __attribute__((always_inline))
@@ -489,6 +494,66 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
   }
 }
 
+#if HRM_SILU_TABLE
+// ---------------------------------------------------------------- SwiGLU on bf16 gates by table lookup
+// A bf16 gate has 65536 possible values, so silu(gate) rounded to bf16 -- what the reference multiplies with
+// `up` -- is a table (256 KiB as floats, in L2), filled once by the computing kernel itself, so both paths give
+// bit-identical results. An AVX-512 gather replaces exp and the division, the bulk of the kernel's time.
+#define HRM_TABLE_FN __attribute__((target("arch=x86-64-v4")))
+
+HRM_INLINE bf16_bits round_bf16(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return f != f ? bf16_bits{0x7FC0} : static_cast<bf16_bits>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+HRM_INLINE float widen_bf16(bf16_bits h) {
+  const uint32_t b = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+HRM_TABLE_FN void swiglu_from_table(const float* silu, const bf16_bits* gate_up, bf16_bits* out, int64_t r0,
+                                    int64_t r1, int64_t n) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const bf16_bits* g = gate_up + r * 2 * n;
+    const bf16_bits* u = g + n;
+    bf16_bits* o = out + r * n;
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+      // (maskz/mask forms: the plain ones start from _mm512_undefined, which GCC 12 warns about)
+      const __m512i index =
+          _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + i)));
+      const __m512 silu_g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, silu, 4);
+      const __m512 product = _mm512_mul_ps(silu_g, reinterpret_cast<__m512>(load_full(u + i)));
+      store_full(o + i, reinterpret_cast<vfloat>(product));
+    }
+    for (; i < n; ++i) o[i] = round_bf16(silu[g[i]] * widen_bf16(u[i]));
+  }
+}
+
+std::atomic<bool> g_silu_table{true};
+bool silu_table_enabled() { return g_silu_table.load(std::memory_order_relaxed); }
+
+// The table, or null where the CPU has no x86-64-v4 (AVX-512 F/BW/DQ/VL).
+const float* silu_table() {
+  static const std::vector<float> table = [] {
+    if (!__builtin_cpu_supports("x86-64-v4")) return std::vector<float>();
+    constexpr int64_t kValues = 65536;
+    std::vector<bf16_bits> gate_up(2 * kValues), silu(kValues);
+    for (int64_t v = 0; v < kValues; ++v) {
+      gate_up[v] = static_cast<bf16_bits>(v);
+      gate_up[kValues + v] = 0x3F80;  // up = 1
+    }
+    swiglu_computed(gate_up.data(), silu.data(), 0, 1, kValues);
+    std::vector<float> t(kValues);
+    for (int64_t v = 0; v < kValues; ++v) t[v] = widen_bf16(silu[v]);
+    return t;
+  }();
+  return table.empty() ? nullptr : table.data();
+}
+#endif
+
 }  // namespace
 
 int64_t attention_backward_scratch_floats(int64_t S, int64_t D) {
@@ -511,7 +576,7 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
                                           float eps) {                                                            \
     rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                         \
   }                                                                                                               \
-  HRM_MULTIVERSION void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {                     \
+  HRM_MULTIVERSION void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {            \
     swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                      \
   }                                                                                                               \
   HRM_MULTIVERSION void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1,      \
@@ -531,5 +596,27 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
 HRM_DEFINE_ENTRY_POINTS(float)
 HRM_DEFINE_ENTRY_POINTS(bf16_bits)
 #undef HRM_DEFINE_ENTRY_POINTS
+
+void swiglu(const float* gate_up, float* out, int64_t r0, int64_t r1, int64_t n) {
+  swiglu_computed(gate_up, out, r0, r1, n);
+}
+
+bool set_silu_table(bool enabled) {
+#if HRM_SILU_TABLE
+  g_silu_table = enabled;
+  return silu_table() != nullptr;
+#else
+  (void)enabled;
+  return false;
+#endif
+}
+
+void swiglu(const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1, int64_t n) {
+#if HRM_SILU_TABLE
+  if (const float* table = silu_table(); table && silu_table_enabled())
+    return swiglu_from_table(table, gate_up, out, r0, r1, n);
+#endif
+  swiglu_computed(gate_up, out, r0, r1, n);
+}
 
 }  // namespace hrm::nn::kernels

@@ -12,6 +12,7 @@ using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
   void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n, float eps);    \
   void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps);           \
   void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                                       \
+  void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                              \
   void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);           \
   void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,           \
                  int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);                                      \
@@ -20,6 +21,10 @@ using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
 HRM_DECLARE_ENTRY_POINTS(float)
 HRM_DECLARE_ENTRY_POINTS(bf16_bits)
 #undef HRM_DECLARE_ENTRY_POINTS
+
+// SwiGLU on bf16 gates looks silu up in a 65536-entry table where the CPU has x86-64-v4 (bit-identical to
+// swiglu_computed); false computes it. Returns whether the table exists on this CPU.
+bool set_silu_table(bool enabled);
 
 // Floats of scratch one thread needs for attention and attention_backward.
 int64_t attention_scratch_floats(int64_t S, int64_t D);

@@ -85,6 +85,31 @@ TEST(Fused, SwigluMatchesCompositionIncludingLargeGates) {
   }
 }
 
+// Every bf16 gate value (NaN, infinities and subnormals included) times ups of all magnitudes, in rows of 37 (two
+// vectors and a scalar tail): looking silu up in the table gives the same bits as computing it.
+TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
+  torch::NoGradGuard ng;
+  FusedMode m(FusedKernels::BFloat16);
+  torch::manual_seed(7);
+  const int64_t n = 37, rows = (65536 + n - 1) / n;
+  torch::Tensor bits = torch::arange(rows * n, torch::kInt32).remainder(65536);
+  bits = torch::where(bits >= 32768, bits - 65536, bits).to(torch::kInt16);  // the bf16 bit patterns, as int16
+  const torch::Tensor gate = bits.view(torch::kBFloat16).view({rows, n});
+  const torch::Tensor up = (torch::randn({rows, n}) * torch::pow(10.0, torch::randint(-6, 7, {rows, n}))).to(torch::kBFloat16);
+  const torch::Tensor gate_up = torch::cat({gate, up}, 1);
+  struct Restore {
+    ~Restore() { nn::set_silu_table(true); }
+  } restore;
+  const bool has_table = nn::set_silu_table(true);
+  const torch::Tensor looked_up = nn::swiglu(gate_up);
+  nn::set_silu_table(false);
+  const torch::Tensor computed = nn::swiglu(gate_up);
+  if (!has_table) GTEST_SKIP() << "this CPU has no x86-64-v4: SwiGLU computes silu, there is no table to compare";
+  const torch::Tensor differ = looked_up.view(torch::kInt16) != computed.view(torch::kInt16);
+  EXPECT_EQ(differ.sum().item<int64_t>(), 0);
+  EXPECT_GT(torch::isnan(looked_up.to(torch::kFloat)).sum().item<int64_t>(), 0);  // NaN gates reached the table
+}
+
 TEST(Fused, AttentionMatchesComposition) {
   torch::NoGradGuard ng;
   torch::manual_seed(2);

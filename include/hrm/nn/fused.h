@@ -22,6 +22,11 @@ FusedKernels fused_kernels();
 void set_fused_kernels(FusedKernels mode);
 const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all"
 
+// SwiGLU with bf16 gates looks silu(gate) up in a 65536-entry table (filled once by the computing kernel, so
+// bit-identical) on CPUs with AVX-512 F/BW/DQ/VL; false computes it every time (tests, benchmarks). Returns whether
+// this CPU has the table path.
+bool set_silu_table(bool enabled);
+
 // rms_norm(x + y) with the sum rounded to x's dtype first (as `x + y` then rms_norm); y may be undefined.
 torch::Tensor add_rms_norm(const torch::Tensor& x, const torch::Tensor& y, double eps);
 
