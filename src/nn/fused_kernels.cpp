@@ -194,14 +194,19 @@ HRM_INLINE void swiglu_rows(const T* gate_up, T* out, int64_t r0, int64_t r1, in
 
 // Gradient of silu(g) * u, rounded where the reference's autograd rounds: d_up = dy * silu(g) (silu rounded to T),
 // d_gate = (dy * u rounded to T) * silu'(g), silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))).
+// Row r of the backward's buffers: gate_up = [gate | up] and d_gate_up = [d_gate | d_up] (2n wide), dy (n wide).
+template <class T>
+struct SwigluBackwardRow {
+  const T *g, *u, *dyr;
+  T *dg, *du;
+  HRM_INLINE SwigluBackwardRow(const T* gate_up, const T* dy, T* d_gate_up, int64_t r, int64_t n)
+      : g(gate_up + r * 2 * n), u(g + n), dyr(dy + r * n), dg(d_gate_up + r * 2 * n), du(dg + n) {}
+};
+
 template <class T>
 HRM_INLINE void swiglu_backward_rows(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
-    const T* g = gate_up + r * 2 * n;
-    const T* u = g + n;
-    const T* dyr = dy + r * n;
-    T* dg = d_gate_up + r * 2 * n;
-    T* du = dg + n;
+    const auto [g, u, dyr, dg, du] = SwigluBackwardRow<T>(gate_up, dy, d_gate_up, r, n);
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
       const vfloat gv = load(g + i, c), dyv = load(dyr + i, c);
@@ -498,7 +503,8 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
 // ---------------------------------------------------------------- SwiGLU on bf16 gates by table lookup
 // A bf16 gate has 65536 possible values, so silu(gate) rounded to bf16 -- what the reference multiplies with
 // `up` -- is a table (256 KiB as floats, in L2), filled once by the computing kernel itself, so both paths give
-// bit-identical results. An AVX-512 gather replaces exp and the division, the bulk of the kernel's time.
+// bit-identical results. An AVX-512 gather replaces exp and the division, the bulk of the kernel's time. The
+// backward gets two more tables the same way.
 #define HRM_TABLE_FN __attribute__((target("arch=x86-64-v4")))
 
 HRM_INLINE bf16_bits round_bf16(float f) {
@@ -535,22 +541,63 @@ HRM_TABLE_FN void swiglu_from_table(const float* silu, const bf16_bits* gate_up,
 std::atomic<bool> g_silu_table{true};
 bool silu_table_enabled() { return g_silu_table.load(std::memory_order_relaxed); }
 
-// The table, or null where the CPU has no x86-64-v4 (AVX-512 F/BW/DQ/VL).
-const float* silu_table() {
-  static const std::vector<float> table = [] {
-    if (!__builtin_cpu_supports("x86-64-v4")) return std::vector<float>();
+// Backward: d_up = dy * silu_r(g) and d_gate = round(dy * up) * dsilu(g), with silu_r the bf16-rounded silu and
+// dsilu = sigmoid * (1 + g * (1 - sigmoid)) in float -- both per gate value, from the computing backward kernel.
+HRM_TABLE_FN void swiglu_backward_from_table(const float* silu_r, const float* dsilu, const bf16_bits* gate_up,
+                                             const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1,
+                                             int64_t n) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto [g, u, dyr, dg, du] = SwigluBackwardRow<bf16_bits>(gate_up, dy, d_gate_up, r, n);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+      const __m512i index =
+          _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + i)));
+      const vfloat s = reinterpret_cast<vfloat>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, silu_r, 4));
+      const vfloat ds = reinterpret_cast<vfloat>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, dsilu, 4));
+      const vfloat dyv = load_full(dyr + i);
+      store_full(du + i, dyv * s);
+      store_full(dg + i, round_to<bf16_bits>(dyv * load_full(u + i)) * ds);
+    }
+    for (; i < n; ++i) {
+      const float dyv = widen_bf16(dyr[i]);
+      du[i] = round_bf16(dyv * silu_r[g[i]]);
+      dg[i] = round_bf16(widen_bf16(round_bf16(dyv * widen_bf16(u[i]))) * dsilu[g[i]]);
+    }
+  }
+}
+
+// Tables per bf16 gate value (empty where the CPU has no x86-64-v4, AVX-512 F/BW/DQ/VL): silu rounded to bf16 as
+// the forward computes it, and silu rounded and its derivative as the backward computes them.
+struct SiluTables {
+  std::vector<float> silu, backward_silu, derivative;
+};
+const SiluTables& silu_tables() {
+  static const SiluTables tables = [] {
+    SiluTables t;
+    if (!__builtin_cpu_supports("x86-64-v4")) return t;
     constexpr int64_t kValues = 65536;
     std::vector<bf16_bits> gate_up(2 * kValues), silu(kValues);
+    std::vector<float> gate_up_f(2 * kValues), ones(kValues, 1.0f), grads(2 * kValues);
     for (int64_t v = 0; v < kValues; ++v) {
       gate_up[v] = static_cast<bf16_bits>(v);
       gate_up[kValues + v] = 0x3F80;  // up = 1
+      gate_up_f[v] = widen_bf16(static_cast<bf16_bits>(v));
+      gate_up_f[kValues + v] = 1.0f;
     }
     swiglu_computed(gate_up.data(), silu.data(), 0, 1, kValues);
-    std::vector<float> t(kValues);
-    for (int64_t v = 0; v < kValues; ++v) t[v] = widen_bf16(silu[v]);
+    // In float with dy = up = 1: d_up = silu(g) unrounded, d_gate = the derivative (the bf16 kernel computes both
+    // in float from the same gate; the test compares the two paths bit for bit).
+    swiglu_backward_computed(gate_up_f.data(), ones.data(), grads.data(), 0, 1, kValues);
+    t.silu.resize(kValues);
+    t.backward_silu.resize(kValues);
+    t.derivative.assign(grads.begin(), grads.begin() + kValues);
+    for (int64_t v = 0; v < kValues; ++v) {
+      t.silu[v] = widen_bf16(silu[v]);
+      t.backward_silu[v] = widen_bf16(round_bf16(grads[kValues + v]));
+    }
     return t;
   }();
-  return table.empty() ? nullptr : table.data();
+  return tables;
 }
 #endif
 
@@ -579,8 +626,8 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
   HRM_MULTIVERSION void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {            \
     swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                      \
   }                                                                                                               \
-  HRM_MULTIVERSION void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1,      \
-                                        int64_t n) {                                                              \
+  HRM_MULTIVERSION void swiglu_backward_computed(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0,          \
+                                                 int64_t r1, int64_t n) {                                         \
     swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                   \
   }                                                                                                               \
   HRM_MULTIVERSION void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch,       \
@@ -601,10 +648,23 @@ void swiglu(const float* gate_up, float* out, int64_t r0, int64_t r1, int64_t n)
   swiglu_computed(gate_up, out, r0, r1, n);
 }
 
+void swiglu_backward(const float* gate_up, const float* dy, float* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
+  swiglu_backward_computed(gate_up, dy, d_gate_up, r0, r1, n);
+}
+
+void swiglu_backward(const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1,
+                     int64_t n) {
+#if HRM_SILU_TABLE
+  if (const SiluTables& t = silu_tables(); !t.silu.empty() && silu_table_enabled())
+    return swiglu_backward_from_table(t.backward_silu.data(), t.derivative.data(), gate_up, dy, d_gate_up, r0, r1, n);
+#endif
+  swiglu_backward_computed(gate_up, dy, d_gate_up, r0, r1, n);
+}
+
 bool set_silu_table(bool enabled) {
 #if HRM_SILU_TABLE
   g_silu_table = enabled;
-  return silu_table() != nullptr;
+  return !silu_tables().silu.empty();
 #else
   (void)enabled;
   return false;
@@ -613,8 +673,8 @@ bool set_silu_table(bool enabled) {
 
 void swiglu(const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1, int64_t n) {
 #if HRM_SILU_TABLE
-  if (const float* table = silu_table(); table && silu_table_enabled())
-    return swiglu_from_table(table, gate_up, out, r0, r1, n);
+  if (const SiluTables& t = silu_tables(); !t.silu.empty() && silu_table_enabled())
+    return swiglu_from_table(t.silu.data(), gate_up, out, r0, r1, n);
 #endif
   swiglu_computed(gate_up, out, r0, r1, n);
 }

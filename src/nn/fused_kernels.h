@@ -14,6 +14,7 @@ using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
   void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                                       \
   void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                              \
   void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);           \
+  void swiglu_backward_computed(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);  \
   void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,           \
                  int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);                                      \
   void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,              \
@@ -22,8 +23,8 @@ HRM_DECLARE_ENTRY_POINTS(float)
 HRM_DECLARE_ENTRY_POINTS(bf16_bits)
 #undef HRM_DECLARE_ENTRY_POINTS
 
-// SwiGLU on bf16 gates looks silu up in a 65536-entry table where the CPU has x86-64-v4 (bit-identical to
-// swiglu_computed); false computes it. Returns whether the table exists on this CPU.
+// SwiGLU and its backward on bf16 gates look silu (and its derivative) up in 65536-entry tables where the CPU has
+// x86-64-v4 (bit-identical to the *_computed kernels); false computes them. Returns whether the table exists on this CPU.
 bool set_silu_table(bool enabled);
 
 // Floats of scratch one thread needs for attention and attention_backward.

@@ -86,9 +86,9 @@ TEST(Fused, SwigluMatchesCompositionIncludingLargeGates) {
 }
 
 // Every bf16 gate value (NaN, infinities and subnormals included) times ups of all magnitudes, in rows of 37 (two
-// vectors and a scalar tail): looking silu up in the table gives the same bits as computing it.
+// vectors and a scalar tail): looking silu (and its derivative) up in the tables gives the same bits as computing
+// it, forward and backward.
 TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
-  torch::NoGradGuard ng;
   FusedMode m(FusedKernels::BFloat16);
   torch::manual_seed(7);
   const int64_t n = 37, rows = (65536 + n - 1) / n;
@@ -100,14 +100,22 @@ TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
   struct Restore {
     ~Restore() { nn::set_silu_table(true); }
   } restore;
+  const torch::Tensor dy = torch::randn({rows, n}).to(torch::kBFloat16);
+  // Forward and the gradient with respect to gate_up, both as bit patterns.
+  const auto run = [&](bool table) {
+    nn::set_silu_table(table);
+    const torch::Tensor x = gate_up.detach().requires_grad_(true);
+    const torch::Tensor out = nn::swiglu(x);
+    const torch::Tensor grad = torch::autograd::grad({out}, {x}, {dy})[0];
+    return std::make_pair(out.detach().view(torch::kInt16), grad.view(torch::kInt16));
+  };
   const bool has_table = nn::set_silu_table(true);
-  const torch::Tensor looked_up = nn::swiglu(gate_up);
-  nn::set_silu_table(false);
-  const torch::Tensor computed = nn::swiglu(gate_up);
+  const auto [looked_up, looked_up_grad] = run(true);
+  const auto [computed, computed_grad] = run(false);
   if (!has_table) GTEST_SKIP() << "this CPU has no x86-64-v4: SwiGLU computes silu, there is no table to compare";
-  const torch::Tensor differ = looked_up.view(torch::kInt16) != computed.view(torch::kInt16);
-  EXPECT_EQ(differ.sum().item<int64_t>(), 0);
-  EXPECT_GT(torch::isnan(looked_up.to(torch::kFloat)).sum().item<int64_t>(), 0);  // NaN gates reached the table
+  EXPECT_EQ((looked_up != computed).sum().item<int64_t>(), 0);
+  EXPECT_EQ((looked_up_grad != computed_grad).sum().item<int64_t>(), 0);
+  EXPECT_GT(torch::isnan(looked_up.view(torch::kBFloat16).to(torch::kFloat)).sum().item<int64_t>(), 0);  // NaN gates
 }
 
 TEST(Fused, AttentionMatchesComposition) {
