@@ -113,12 +113,6 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
   return d_gate_up;
 }
 
-}  // namespace
-
-bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }
-
-namespace {
-
 // The attention forward ([B, S, H*D]) or, when dout is given, its gradient with respect to qkv.
 torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTables& rope,
                                const torch::Tensor& dout = {}) {
@@ -200,6 +194,8 @@ struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
 
 FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed); }
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
+bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }
+
 const char* fused_kernels_name(FusedKernels mode) {
   switch (mode) {
     case FusedKernels::Off: return "off";

@@ -178,6 +178,10 @@ HRM_INLINE void rms_norm_backward_rows(const T* s, const T* dy, T* ds, int64_t r
   }
 }
 
+// silu(g) = g / (1 + exp(-g)), the reference's formula; forward and backward share it, so the backward multiplies
+// with exactly the forward's (rounded) output, as the reference's autograd does.
+HRM_INLINE vfloat silu(vfloat g) { return g / (1.0f + exp(-g)); }
+
 template <class T>
 HRM_INLINE void swiglu_rows(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
@@ -186,14 +190,11 @@ HRM_INLINE void swiglu_rows(const T* gate_up, T* out, int64_t r0, int64_t r1, in
     T* o = out + r * n;
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
-      const vfloat gv = load(g + i, c);
-      store(o + i, round_to<T>(gv / (1.0f + exp(-gv))) * load(u + i, c), c);
+      store(o + i, round_to<T>(silu(load(g + i, c))) * load(u + i, c), c);
     }
   }
 }
 
-// Gradient of silu(g) * u, rounded where the reference's autograd rounds: d_up = dy * silu(g) (silu rounded to T),
-// d_gate = (dy * u rounded to T) * silu'(g), silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))).
 // Row r of the backward's buffers: gate_up = [gate | up] and d_gate_up = [d_gate | d_up] (2n wide), dy (n wide).
 template <class T>
 struct SwigluBackwardRow {
@@ -203,6 +204,14 @@ struct SwigluBackwardRow {
       : g(gate_up + r * 2 * n), u(g + n), dyr(dy + r * n), dg(d_gate_up + r * 2 * n), du(dg + n) {}
 };
 
+// silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))).
+HRM_INLINE vfloat silu_derivative(vfloat g) {
+  const vfloat sig = 1.0f / (1.0f + exp(-g));
+  return sig * (1.0f + g * (1.0f - sig));
+}
+
+// Gradient of silu(g) * u, rounded where the reference's autograd rounds: d_up = dy * silu(g) (the forward's silu,
+// rounded to T), d_gate = (dy * u rounded to T) * silu'(g).
 template <class T>
 HRM_INLINE void swiglu_backward_rows(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
@@ -210,24 +219,28 @@ HRM_INLINE void swiglu_backward_rows(const T* gate_up, const T* dy, T* d_gate_up
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
       const vfloat gv = load(g + i, c), dyv = load(dyr + i, c);
-      const vfloat sig = 1.0f / (1.0f + exp(-gv));
-      store(du + i, dyv * round_to<T>(gv * sig), c);
-      store(dg + i, round_to<T>(dyv * load(u + i, c)) * (sig * (1.0f + gv * (1.0f - sig))), c);
+      store(du + i, dyv * round_to<T>(silu(gv)), c);
+      store(dg + i, round_to<T>(dyv * load(u + i, c)) * silu_derivative(gv), c);
     }
   }
 }
 
-// Single elements (head_dim-sized loops: scalar code, bound by memory).
+// Single elements (head_dim-sized loops and row tails: scalar code). Same rounding as to_bf16.
+HRM_INLINE float widen_bf16(bf16_bits h) {
+  const uint32_t b = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+HRM_INLINE bf16_bits round_bf16(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return f != f ? bf16_bits{0x7FC0} : static_cast<bf16_bits>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
 template <class T>
 HRM_INLINE float load1(const T* p, int64_t i) {
-  if constexpr (std::is_same_v<T, float>) {
-    return p[i];
-  } else {
-    const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
-  }
+  if constexpr (std::is_same_v<T, float>) return p[i];
+  else return widen_bf16(p[i]);
 }
 HRM_INLINE int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
 
@@ -504,79 +517,62 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
 // A bf16 gate has 65536 possible values, so silu(gate) rounded to bf16 -- what the reference multiplies with
 // `up` -- is a table (256 KiB as floats, in L2), filled once by the computing kernel itself, so both paths give
 // bit-identical results. An AVX-512 gather replaces exp and the division, the bulk of the kernel's time. The
-// backward gets two more tables the same way.
+// backward gathers the same silu and, from a second table, the derivative.
 #define HRM_TABLE_FN __attribute__((target("arch=x86-64-v4")))
 
-HRM_INLINE bf16_bits round_bf16(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return f != f ? bf16_bits{0x7FC0} : static_cast<bf16_bits>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
-}
-HRM_INLINE float widen_bf16(bf16_bits h) {
-  const uint32_t b = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
+// table[g[k]] for 16 bf16 gates (maskz/mask forms: the plain ones start from _mm512_undefined, which GCC 12 warns
+// about).
+HRM_TABLE_FN inline __attribute__((always_inline)) vfloat gather16(const float* table, const bf16_bits* g) {
+  const __m512i index = _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g)));
+  return reinterpret_cast<vfloat>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, table, 4));
 }
 
-HRM_TABLE_FN void swiglu_from_table(const float* silu, const bf16_bits* gate_up, bf16_bits* out, int64_t r0,
+HRM_TABLE_FN void swiglu_from_table(const float* silu_table, const bf16_bits* gate_up, bf16_bits* out, int64_t r0,
                                     int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
     const bf16_bits* g = gate_up + r * 2 * n;
     const bf16_bits* u = g + n;
     bf16_bits* o = out + r * n;
     int64_t i = 0;
-    for (; i + W <= n; i += W) {
-      // (maskz/mask forms: the plain ones start from _mm512_undefined, which GCC 12 warns about)
-      const __m512i index =
-          _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + i)));
-      const __m512 silu_g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, silu, 4);
-      const __m512 product = _mm512_mul_ps(silu_g, reinterpret_cast<__m512>(load_full(u + i)));
-      store_full(o + i, reinterpret_cast<vfloat>(product));
-    }
-    for (; i < n; ++i) o[i] = round_bf16(silu[g[i]] * widen_bf16(u[i]));
+    for (; i + W <= n; i += W) store_full(o + i, gather16(silu_table, g + i) * load_full(u + i));
+    for (; i < n; ++i) o[i] = round_bf16(silu_table[g[i]] * widen_bf16(u[i]));
   }
 }
 
 std::atomic<bool> g_silu_table{true};
 bool silu_table_enabled() { return g_silu_table.load(std::memory_order_relaxed); }
 
-// Backward: d_up = dy * silu_r(g) and d_gate = round(dy * up) * dsilu(g), with silu_r the bf16-rounded silu and
-// dsilu = sigmoid * (1 + g * (1 - sigmoid)) in float -- both per gate value, from the computing backward kernel.
-HRM_TABLE_FN void swiglu_backward_from_table(const float* silu_r, const float* dsilu, const bf16_bits* gate_up,
-                                             const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1,
-                                             int64_t n) {
+// Backward: d_up = dy * silu(g) (the forward's table) and d_gate = round(dy * up) * silu'(g) (float table).
+HRM_TABLE_FN void swiglu_backward_from_table(const float* silu_table, const float* derivative_table,
+                                             const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d_gate_up,
+                                             int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
     const auto [g, u, dyr, dg, du] = SwigluBackwardRow<bf16_bits>(gate_up, dy, d_gate_up, r, n);
     int64_t i = 0;
     for (; i + W <= n; i += W) {
-      const __m512i index =
-          _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + i)));
-      const vfloat s = reinterpret_cast<vfloat>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, silu_r, 4));
-      const vfloat ds = reinterpret_cast<vfloat>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, dsilu, 4));
       const vfloat dyv = load_full(dyr + i);
-      store_full(du + i, dyv * s);
-      store_full(dg + i, round_to<bf16_bits>(dyv * load_full(u + i)) * ds);
+      store_full(du + i, dyv * gather16(silu_table, g + i));
+      store_full(dg + i, round_to<bf16_bits>(dyv * load_full(u + i)) * gather16(derivative_table, g + i));
     }
     for (; i < n; ++i) {
       const float dyv = widen_bf16(dyr[i]);
-      du[i] = round_bf16(dyv * silu_r[g[i]]);
-      dg[i] = round_bf16(widen_bf16(round_bf16(dyv * widen_bf16(u[i]))) * dsilu[g[i]]);
+      du[i] = round_bf16(dyv * silu_table[g[i]]);
+      dg[i] = round_bf16(widen_bf16(round_bf16(dyv * widen_bf16(u[i]))) * derivative_table[g[i]]);
     }
   }
 }
 
-// Tables per bf16 gate value (empty where the CPU has no x86-64-v4, AVX-512 F/BW/DQ/VL): silu rounded to bf16 as
-// the forward computes it, and silu rounded and its derivative as the backward computes them.
+// Tables per bf16 gate value: silu rounded to bf16 (the forward kernel's output) and silu' in float (the float
+// backward kernel's d_gate for dy = up = 1). Empty where the CPU has no x86-64-v4.
 struct SiluTables {
-  std::vector<float> silu, backward_silu, derivative;
+  std::vector<float> silu, derivative;
 };
 const SiluTables& silu_tables() {
   static const SiluTables tables = [] {
     SiluTables t;
     if (!__builtin_cpu_supports("x86-64-v4")) return t;
     constexpr int64_t kValues = 65536;
-    std::vector<bf16_bits> gate_up(2 * kValues), silu(kValues);
+    std::vector<bf16_bits> gate_up(2 * kValues), silu_bits(kValues);
     std::vector<float> gate_up_f(2 * kValues), ones(kValues, 1.0f), grads(2 * kValues);
     for (int64_t v = 0; v < kValues; ++v) {
       gate_up[v] = static_cast<bf16_bits>(v);
@@ -584,20 +580,20 @@ const SiluTables& silu_tables() {
       gate_up_f[v] = widen_bf16(static_cast<bf16_bits>(v));
       gate_up_f[kValues + v] = 1.0f;
     }
-    swiglu_computed(gate_up.data(), silu.data(), 0, 1, kValues);
-    // In float with dy = up = 1: d_up = silu(g) unrounded, d_gate = the derivative (the bf16 kernel computes both
-    // in float from the same gate; the test compares the two paths bit for bit).
+    swiglu_computed(gate_up.data(), silu_bits.data(), 0, 1, kValues);
     swiglu_backward_computed(gate_up_f.data(), ones.data(), grads.data(), 0, 1, kValues);
     t.silu.resize(kValues);
-    t.backward_silu.resize(kValues);
+    for (int64_t v = 0; v < kValues; ++v) t.silu[v] = widen_bf16(silu_bits[v]);
     t.derivative.assign(grads.begin(), grads.begin() + kValues);
-    for (int64_t v = 0; v < kValues; ++v) {
-      t.silu[v] = widen_bf16(silu[v]);
-      t.backward_silu[v] = widen_bf16(round_bf16(grads[kValues + v]));
-    }
     return t;
   }();
   return tables;
+}
+
+// The tables, or null where there are none or they are switched off.
+const SiluTables* active_silu_tables() {
+  const SiluTables& t = silu_tables();
+  return t.silu.empty() || !silu_table_enabled() ? nullptr : &t;
 }
 #endif
 
@@ -648,6 +644,13 @@ void swiglu(const float* gate_up, float* out, int64_t r0, int64_t r1, int64_t n)
   swiglu_computed(gate_up, out, r0, r1, n);
 }
 
+void swiglu(const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1, int64_t n) {
+#if HRM_SILU_TABLE
+  if (const SiluTables* t = active_silu_tables()) return swiglu_from_table(t->silu.data(), gate_up, out, r0, r1, n);
+#endif
+  swiglu_computed(gate_up, out, r0, r1, n);
+}
+
 void swiglu_backward(const float* gate_up, const float* dy, float* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
   swiglu_backward_computed(gate_up, dy, d_gate_up, r0, r1, n);
 }
@@ -655,8 +658,8 @@ void swiglu_backward(const float* gate_up, const float* dy, float* d_gate_up, in
 void swiglu_backward(const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1,
                      int64_t n) {
 #if HRM_SILU_TABLE
-  if (const SiluTables& t = silu_tables(); !t.silu.empty() && silu_table_enabled())
-    return swiglu_backward_from_table(t.backward_silu.data(), t.derivative.data(), gate_up, dy, d_gate_up, r0, r1, n);
+  if (const SiluTables* t = active_silu_tables())
+    return swiglu_backward_from_table(t->silu.data(), t->derivative.data(), gate_up, dy, d_gate_up, r0, r1, n);
 #endif
   swiglu_backward_computed(gate_up, dy, d_gate_up, r0, r1, n);
 }
@@ -669,14 +672,6 @@ bool set_silu_table(bool enabled) {
   (void)enabled;
   return false;
 #endif
-}
-
-void swiglu(const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1, int64_t n) {
-#if HRM_SILU_TABLE
-  if (const SiluTables& t = silu_tables(); !t.silu.empty() && silu_table_enabled())
-    return swiglu_from_table(t.silu.data(), gate_up, out, r0, r1, n);
-#endif
-  swiglu_computed(gate_up, out, r0, r1, n);
 }
 
 }  // namespace hrm::nn::kernels
