@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hrm/util/error.h"
+#include "hrm/util/strings.h"
 
 namespace hrm {
 namespace {
@@ -62,6 +63,7 @@ const std::vector<Field>& fields() {
       field("halt_exploration_prob", &ModelConfig::halt_exploration_prob),
       field("no_ACT_continue", &ModelConfig::no_ACT_continue),
       field("forward_dtype", &ModelConfig::forward_dtype),
+      field("name", &ModelConfig::name),
   };
   return f;
 }
@@ -102,6 +104,7 @@ void ModelConfig::validate(const std::string& source) const {
   auto req = [&](bool ok, const std::string& what) {
     if (!ok) throw Error(source + ": " + what);
   };
+  req(!name.empty(), "name must name a model (e.g. hrm)");
   req(batch_size >= 1, "batch_size must be >= 1");
   req(seq_len >= 1, "seq_len must be >= 1");
   req(vocab_size >= 1, "vocab_size must be >= 1");
@@ -139,6 +142,11 @@ void ModelConfig::set(const std::string& key, const std::string& value, const st
   }
 }
 
+void ModelConfig::apply_override(const std::string& assignment, const std::string& source) {
+  const Assignment kv = split_assignment(assignment, source);
+  set(kv.key.rfind("arch.", 0) == 0 ? kv.key.substr(5) : kv.key, kv.value, source);
+}
+
 ModelConfig ModelConfig::from_json(const std::string& json_text, const std::string& source,
                                    const std::vector<std::string>& ignored_keys) {
   Json j;
@@ -170,40 +178,8 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
 std::string ModelConfig::to_json() const {
   Json out = Json::object();
   for (const auto& f : fields()) f.to_json(*this, out);
+  if (name == "hrm") out.erase("name");  // HRM's configs and checkpoints read as before the model family existed
   return out.dump(1);
-}
-
-std::string closest_match(const std::string& name, const std::vector<std::string>& candidates) {
-  auto lower = [](std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return s;
-  };
-  // A candidate the name abbreviates wins ("hid" -> "hidden_size"); otherwise the smallest edit distance.
-  std::string best;
-  for (const auto& c : candidates)
-    if (!name.empty() && lower(c).rfind(lower(name), 0) == 0 && (best.empty() || c.size() < best.size())) best = c;
-  if (!best.empty()) return best;
-  // Edit distance minus the shared prefix: a misspelt long key beats an unrelated short one.
-  long best_d = LONG_MAX;
-  const std::string n = lower(name);
-  for (const auto& cand : candidates) {
-    const std::string c = lower(cand);
-    std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
-    for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
-    for (size_t i = 1; i <= n.size(); ++i) {
-      cur[0] = i;
-      for (size_t j = 1; j <= c.size(); ++j) cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (n[i - 1] != c[j - 1])});
-      std::swap(prev, cur);
-    }
-    size_t prefix = 0;
-    while (prefix < n.size() && prefix < c.size() && n[prefix] == c[prefix]) ++prefix;
-    const long d = static_cast<long>(prev[c.size()]) - static_cast<long>(prefix);
-    if (d < best_d) {
-      best_d = d;
-      best = cand;
-    }
-  }
-  return best;
 }
 
 }  // namespace hrm

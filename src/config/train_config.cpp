@@ -7,6 +7,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "hrm/util/error.h"
+#include "hrm/util/strings.h"
+#include "hrm/util/file.h"
 
 namespace hrm {
 namespace {
@@ -213,9 +215,7 @@ TrainConfig TrainConfig::from_yaml(const std::string& yaml_text, const std::stri
 }
 
 void TrainConfig::apply_override(const std::string& assignment, const std::string& source) {
-  const auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0) throw Error(source + ": expected key=value, got '" + assignment + "'");
-  const std::string k = assignment.substr(0, eq), v = assignment.substr(eq + 1);
+  const auto [k, v] = split_assignment(assignment, source);
   if (k.rfind("arch.", 0) == 0) set_arch(*this, k.substr(5), v, source);
   else set_top(*this, k, v, source);
 }

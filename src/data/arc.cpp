@@ -11,9 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "hrm/data/dataset.h"
-#include "hrm/data/maze.h"  // dihedral_transform
+#include "hrm/data/csv.h"
+#include "hrm/data/format.h"
+#include "hrm/data/grid.h"
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 #include "hrm/util/progress.h"
 
 namespace hrm::data {

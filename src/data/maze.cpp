@@ -6,13 +6,14 @@
 #include <set>
 #include <sstream>
 
-#include "hrm/data/dataset.h"
+#include "hrm/data/csv.h"
+#include "hrm/data/grid.h"
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 #include "hrm/util/progress.h"
 
 namespace hrm::data {
 namespace {
-constexpr const char* kAlphabet = "# SGo";  // tokens 1..5
 
 int find_unique(const std::string& q, char ch) {
   const auto first = q.find(ch);
@@ -136,47 +137,6 @@ Maze generate_maze(int size, int64_t min_path_length, std::mt19937_64& rng, int 
               " found in 100000 attempts (lower --min-path-length)");
 }
 
-int dihedral_inverse(int tid) {
-  static const int inv[8] = {0, 3, 2, 1, 4, 5, 6, 7};
-  check(tid >= 0 && tid < 8, "dihedral transform id must be in 0..7");
-  return inv[tid];
-}
-
-template <typename T>
-std::vector<T> dihedral_transform(const std::vector<T>& g, int rows, int cols, int tid, int* out_rows, int* out_cols) {
-  check(tid >= 0 && tid < 8, "dihedral transform id must be in 0..7");
-  check(static_cast<int>(g.size()) == rows * cols, "dihedral transform: grid size mismatch");
-  const bool swap = tid == 1 || tid == 3 || tid == 6 || tid == 7;
-  const int R = swap ? cols : rows, C = swap ? rows : cols;
-  std::vector<T> out(g.size());
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < C; ++j) {
-      int r = 0, c = 0;  // source cell of output (i, j), as numpy's rot90 / flips / transpose define them
-      switch (tid) {
-        case 0: r = i; c = j; break;
-        case 1: r = j; c = cols - 1 - i; break;              // rot90 k=1 (counter-clockwise)
-        case 2: r = rows - 1 - i; c = cols - 1 - j; break;   // rot180
-        case 3: r = rows - 1 - j; c = i; break;              // rot270
-        case 4: r = i; c = cols - 1 - j; break;              // fliplr
-        case 5: r = rows - 1 - i; c = j; break;              // flipud
-        case 6: r = j; c = i; break;                         // transpose
-        case 7: r = rows - 1 - j; c = cols - 1 - i; break;   // fliplr(rot90)
-      }
-      out[i * C + j] = g[r * cols + c];
-    }
-  if (out_rows) *out_rows = R;
-  if (out_cols) *out_cols = C;
-  return out;
-}
-template std::vector<uint8_t> dihedral_transform(const std::vector<uint8_t>&, int, int, int, int*, int*);
-template std::vector<char> dihedral_transform(const std::vector<char>&, int, int, int, int*, int*);
-
-std::string dihedral_transform_string(const std::string& grid, int size, int tid) {
-  const std::vector<char> v(grid.begin(), grid.end());
-  const auto t = dihedral_transform(v, size, size, tid);
-  return std::string(t.begin(), t.end());
-}
-
 void generate_maze_split(int size, int64_t n_train, int64_t n_test, int64_t min_path_length, uint64_t seed,
                          std::vector<Maze>* train, std::vector<Maze>* test, bool progress) {
   std::mt19937_64 rng(seed);
@@ -196,6 +156,12 @@ void generate_maze_split(int size, int64_t n_train, int64_t n_test, int64_t min_
   bar.finish();
 }
 
+int32_t maze_token(char cell) {
+  for (int32_t t = 1; t < kMazeVocab; ++t)
+    if (kMazeCells[t] == cell) return t;
+  return -1;
+}
+
 std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int64_t* skipped) {
   std::vector<Maze> out;
   read_puzzle_csv(path, skip_invalid, skipped, [&](const std::vector<std::string>& f, const std::string& where) {
@@ -206,7 +172,7 @@ std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int6
       check(ch == '#' || ch == ' ' || ch == 'S' || ch == 'G',
             where + ": invalid question character '" + std::string(1, ch) + "'");
     for (char ch : f[2])
-      check(std::string(kAlphabet).find(ch) != std::string::npos,
+      check(maze_token(ch) > 0,
             where + ": invalid answer character '" + std::string(1, ch) + "'");
     Maze m{size, f[1], f[2], parse_rating(f[3], where)};
     try {
@@ -232,12 +198,12 @@ DatasetSummary build_maze_dataset(const std::vector<Maze>& train, const std::vec
   const int size = train.empty() ? test[0].size : train[0].size;
   auto tokens = [&](const std::string& s) {
     std::vector<uint8_t> t(s.size());
-    for (size_t i = 0; i < s.size(); ++i) t[i] = static_cast<uint8_t>(std::string(kAlphabet).find(s[i]) + 1);
+    for (size_t i = 0; i < s.size(); ++i) t[i] = static_cast<uint8_t>(maze_token(s[i]));
     return t;
   };
   // Each maze and its dihedral copies (training only, with augment) form one group.
   return build_blank_identifier_dataset(
-      o.output_dir, o.overwrite, static_cast<int64_t>(size) * size, 6, [&](bool is_train, SplitBuilder& split) {
+      o.output_dir, o.overwrite, static_cast<int64_t>(size) * size, kMazeVocab, [&](bool is_train, SplitBuilder& split) {
         for (const Maze& m : is_train ? train : test) {
           check(m.size == size, "maze: all mazes must have the same size");
           for (int t = 0; t < (is_train && o.augment ? 8 : 1); ++t) {

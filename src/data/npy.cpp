@@ -6,6 +6,7 @@
 #include <map>
 
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 
 namespace hrm::npy {
 namespace {

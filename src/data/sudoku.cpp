@@ -8,8 +8,10 @@
 #include <set>
 #include <sstream>
 
-#include "hrm/data/dataset.h"
+#include "hrm/data/csv.h"
+#include "hrm/data/format.h"
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 #include "hrm/util/progress.h"
 
 namespace hrm::data {

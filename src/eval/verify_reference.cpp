@@ -10,10 +10,12 @@
 
 #include "hrm/data/npy.h"
 #include "hrm/loss/act_loss.h"
-#include "hrm/model/hrm.h"
-#include "hrm/train/state_dict.h"
+#include "hrm/model/registry.h"
+#include "hrm/optim/model_optimizer.h"
+#include "hrm/train/checkpoint.h"
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 
 namespace hrm {
 namespace {
@@ -116,18 +118,34 @@ class Group {
   std::vector<std::string> failures_;
 };
 
+Json read_manifest(const std::string& dir) {
+  const std::string path = dir + "/manifest.json";
+  try {
+    Json m = Json::parse(read_file(path));
+    check(m.is_object(), path + ": expected a JSON object");
+    return m;
+  } catch (const Json::exception& e) {
+    throw Error(path + ": invalid JSON: " + e.what());
+  }
+}
+
+// manifest.model (absent: hrm).
+std::string fixture_model(const std::string& dir) {
+  const Json m = read_manifest(dir);
+  if (!m.contains("model")) return "hrm";
+  check(m["model"].is_string(), dir + "/manifest.json: 'model' must be a string");
+  return m["model"].get<std::string>();
+}
+
 class Fixture {
  public:
   explicit Fixture(std::string dir) : dir_(std::move(dir)) {
     const std::string manifest_path = dir_ + "/manifest.json";
-    try {
-      manifest_ = Json::parse(read_file(manifest_path));
-    } catch (const Json::exception& e) {
-      throw Error(manifest_path + ": invalid JSON: " + e.what());
-    }
+    manifest_ = read_manifest(dir_);
     for (const char* key : {"reference_config", "loss_type", "optimizer", "train_segments", "param_keys"})
       check(manifest_.contains(key), manifest_path + ": missing '" + key + "'");
     config = ModelConfig::from_json(manifest_["reference_config"].dump(), manifest_path + " (reference_config)");
+    config.name = fixture_model(dir_);
     loss = loss_type_from_string(manifest_["loss_type"].get<std::string>());
     const Json& o = manifest_["optimizer"];
     try {
@@ -165,7 +183,7 @@ class Fixture {
   Carry carry_after(int64_t i, const Batch& like) const {
     const std::string f = "steps/" + std::to_string(i) + "/";
     const auto dtype = config.dtype();
-    return Carry{InnerCarry{load(f + "z_H.npy").to(dtype), load(f + "z_L.npy").to(dtype)},
+    return Carry{InnerCarry{load(f + "z_H.npy").to(dtype), has(f + "z_L.npy") ? load(f + "z_L.npy").to(dtype) : torch::Tensor()},
                  load(f + "steps.npy").to(torch::kInt), load(f + "halted.npy").to(torch::kBool),
                  Batch{load(f + "current_inputs.npy").to(like.inputs.scalar_type()),
                        load(f + "current_labels.npy").to(like.labels.scalar_type()),
@@ -193,7 +211,7 @@ void compare_outputs(Group& g, const ACTOutputs& out, const Fixture& fx, const s
 
 void compare_carry(Group& g, const Carry& c, const Fixture& fx, const std::string& f) {
   g.close("z_H", c.inner.z_H, fx.load(f + "z_H.npy"));
-  g.close("z_L", c.inner.z_L, fx.load(f + "z_L.npy"));
+  if (fx.has(f + "z_L.npy")) g.close("z_L", c.inner.z_L, fx.load(f + "z_L.npy"));
   g.exact("halted", c.halted, fx.load(f + "halted.npy"));
   g.exact("steps", c.steps, fx.load(f + "steps.npy"));
   g.exact("current_inputs", c.current.inputs, fx.load(f + "current_inputs.npy"));
@@ -215,7 +233,7 @@ struct SegmentRun {
   torch::Tensor puzzle_grad;
 };
 
-SegmentRun run_segment(HRM& model, HRMOptimizer& optimizer, const Carry& carry, const Batch& batch,
+SegmentRun run_segment(ACTModel& model, ModelOptimizer& optimizer, const Carry& carry, const Batch& batch,
                        const Fixture& fx) {
   model->train();
   optimizer.zero_grad();
@@ -231,8 +249,16 @@ SegmentRun run_segment(HRM& model, HRMOptimizer& optimizer, const Carry& carry, 
 }  // namespace
 
 VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOptions& opt, std::ostream& log) {
-  const Fixture fx(fixture_dir);
   VerifyResult result;
+  // The fixture's model decides how its reference_config reads, so a model this build lacks is reported first.
+  const std::string model_name = fixture_model(fixture_dir);
+  if (!has_model(model_name)) {
+    result.ok = false;
+    result.unsupported_model = model_name;
+    log << "fixture " << fixture_dir << " is a '" << model_name << "' model, which this build does not have" << std::endl;
+    return result;
+  }
+  const Fixture fx(fixture_dir);
   const ModelConfig& cfg = fx.config;
   log << "fixture " << fixture_dir << ": hidden " << cfg.hidden_size << ", H/L layers " << cfg.H_layers << "/"
       << cfg.L_layers << ", H/L cycles " << cfg.H_cycles << "/" << cfg.L_cycles << ", " << cfg.pos_encodings
@@ -241,7 +267,7 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
   log << "tolerance: |ours - ref| <= " << opt.atol << " + " << opt.rtol << " * |ref|; halting, steps and data exact"
       << std::endl;
 
-  HRM model(cfg);
+  ACTModel model = make_model(cfg);
   const StateDict initial = fx.state("params/");
   load_model_state(model, initial, fx.dir() + "/params");
 
@@ -249,7 +275,7 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
   if (fx.has("reference_state_dict.pt")) {
     const StateDict pt = load_reference_state_dict(fx.dir() + "/reference_state_dict.pt");
     Group g("reference_state_dict.pt == params", opt);
-    HRM from_pt(cfg);
+    ACTModel from_pt = make_model(cfg);
     load_model_state(from_pt, pt, fx.dir() + "/reference_state_dict.pt");
     const StateDict loaded = model_state(from_pt);
     for (const auto& [k, t] : initial) g.exact(k, loaded.count(k) ? (loaded.at(k) != t).sum() : torch::Tensor(),
@@ -264,7 +290,7 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
     const Batch batch = fx.batch("steps/" + std::to_string(i));
 
     load_model_state(model, i == 0 ? initial : fx.state("steps/" + std::to_string(i - 1) + "/after_"), fx.dir());
-    HRMOptimizer optimizer(model, fx.opt);
+    ModelOptimizer optimizer(model, fx.opt);
     if (i > 0) {
       const std::string prev = "steps/" + std::to_string(i - 1) + "/";
       for (const auto& k : fx.param_keys) {
@@ -345,26 +371,23 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
     model->eval();
     torch::NoGradGuard no_grad;
     const Batch batch = fx.batch("eval");
-    Carry carry = model->initial_carry(batch);
-    for (int64_t s = 0; s < cfg.halt_max_steps; ++s) {
+    run_to_halt(model, batch, [&](int64_t s, const Carry& next, const ACTOutputs& out) {
       const std::string p = "eval/seg" + std::to_string(s) + "_";
-      if (!fx.has(p + "logits.npy")) break;
-      auto [next, out] = model->forward(carry, batch);
+      if (!fx.has(p + "logits.npy")) return;  // the fixture saved fewer segments
       Group g("eval seg " + std::to_string(s), opt);
       g.close("logits", out.logits, fx.load(p + "logits.npy"));
       g.close("q_halt_logits", out.q_halt_logits, fx.load(p + "q_halt_logits.npy"));
       g.close("q_continue_logits", out.q_continue_logits, fx.load(p + "q_continue_logits.npy"));
       g.exact("halted", next.halted, fx.load(p + "halted.npy"));
       g.report(log, result);
-      carry = next;
-    }
+    });
   }
 
   // ---------------------------------------------------------------- free-running replay (reported, not judged)
   if (opt.free_running && fx.segments > 0) {
-    HRM free(cfg);
+    ACTModel free = make_model(cfg);
     load_model_state(free, initial, fx.dir() + "/params");
-    HRMOptimizer optimizer(free, fx.opt);
+    ModelOptimizer optimizer(free, fx.opt);
     Carry carry;
     double max_logit_drift = 0;
     int64_t halting_mismatch = 0;

@@ -92,7 +92,7 @@ void AdamATan2::load_state_dict(const std::map<std::string, torch::Tensor>& stat
 }
 
 // ------------------------------------------------------------------ SparseSignSGD
-SparseSignSGD::SparseSignSGD(SparsePuzzleEmbedding embedding, double weight_decay)
+SparseSignSGD::SparseSignSGD(nn::SparsePuzzleEmbedding embedding, double weight_decay)
     : embedding_(std::move(embedding)), weight_decay_(weight_decay) {
   check(!embedding_.is_empty(), "SparseSignSGD: the model has no puzzle embedding");
 }

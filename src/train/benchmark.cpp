@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 
 #if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
 #endif
 
+#include "hrm/model/registry.h"
+#include "hrm/nn/fused.h"
+#include "hrm/optim/model_optimizer.h"
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
 #include "hrm/util/memory.h"
@@ -58,10 +62,10 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   ModelConfig c = config;
   c.batch_size = options.batch_size;
   torch::manual_seed(0);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->to(device);
   model->train();
-  HRMOptimizer optimizer(model, OptimizerConfig{});
+  ModelOptimizer optimizer(model, OptimizerConfig{});
   BenchResult r;
   for (const auto& p : model->parameters()) r.parameters += p.numel();
 
@@ -98,6 +102,22 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   r.samples_per_second = 1000.0 * static_cast<double>(B) / r.median_step_ms;
   r.peak_bytes = tracker.peak_bytes();
   return r;
+}
+
+std::string bench_report(const std::string& preset, const ModelConfig& config, const BenchOptions& options,
+                         const BenchResult& r) {
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
+                "%d threads, fused CPU kernels %s, %.2fM params\n"
+                "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
+                "%.1f MiB\n",
+                preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
+                (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len,
+                (long long)options.batch_size, config.forward_dtype.c_str(), torch::get_num_threads(),
+                nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second,
+                r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
+  return buf;
 }
 
 }  // namespace hrm

@@ -13,20 +13,23 @@
 #include <thread>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
+#include <fmt/format.h>
 
-#include "hrm/data/dataset.h"
-#include "hrm/eval/evaluate.h"
-#include "hrm/optim/optimizers.h"
-#include "hrm/train/state_dict.h"
+#include "hrm/data/loader.h"
+#include "hrm/model/registry.h"
+#include "hrm/optim/model_optimizer.h"
+#include "hrm/train/checkpoint.h"
+#include "hrm/train/metrics_log.h"
 #include "hrm/train/train_step.h"
+#include "hrm/util/device.h"
+#include "hrm/util/log.h"
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 #include "hrm/util/memory.h"
 
 namespace hrm {
 namespace {
 namespace fs = std::filesystem;
-using Json = nlohmann::json;
 
 std::atomic<int> g_stop_signal{0};
 void on_signal(int sig) { g_stop_signal = sig; }
@@ -46,67 +49,6 @@ struct SignalScope {
   }
 };
 
-const std::vector<std::string> kCsvColumns = {"split", "step", "epoch", "lr", "samples_per_s", "loss", "count",
-                                              "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss",
-                                              "q_halt_loss", "q_continue_loss", "valid_solutions"};
-
-class MetricsLog {
- public:
-  explicit MetricsLog(const std::string& dir) : jsonl_(dir + "/metrics.jsonl"), csv_(dir + "/metrics.csv") {}
-
-  // Keeps only rows up to `step` (resume), then appends from there.
-  void truncate_after(int64_t step) {
-    for (const std::string* path : {&jsonl_, &csv_}) {
-      if (!fs::exists(*path)) continue;
-      std::ifstream in(*path);
-      std::string line, kept;
-      bool header = path == &csv_;
-      while (std::getline(in, line)) {
-        if (header) {
-          kept += line + "\n";
-          header = false;
-          continue;
-        }
-        int64_t s = -1;
-        if (path == &jsonl_) {
-          try {
-            s = Json::parse(line).at("step").get<int64_t>();
-          } catch (const std::exception&) {
-            continue;
-          }
-        } else {
-          const auto c1 = line.find(','), c2 = line.find(',', c1 + 1);
-          s = std::stoll(line.substr(c1 + 1, c2 - c1 - 1));
-        }
-        if (s <= step) kept += line + "\n";
-      }
-      write_file_atomic(*path, kept);
-    }
-  }
-
-  void write(const std::string& split, int64_t step, double epoch, const std::map<std::string, double>& m) {
-    Json j = {{"split", split}, {"step", step}, {"epoch", epoch}};
-    for (const auto& [k, v] : m) j[k] = std::isfinite(v) ? Json(v) : Json(nullptr);
-    std::ofstream(jsonl_, std::ios::app) << j.dump() << "\n";
-    const bool fresh = !fs::exists(csv_);
-    std::ofstream csv(csv_, std::ios::app);
-    if (fresh) {
-      for (size_t i = 0; i < kCsvColumns.size(); ++i) csv << (i ? "," : "") << kCsvColumns[i];
-      csv << "\n";
-    }
-    csv << split << "," << step << "," << epoch;
-    for (size_t i = 3; i < kCsvColumns.size(); ++i) {
-      csv << ",";
-      auto it = m.find(kCsvColumns[i]);
-      if (it != m.end()) csv << std::setprecision(9) << it->second;
-    }
-    csv << "\n";
-  }
-
- private:
-  std::string jsonl_, csv_;
-};
-
 std::string timestamp() {
   const std::time_t t = std::time(nullptr);
   char buf[32];
@@ -123,7 +65,8 @@ std::string format_duration(double s) {
 
 class Trainer {
  public:
-  Trainer(TrainConfig config, bool progress) : cfg_(std::move(config)), progress_(progress) {}
+  Trainer(TrainConfig config, const TrainOptions& options)
+      : cfg_(std::move(config)), progress_(options.progress), evaluate_(options.evaluate) {}
 
   TrainOutcome run(const std::string& resume_checkpoint) {
     set_threads(cfg_.threads);
@@ -136,12 +79,6 @@ class Trainer {
     lc.seed = cfg_.seed;
     train_ds_ = std::make_shared<data::PuzzleDataset>(lc);
     const auto& meta = train_ds_->metadata();
-    if (fs::exists(cfg_.data_path + "/test")) {
-      data::LoaderConfig tc = lc;
-      tc.split = "test";
-      tc.test_mode = true;
-      test_ds_ = std::make_shared<data::PuzzleDataset>(tc);
-    }
     ModelConfig mc = cfg_.arch;
     mc.batch_size = cfg_.global_batch_size;
     mc.seq_len = meta.seq_len;
@@ -158,12 +95,13 @@ class Trainer {
     total_iters_ = cfg_.epochs / epochs_per_iter_;
 
     torch::manual_seed(cfg_.seed);
-    model_ = HRM(mc);
+    model_ = make_model(mc);
     model_->to(device_);
-    optimizer_ = std::make_unique<HRMOptimizer>(
+    optimizer_ = std::make_unique<ModelOptimizer>(
         model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2, cfg_.puzzle_emb_lr,
                                 cfg_.puzzle_emb_weight_decay});
     log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
+    log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
     if (!resume_checkpoint.empty()) restore(resume_checkpoint);
     else write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     log_->truncate_after(step_);
@@ -179,11 +117,9 @@ class Trainer {
     const auto start = std::chrono::steady_clock::now();
     const bool tty = progress_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
-    std::printf("training %s: %lld steps (%lld epochs, %lld per evaluation), batch %lld, %lld parameters, %s, %d threads\n",
-                cfg_.run_dir.c_str(), (long long)total_steps_, (long long)cfg_.epochs, (long long)epochs_per_iter_,
-                (long long)cfg_.global_batch_size, (long long)count_parameters(), device_.str().c_str(),
-                torch::get_num_threads());
-    std::fflush(stdout);
+    log::info(fmt::format("training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {} threads",
+                          cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size,
+                          count_parameters(), device_.str(), torch::get_num_threads()));
 
     data::BackgroundLoader loader(train_ds_, iteration_, 8, total_iters_ - iteration_);
     int64_t skip = batch_in_iter_;
@@ -214,8 +150,8 @@ class Trainer {
       row["samples_per_s"] = rate;
       log_->write("train", step_, epoch(), row);
       if (!std::isfinite(m.at("loss"))) {
-        std::fprintf(stderr, "\nhrm train: loss is %f at step %lld: stopping (the last good checkpoint is kept)\n",
-                     m.at("loss"), (long long)step_);
+        if (tty) std::fprintf(stderr, "\n");
+        log::error(fmt::format("loss is {} at step {}: stopping (the last good checkpoint is kept)", m.at("loss"), step_));
         throw Error("non-finite loss at step " + std::to_string(step_));
       }
       const double eta = static_cast<double>(total_steps_ - step_) * cfg_.global_batch_size / std::max(ema_rate, 1e-9);
@@ -224,10 +160,9 @@ class Trainer {
                      (long long)step_, (long long)total_steps_, ema_rate, format_duration(eta).c_str(), m.at("loss"),
                      m.at("accuracy"), m.at("exact_accuracy"));
       } else if (progress_ && (step_ % log_every == 0 || step_ == 1)) {
-        std::printf("step %lld/%lld  %.1f samples/s  eta %s  loss %.4f  acc %.3f  exact %.3f  lr %.3g\n",
-                    (long long)step_, (long long)total_steps_, ema_rate, format_duration(eta).c_str(), m.at("loss"),
-                    m.at("accuracy"), m.at("exact_accuracy"), m.at("lr"));
-        std::fflush(stdout);
+        log::info(fmt::format("step {}/{}  {:.1f} samples/s  eta {}  loss {:.4f}  acc {:.3f}  exact {:.3f}  lr {:.3g}", step_,
+                              total_steps_, ema_rate, format_duration(eta), m.at("loss"), m.at("accuracy"),
+                              m.at("exact_accuracy"), m.at("lr")));
       }
       if (g_stop_signal) stop_reason = g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
       else if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_reason = "max_steps reached";
@@ -239,7 +174,7 @@ class Trainer {
     if (tty) std::fprintf(stderr, "\n");
     if (!stop_reason.empty()) {
       const std::string ck = save();
-      std::printf("%s at step %lld: checkpoint %s\n", stop_reason.c_str(), (long long)step_, ck.c_str());
+      log::info(fmt::format("{} at step {}: checkpoint {}", stop_reason, step_, ck));
       outcome.interrupted = true;
       if (stop_reason == "time limit reached") evaluate_now(outcome);
     } else {
@@ -290,18 +225,15 @@ class Trainer {
   }
 
   void evaluate_now(TrainOutcome& outcome) {
-    if (!test_ds_) return;
-    EvalOutput e = evaluate(model_, *test_ds_, loss_type_, progress_ && ::isatty(STDERR_FILENO));
-    add_checker_metrics(detect_task_kind(cfg_.data_path, test_ds_->metadata()), e, &e.metrics);
-    log_->write("eval", step_, epoch(), e.metrics);
-    std::printf("eval at step %lld: exact_accuracy %.4f  accuracy %.4f  q_halt_accuracy %.4f  steps %.2f%s\n",
-                (long long)step_, e.metrics["exact_accuracy"], e.metrics["accuracy"], e.metrics["q_halt_accuracy"],
-                e.metrics["steps"],
-                e.metrics.count("valid_solutions")
-                    ? ("  valid_solutions " + std::to_string(e.metrics["valid_solutions"])).c_str()
-                    : "");
-    std::fflush(stdout);
-    outcome.last_eval = e.metrics;
+    if (!evaluate_) return;
+    std::map<std::string, double> e = evaluate_(model_, cfg_);
+    if (e.empty()) return;
+    log_->write("eval", step_, epoch(), e);
+    log::info(fmt::format("eval at step {}: exact_accuracy {:.4f}  accuracy {:.4f}  q_halt_accuracy {:.4f}  steps {:.2f}{}",
+                          step_, e["exact_accuracy"], e["accuracy"], e["q_halt_accuracy"], e["steps"],
+                          e.count("valid_solutions") ? fmt::format("  valid_solutions {:.6f}", e["valid_solutions"])
+                                                     : std::string()));
+    outcome.last_eval = e;
   }
 
   void end_of_iteration(TrainOutcome& outcome) {
@@ -328,24 +260,12 @@ class Trainer {
       std::lock_guard<std::mutex> lock(gen.mutex());
       extra["rng.state"] = gen.get_state();
     }
-    if (carry_) {
-      extra["carry.z_H"] = carry_->inner.z_H;
-      extra["carry.z_L"] = carry_->inner.z_L;
-      extra["carry.steps"] = carry_->steps;
-      extra["carry.halted"] = carry_->halted;
-      extra["carry.inputs"] = carry_->current.inputs;
-      extra["carry.labels"] = carry_->current.labels;
-      extra["carry.puzzle_identifiers"] = carry_->current.puzzle_identifiers;
-    }
+    if (carry_)
+      for (auto& [k, v] : carry_->state_dict("carry.")) extra[k] = v;
     const std::string path = dir + "/step_" + std::to_string(step_) + ".pt";
     save_checkpoint(path, model_, extra, {{"train_config", cfg_.to_yaml()}});
     // Keep the last K.
-    std::vector<std::pair<int64_t, fs::path>> all;
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("step_", 0) == 0 && e.path().extension() == ".pt") all.emplace_back(std::stoll(n.substr(5)), e.path());
-    }
-    std::sort(all.begin(), all.end());
+    const auto all = list_checkpoints(cfg_.run_dir);
     for (size_t i = 0; i + static_cast<size_t>(cfg_.keep_checkpoints) < all.size(); ++i) fs::remove(all[i].second);
     return path;
   }
@@ -370,73 +290,39 @@ class Trainer {
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(get("rng.state"));
     }
-    if (ck.extra.count("carry.z_H")) {
-      const auto dtype = model_->config().dtype();
-      carry_ = Carry{InnerCarry{get("carry.z_H").to(device_, dtype), get("carry.z_L").to(device_, dtype)},
-                     get("carry.steps").to(device_), get("carry.halted").to(device_),
-                     Batch{get("carry.inputs").to(device_), get("carry.labels").to(device_),
-                           get("carry.puzzle_identifiers").to(device_)}};
-    }
-    std::printf("resumed %s at step %lld\n", path.c_str(), (long long)step_);
+    if (ck.extra.count("carry.z_H"))
+      carry_ = Carry::from_state_dict(ck.extra, "carry.", model_->config().dtype(), device_, path);
+    log::info(fmt::format("resumed {} at step {}", path, step_));
   }
 
   TrainConfig cfg_;
   bool progress_;
   torch::Device device_{torch::kCPU};
-  std::shared_ptr<data::PuzzleDataset> train_ds_, test_ds_;
+  Evaluator evaluate_;
+  std::shared_ptr<data::PuzzleDataset> train_ds_;
   LossType loss_type_ = LossType::StablemaxCrossEntropy;
-  HRM model_{nullptr};
-  std::unique_ptr<HRMOptimizer> optimizer_;
+  ACTModel model_{nullptr};
+  std::unique_ptr<ModelOptimizer> optimizer_;
   std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<log::FileSink> log_file_;
   std::optional<Carry> carry_;
   int64_t step_ = 0, iteration_ = 0, batch_in_iter_ = 0, total_steps_ = 0, epochs_per_iter_ = 1, total_iters_ = 1;
 };
 
 }  // namespace
 
-std::string resolve_device(const std::string& device) {
-  if (device == "auto") return torch::cuda::is_available() ? "cuda" : "cpu";
-  if (device.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
-    throw Error("device '" + device + "' requested, but this LibTorch build has no usable CUDA");
-  return device;
-}
-
-void set_threads(int64_t threads) {
-  const int n = threads > 0 ? static_cast<int>(threads)
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
-  keep_freed_cpu_memory();
-}
-
-std::string latest_checkpoint(const std::string& run_dir) {
-  const fs::path dir = fs::path(run_dir) / "checkpoints";
-  int64_t best = -1;
-  std::string path;
-  if (fs::is_directory(dir))
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("step_", 0) != 0 || e.path().extension() != ".pt") continue;
-      const int64_t s = std::stoll(n.substr(5));
-      if (s > best) {
-        best = s;
-        path = e.path().string();
-      }
-    }
-  if (path.empty()) throw Error(run_dir + ": no checkpoint found in " + dir.string());
-  return path;
-}
-
-TrainOutcome train(TrainConfig config, bool progress) {
+TrainOutcome train(TrainConfig config, const TrainOptions& options) {
   if (config.run_dir.empty()) config.run_dir = "runs/" + (config.name.empty() ? "hrm" : config.name) + "-" + timestamp();
   check(!config.data_path.empty(), "train: data_path is not set (give data_path=DIR)");
   if (fs::exists(config.run_dir + "/checkpoints") && !fs::is_empty(config.run_dir + "/checkpoints"))
     throw Error(config.run_dir + ": the run folder already has checkpoints (use hrm train --resume " + config.run_dir + ")");
   fs::create_directories(config.run_dir);
-  for (const char* f : {"/metrics.jsonl", "/metrics.csv"}) fs::remove(config.run_dir + f);
-  return Trainer(std::move(config), progress).run("");
+  for (const char* f : {"/metrics.jsonl", "/metrics.csv", "/train.log"}) fs::remove(config.run_dir + f);
+  return Trainer(std::move(config), options).run("");
 }
 
-TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::string>& overrides, bool progress) {
+TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::string>& overrides,
+                             const TrainOptions& options) {
   const std::string checkpoint = latest_checkpoint(run_dir);
   const std::string cfg_path = run_dir + "/config.yaml";
   TrainConfig c = TrainConfig::from_yaml(read_file(cfg_path), cfg_path);
@@ -445,7 +331,7 @@ TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::
   for (const auto& o : overrides) c.apply_override(o, "command line");
   c.run_dir = run_dir;
   c.validate(cfg_path);
-  return Trainer(std::move(c), progress).run(checkpoint);
+  return Trainer(std::move(c), options).run(checkpoint);
 }
 
 }  // namespace hrm

@@ -11,7 +11,7 @@ TEST(Checkpoint, RoundTripGivesTheSameModel) {
   ModelConfig c = hrm::test::tiny_config();
   c.pos_encodings = "learned";
   torch::manual_seed(0);
-  HRM model(c);
+  ACTModel model = make_model(c);
   {
     torch::NoGradGuard ng;
     model->inner->puzzle_emb->weights.normal_();
@@ -20,7 +20,7 @@ TEST(Checkpoint, RoundTripGivesTheSameModel) {
   const LoadedCheckpoint ck = read_checkpoint(dir.file("ck.pt"));
   EXPECT_EQ(ck.config.to_json(), c.to_json());
   EXPECT_EQ(ck.extra.at("step").item<int64_t>(), 42);
-  HRM loaded = load_model(dir.file("ck.pt"));
+  ACTModel loaded = load_model(dir.file("ck.pt"));
   const StateDict a = model_state(model), b = model_state(loaded);
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [k, t] : a) EXPECT_TRUE(torch::equal(t, b.at(k))) << k;
@@ -29,7 +29,7 @@ TEST(Checkpoint, RoundTripGivesTheSameModel) {
 
 TEST(Checkpoint, CorruptOrForeignFilesGiveClearErrors) {
   TempDir dir;
-  HRM model(hrm::test::tiny_config());
+  ACTModel model = make_model(hrm::test::tiny_config());
   save_checkpoint(dir.file("ck.pt"), model);
   const std::string bytes = read_file(dir.file("ck.pt"));
   std::ofstream(dir.file("trunc.pt"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
@@ -47,7 +47,7 @@ TEST(Checkpoint, CorruptOrForeignFilesGiveClearErrors) {
 TEST(Checkpoint, ShapeMismatchNamesTheTensor) {
   TempDir dir;
   ModelConfig c = hrm::test::tiny_config();
-  HRM model(c);
+  ACTModel model = make_model(c);
   save_checkpoint(dir.file("ck.pt"), model);
   ModelConfig other = c;
   other.vocab_size = 9;
@@ -74,7 +74,7 @@ TEST(Checkpoint, LoadsThePublishedStateDictLayout) {
   ASSERT_NE(pos, std::string::npos);
   const auto open = manifest.find('{', pos), close = manifest.find('}', open);
   const ModelConfig c = ModelConfig::from_json(manifest.substr(open, close - open + 1), "manifest");
-  HRM model = load_model(hrm::test::fixture_dir() + "/reference_state_dict.pt", &c);
+  ACTModel model = load_model(hrm::test::fixture_dir() + "/reference_state_dict.pt", &c);
   const torch::Tensor w = npy::load(hrm::test::fixture_dir() + "/params/model.inner.lm_head.weight.npy");
   EXPECT_TRUE(torch::equal(model->inner->lm_head->weight, w));
 }

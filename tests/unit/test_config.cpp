@@ -1,7 +1,10 @@
+#include <fstream>
+
 #include "test_util.h"
 
 using namespace hrm;
 using hrm::test::error_of;
+using hrm::test::TempDir;
 
 namespace {
 const char* kBase = R"({"seq_len": 81, "vocab_size": 11, "hidden_size": 64, "num_heads": 4, "H_cycles": 2,
@@ -49,4 +52,53 @@ TEST(Config, SetFromText) {
   EXPECT_NE(error_of([&] { c.set("hiden", "3", "cli"); }).find("did you mean 'hidden_size'"), std::string::npos);
   EXPECT_EQ(closest_match("hid", ModelConfig::keys()), "hidden_size");
   EXPECT_NE(error_of([&] { c.set("H_cycles", "x", "cli"); }).find("expected an integer"), std::string::npos);
+}
+
+TEST(TrainConfig, ComposesArchDefaultsAndOverrides) {
+  TempDir dir;
+  const std::string path = hrm::test::write_toy_config(dir.str(), "somewhere", "arch:\n  H_cycles: 3\n");
+  const TrainConfig c = TrainConfig::load(path, {"lr=0.5", "arch.L_cycles=4", "arch.loss_type=softmax_cross_entropy"});
+  EXPECT_EQ(c.name, "toy");
+  EXPECT_EQ(c.arch.hidden_size, 64);       // from the arch file
+  EXPECT_EQ(c.arch.H_cycles, 3);           // the config's arch section
+  EXPECT_EQ(c.arch.L_cycles, 4);           // command line
+  EXPECT_DOUBLE_EQ(c.lr, 0.5);
+  EXPECT_EQ(c.loss_type, "softmax_cross_entropy");
+  const TrainConfig again = TrainConfig::from_yaml(c.to_yaml(), "resolved");
+  EXPECT_EQ(again.to_yaml(), c.to_yaml());
+}
+
+TEST(TrainConfig, ErrorsNameTheKeyTheFileAndTheClosestKey) {
+  TempDir dir;
+  std::string e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "learning_rat: 3\n")); });
+  EXPECT_NE(e.find("toy.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'learning_rat'"), std::string::npos) << e;
+  e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d"), {"arch.hiden_size=3"}); });
+  EXPECT_NE(e.find("did you mean 'arch.hidden_size'"), std::string::npos) << e;
+  e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "epochs: many\n")); });
+  EXPECT_NE(e.find("expected an integer for 'epochs'"), std::string::npos) << e;
+  e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d"), {"arch.vocab_size=3"}); });
+  EXPECT_NE(e.find("comes from the dataset"), std::string::npos) << e;
+  e = error_of([&] { TrainConfig::load(dir.file("nope.yaml")); });
+  EXPECT_NE(e.find("cannot open config"), std::string::npos) << e;
+  std::ofstream(dir.file("bad.yaml")) << "a: [1, 2\n";
+  e = error_of([&] { TrainConfig::load(dir.file("bad.yaml")); });
+  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
+}
+
+TEST(TrainConfig, ShippedConfigsLoad) {
+  const std::string configs = std::string(HRM_SOURCE_DIR) + "/configs";
+  for (const char* name : {"arc1", "arc2", "sudoku_extreme_1k", "maze_hard_1k", "sudoku_extreme_full", "quickstart_cpu"}) {
+    const TrainConfig c = TrainConfig::load(configs + "/" + name + ".yaml");
+    EXPECT_FALSE(c.data_path.empty()) << name;
+  }
+  const TrainConfig full = TrainConfig::load(configs + "/sudoku_extreme_full.yaml");
+  EXPECT_EQ(full.loss_type, "softmax_cross_entropy");
+  EXPECT_EQ(full.arch.L_cycles, 8);
+  EXPECT_EQ(full.arch.pos_encodings, "learned");
+  EXPECT_EQ(full.global_batch_size, 2304);
+  const TrainConfig arc = TrainConfig::load(configs + "/arc1.yaml");
+  EXPECT_EQ(arc.arch.hidden_size, 512);
+  EXPECT_EQ(arc.arch.halt_max_steps, 16);
+  EXPECT_EQ(arc.arch.forward_dtype, "bfloat16");
 }

@@ -244,7 +244,7 @@ TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
   c.hidden_size = 64;
   c.num_heads = 4;
   torch::manual_seed(5);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->eval();
   const Batch b = test::random_batch(c, 4);
   torch::NoGradGuard ng;

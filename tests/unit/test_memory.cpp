@@ -19,7 +19,7 @@ ModelConfig memory_config(int64_t h_cycles, int64_t l_cycles) {
 int64_t step_peak(const ModelConfig& c) {
   auto& tracker = CpuMemoryTracker::install();
   torch::manual_seed(0);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->train();
   const Batch b = hrm::test::random_batch(c, 16);
   const Carry carry = model->initial_carry(b);
@@ -57,7 +57,7 @@ TEST(Memory, BackpropThroughAllCyclesWouldGrow) {
   auto& tracker = CpuMemoryTracker::install();
   const ModelConfig c = memory_config(1, 1);
   torch::manual_seed(0);
-  HRMInner inner(c);
+  auto inner = std::make_shared<HRMCore>(c);
   const Batch b = hrm::test::random_batch(c, 16);
   InnerCarry carry = inner->empty_carry(16);
   tracker.reset_peak();

@@ -9,7 +9,7 @@ TEST(Model, ShapesWithWidePuzzleEmbeddingAndLearnedPositions) {
   c.puzzle_emb_ndim = 40;  // 40 / 16 -> 3 prefix positions, zero padded
   c.pos_encodings = "learned";
   torch::manual_seed(0);
-  HRM model(c);
+  ACTModel model = make_model(c);
   EXPECT_EQ(c.puzzle_emb_len(), 3);
   ASSERT_TRUE(model->inner->embed_pos);
   EXPECT_EQ(model->inner->embed_pos->embedding_weight.size(0), c.seq_len + 3);
@@ -28,7 +28,7 @@ TEST(Model, ShapesWithWidePuzzleEmbeddingAndLearnedPositions) {
 TEST(Model, PuzzleEmbeddingGradientOnlyOnLocalRows) {
   ModelConfig c = tiny_config();
   torch::manual_seed(1);
-  HRM model(c);
+  ACTModel model = make_model(c);
   const Batch b = random_batch(c, 4);
   model->train();
   auto [carry, out] = model->forward(model->initial_carry(b), b);
@@ -46,7 +46,7 @@ TEST(Model, OnlyTheLastStepCarriesGradient) {
   ModelConfig c = tiny_config();
   c.puzzle_emb_ndim = 0;
   torch::manual_seed(2);
-  HRMInner inner(c);
+  auto inner = std::make_shared<HRMCore>(c);
   const Batch b = random_batch(c, 2);
   InnerCarry carry = inner->empty_carry(2);
   carry.z_H = torch::randn_like(carry.z_H).requires_grad_(true);
@@ -64,7 +64,7 @@ TEST(Model, OnlyTheLastStepCarriesGradient) {
 TEST(ACT, EvalRunsMaxStepsAndHaltsTogether) {
   ModelConfig c = tiny_config();
   torch::manual_seed(3);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->eval();
   torch::NoGradGuard no_grad;
   const Batch b = random_batch(c, 4);
@@ -82,7 +82,7 @@ TEST(ACT, EvalRunsMaxStepsAndHaltsTogether) {
 TEST(ACT, TrainingHaltsOnQAndReplacesHaltedSamples) {
   ModelConfig c = tiny_config();
   torch::manual_seed(4);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->train();
   {
     torch::NoGradGuard ng;  // q_halt = +5 > q_continue = -5 for samples 0,1; the opposite for 2,3 via the weights
@@ -115,7 +115,7 @@ TEST(ACT, ExplorationForcesAMinimumOfTwoSteps) {
   ModelConfig c = tiny_config();
   c.halt_exploration_prob = 1.0;
   torch::manual_seed(5);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->train();
   {
     torch::NoGradGuard ng;
@@ -130,7 +130,7 @@ TEST(ACT, NoContinueVariantHaltsOnQHaltAlone) {
   ModelConfig c = tiny_config();
   c.no_ACT_continue = true;
   torch::manual_seed(6);
-  HRM model(c);
+  ACTModel model = make_model(c);
   model->train();
   {
     torch::NoGradGuard ng;
@@ -147,12 +147,12 @@ TEST(ACT, NoContinueVariantHaltsOnQHaltAlone) {
 TEST(Model, Bfloat16ForwardStaysCloseToFloat32) {
   ModelConfig c = tiny_config();
   torch::manual_seed(7);
-  HRM f32(c);
+  ACTModel f32 = make_model(c);
   c.forward_dtype = "bfloat16";
-  HRM bf16(c);
+  ACTModel bf16 = make_model(c);
   StateDict s = model_state(f32);
   load_model_state(bf16, s, "f32 model");
-  EXPECT_EQ(bf16->inner->H_init.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(std::dynamic_pointer_cast<HRMCore>(bf16->inner)->H_init.scalar_type(), torch::kBFloat16);
   const Batch b = random_batch(c, 4);
   f32->eval();
   bf16->eval();

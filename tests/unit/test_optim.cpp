@@ -48,7 +48,7 @@ TEST(AdamATan2, StateDictRoundTripAndValidation) {
 }
 
 TEST(SparseSignSGD, SumsRepeatedIdsBeforeTheSign) {
-  SparsePuzzleEmbedding emb(6, 2, torch::kFloat);
+  nn::SparsePuzzleEmbedding emb(6, 2, torch::kFloat);
   {
     torch::NoGradGuard ng;
     emb->weights.copy_(torch::arange(12, torch::kFloat).view({6, 2}));

@@ -1,3 +1,8 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -13,8 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // A learnable toy task: 4x4 Sudoku with few blanks.
-std::string make_sudoku4(const TempDir& dir, int64_t n_train = 400, int64_t n_test = 64) {
-  const std::string out = dir.file("sudoku4");
+std::string make_sudoku4(const std::string& out, int64_t n_train = 400, int64_t n_test = 64) {
   std::vector<data::SudokuRecord> train, test;
   data::SudokuGenerateOptions g;
   g.min_blanks = 4;
@@ -28,19 +32,7 @@ std::string make_sudoku4(const TempDir& dir, int64_t n_train = 400, int64_t n_te
   return out;
 }
 
-std::string write_config(const TempDir& dir, const std::string& data, const std::string& extra = "") {
-  fs::create_directories(dir.file("configs/arch"));
-  std::ofstream(dir.file("configs/arch/tiny.yaml")) << "loss_type: stablemax_cross_entropy\nhalt_exploration_prob: 0.1\n"
-                                                       "halt_max_steps: 3\nH_cycles: 2\nL_cycles: 2\nH_layers: 1\n"
-                                                       "L_layers: 1\nhidden_size: 64\nnum_heads: 4\nexpansion: 2\n"
-                                                       "puzzle_emb_ndim: 0\npos_encodings: rope\nforward_dtype: bfloat16\n";
-  std::ofstream(dir.file("configs/toy.yaml")) << "defaults: {arch: tiny}\ndata_path: " << data
-                                               << "\nglobal_batch_size: 32\nepochs: 12\neval_interval: 6\nlr: 3e-3\n"
-                                                  "lr_min_ratio: 0.1\nlr_warmup_steps: 10\nweight_decay: 0.1\n"
-                                                  "puzzle_emb_lr: 1e-2\nseed: 5\nthreads: 2\n"
-                                               << extra;
-  return dir.file("configs/toy.yaml");
-}
+TrainOptions quiet() { return TrainOptions{false, test_split_evaluator(false)}; }
 
 std::vector<nlohmann::json> rows(const std::string& run_dir, const std::string& split) {
   std::vector<nlohmann::json> out;
@@ -54,70 +46,50 @@ std::vector<nlohmann::json> rows(const std::string& run_dir, const std::string& 
   }
   return out;
 }
+
+// Every test here starts from one finished training run on the toy task (12 epochs, evaluations at epochs 6 and
+// 12). ctest runs each test in its own process, so the run is made once per test binary and shared through a
+// folder next to the binary (keyed by the binary's modification time), under a file lock.
+class ToyRun : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    struct stat st {};
+    ASSERT_EQ(::stat("/proc/self/exe", &st), 0);
+    const std::string exe = fs::read_symlink("/proc/self/exe").string();
+    root_ = exe + ".toy_run_" + std::to_string(static_cast<long long>(st.st_mtime));
+    fs::create_directories(root_);
+    const int lock = ::open((root_ + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+    ASSERT_GE(lock, 0);
+    ::flock(lock, LOCK_EX);
+    if (!fs::exists(root_ + "/done")) {
+      fs::remove_all(root_);
+      fs::create_directories(root_);
+      make_sudoku4(root_ + "/data");
+      hrm::test::write_toy_config(root_, root_ + "/data");
+      TrainConfig a = TrainConfig::load(config(), {"run_dir=" + root_ + "/run_a"});
+      const TrainOutcome ra = train(a, quiet());
+      if (ra.finished) std::ofstream(root_ + "/done") << "ok\n";
+    }
+    ::flock(lock, LOCK_UN);
+    ::close(lock);
+    ASSERT_TRUE(fs::exists(root_ + "/done")) << "the toy run did not finish";
+  }
+
+  static std::string config() { return root_ + "/configs/toy.yaml"; }
+  static std::string run_a() { return root_ + "/run_a"; }
+  static std::string data() { return root_ + "/data"; }
+
+  TempDir dir_;
+  static std::string root_;
+};
+std::string ToyRun::root_;
+
 }  // namespace
 
-TEST(TrainConfig, ComposesArchDefaultsAndOverrides) {
-  TempDir dir;
-  const std::string path = write_config(dir, "somewhere", "arch:\n  H_cycles: 3\n");
-  const TrainConfig c = TrainConfig::load(path, {"lr=0.5", "arch.L_cycles=4", "arch.loss_type=softmax_cross_entropy"});
-  EXPECT_EQ(c.name, "toy");
-  EXPECT_EQ(c.arch.hidden_size, 64);       // from the arch file
-  EXPECT_EQ(c.arch.H_cycles, 3);           // the config's arch section
-  EXPECT_EQ(c.arch.L_cycles, 4);           // command line
-  EXPECT_DOUBLE_EQ(c.lr, 0.5);
-  EXPECT_EQ(c.loss_type, "softmax_cross_entropy");
-  const TrainConfig again = TrainConfig::from_yaml(c.to_yaml(), "resolved");
-  EXPECT_EQ(again.to_yaml(), c.to_yaml());
-}
-
-TEST(TrainConfig, ErrorsNameTheKeyTheFileAndTheClosestKey) {
-  TempDir dir;
-  std::string e = error_of([&] { TrainConfig::load(write_config(dir, "d", "learning_rat: 3\n")); });
-  EXPECT_NE(e.find("toy.yaml"), std::string::npos) << e;
-  EXPECT_NE(e.find("unknown key 'learning_rat'"), std::string::npos) << e;
-  e = error_of([&] { TrainConfig::load(write_config(dir, "d"), {"arch.hiden_size=3"}); });
-  EXPECT_NE(e.find("did you mean 'arch.hidden_size'"), std::string::npos) << e;
-  e = error_of([&] { TrainConfig::load(write_config(dir, "d", "epochs: many\n")); });
-  EXPECT_NE(e.find("expected an integer for 'epochs'"), std::string::npos) << e;
-  e = error_of([&] { TrainConfig::load(write_config(dir, "d"), {"arch.vocab_size=3"}); });
-  EXPECT_NE(e.find("comes from the dataset"), std::string::npos) << e;
-  e = error_of([&] { TrainConfig::load(dir.file("nope.yaml")); });
-  EXPECT_NE(e.find("cannot open config"), std::string::npos) << e;
-  std::ofstream(dir.file("bad.yaml")) << "a: [1, 2\n";
-  e = error_of([&] { TrainConfig::load(dir.file("bad.yaml")); });
-  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
-}
-
-TEST(TrainConfig, ShippedConfigsLoad) {
-  const std::string configs = std::string(HRM_SOURCE_DIR) + "/configs";
-  for (const char* name : {"arc1", "arc2", "sudoku_extreme_1k", "maze_hard_1k", "sudoku_extreme_full", "quickstart_cpu"}) {
-    const TrainConfig c = TrainConfig::load(configs + "/" + name + ".yaml");
-    EXPECT_FALSE(c.data_path.empty()) << name;
-  }
-  const TrainConfig full = TrainConfig::load(configs + "/sudoku_extreme_full.yaml");
-  EXPECT_EQ(full.loss_type, "softmax_cross_entropy");
-  EXPECT_EQ(full.arch.L_cycles, 8);
-  EXPECT_EQ(full.arch.pos_encodings, "learned");
-  EXPECT_EQ(full.global_batch_size, 2304);
-  const TrainConfig arc = TrainConfig::load(configs + "/arc1.yaml");
-  EXPECT_EQ(arc.arch.hidden_size, 512);
-  EXPECT_EQ(arc.arch.halt_max_steps, 16);
-  EXPECT_EQ(arc.arch.forward_dtype, "bfloat16");
-}
-
-TEST(Train, EndToEndLearnsCheckpointsResumesEvaluatesAndSolves) {
-  TempDir dir;
-  const std::string data = make_sudoku4(dir);
-  const std::string config = write_config(dir, data);
-
-  // 1. An uninterrupted run.
-  TrainConfig a = TrainConfig::load(config, {"run_dir=" + dir.file("run_a")});
-  const TrainOutcome ra = train(a, false);
-  ASSERT_TRUE(ra.finished);
-  const auto train_a = rows(ra.run_dir, "train"), eval_a = rows(ra.run_dir, "eval");
+TEST_F(ToyRun, LossFallsAndAccuracyRises) {
+  const auto train_a = rows(run_a(), "train"), eval_a = rows(run_a(), "eval");
   ASSERT_GT(train_a.size(), 100u);
   ASSERT_EQ(eval_a.size(), 2u);
-  // Loss falls and accuracy rises on this learnable task.
   auto mean = [&](const char* key, size_t from, size_t to) {
     double s = 0;
     for (size_t i = from; i < to; ++i) s += train_a[i][key].get<double>();
@@ -126,45 +98,74 @@ TEST(Train, EndToEndLearnsCheckpointsResumesEvaluatesAndSolves) {
   const size_t n = train_a.size();
   EXPECT_LT(mean("lm_loss", n - 20, n), 0.7 * mean("lm_loss", 0, 20));
   EXPECT_GT(eval_a.back()["accuracy"].get<double>(), 0.6);
-  EXPECT_TRUE(fs::exists(ra.run_dir + "/config.yaml"));
-  EXPECT_TRUE(fs::exists(ra.run_dir + "/metrics.csv"));
+}
 
-  // 2. The same run stopped after 50 steps and resumed logs the same metrics.
-  TrainConfig b = TrainConfig::load(config, {"run_dir=" + dir.file("run_b"), "max_steps=50"});
-  const TrainOutcome rb1 = train(b, false);
+TEST_F(ToyRun, WritesConfigMetricsLogAndCheckpoints) {
+  for (const char* f : {"/config.yaml", "/metrics.csv", "/metrics.jsonl", "/train.log"})
+    EXPECT_TRUE(fs::exists(run_a() + f)) << f;
+  EXPECT_FALSE(list_checkpoints(run_a()).empty());
+  // The log file has the run's lines with a timestamp and the level.
+  std::ifstream log(run_a() + "/train.log");
+  std::string first;
+  std::getline(log, first);
+  EXPECT_NE(first.find("[info] training " + run_a()), std::string::npos) << first;
+}
+
+TEST_F(ToyRun, StoppedAndResumedRunLogsTheSameMetrics) {
+  TrainConfig b = TrainConfig::load(config(), {"run_dir=" + dir_.file("run_b"), "max_steps=50"});
+  const TrainOutcome rb1 = train(b, quiet());
   EXPECT_TRUE(rb1.interrupted);
   EXPECT_EQ(rb1.steps, 50);
-  const TrainOutcome rb2 = resume_training(dir.file("run_b"), {}, false);
+  const TrainOutcome rb2 = resume_training(dir_.file("run_b"), {}, quiet());
   EXPECT_TRUE(rb2.finished);
-  EXPECT_EQ(rows(rb2.run_dir, "train"), train_a);
-  EXPECT_EQ(rows(rb2.run_dir, "eval"), eval_a);
+  EXPECT_EQ(rows(rb2.run_dir, "train"), rows(run_a(), "train"));
+  EXPECT_EQ(rows(rb2.run_dir, "eval"), rows(run_a(), "eval"));
+}
 
-  // 2b. Resuming from the checkpoint written at the first evaluation (an iteration boundary) does not repeat it.
-  fs::copy(ra.run_dir, dir.file("run_c"), fs::copy_options::recursive);
+TEST_F(ToyRun, ResumingAtAnEvaluationBoundaryDoesNotRepeatIt) {
+  const auto eval_a = rows(run_a(), "eval");
+  fs::copy(run_a(), dir_.file("run_c"), fs::copy_options::recursive);
   const std::string boundary = "step_" + std::to_string(eval_a.front()["step"].get<int64_t>()) + ".pt";
-  ASSERT_TRUE(fs::exists(dir.file("run_c/checkpoints/" + boundary)));
-  for (const auto& e : fs::directory_iterator(dir.file("run_c/checkpoints")))
+  ASSERT_TRUE(fs::exists(dir_.file("run_c/checkpoints/" + boundary)));
+  for (const auto& e : fs::directory_iterator(dir_.file("run_c/checkpoints")))
     if (e.path().filename() != boundary) fs::remove(e.path());
-  const TrainOutcome rc = resume_training(dir.file("run_c"), {}, false);
+  const TrainOutcome rc = resume_training(dir_.file("run_c"), {}, quiet());
   EXPECT_TRUE(rc.finished);
-  EXPECT_EQ(rows(rc.run_dir, "train"), train_a);
+  EXPECT_EQ(rows(rc.run_dir, "train"), rows(run_a(), "train"));
   EXPECT_EQ(rows(rc.run_dir, "eval"), eval_a);
+}
 
-  // 3. Evaluation of the checkpoint reproduces the run's last evaluation.
-  const std::string ck = latest_checkpoint(ra.run_dir);
-  InferenceSetup s = load_for_inference(ck, "", "", {}, "cpu");
+TEST_F(ToyRun, EvaluatingTheCheckpointReproducesTheLastEvaluation) {
+  const auto last = rows(run_a(), "eval").back();
+  InferenceSetup s = load_for_inference(latest_checkpoint(run_a()), "", "", {}, "cpu");
   data::PuzzleDataset test(data::LoaderConfig{s.data_path, "test", 32, true});
   EvalOutput e = evaluate(s.model, test, s.loss_type, false);
-  EXPECT_NEAR(e.metrics["exact_accuracy"], eval_a.back()["exact_accuracy"].get<double>(), 1e-9);
-  EXPECT_NEAR(e.metrics["accuracy"], eval_a.back()["accuracy"].get<double>(), 1e-6);
-  add_checker_metrics(detect_task_kind(s.data_path, test.metadata()), e, &e.metrics);
+  EXPECT_NEAR(e.metrics["exact_accuracy"], last["exact_accuracy"].get<double>(), 1e-9);
+  EXPECT_NEAR(e.metrics["accuracy"], last["accuracy"].get<double>(), 1e-6);
+  add_checker_metrics(data::detect_task_kind(s.data_path, test.metadata()), e, &e.metrics);
   EXPECT_GE(e.metrics["valid_solutions"], e.metrics["exact_accuracy"] - 1e-9);  // 4x4 puzzles here are unique
-  // Inference-time scaling: more segments at evaluation.
-  InferenceSetup more = load_for_inference(ck, "", "", {"arch.halt_max_steps=6"}, "cpu");
-  EXPECT_EQ(more.model->config().halt_max_steps, 6);
-  EXPECT_NEAR(evaluate(more.model, test, more.loss_type, false).metrics["steps"], 6.0, 1e-9);
+  EXPECT_NEAR(e.metrics["valid_solutions"], last["valid_solutions"].get<double>(), 1e-9);
+  // The same through the one-call path of `hrm eval`.
+  EvalRequest r;
+  r.checkpoint = run_a();
+  r.batch_size = 32;
+  r.progress = false;
+  r.device = "cpu";
+  const EvalReport report = evaluate_checkpoint(r);
+  EXPECT_EQ(report.kind, data::TaskKind::Sudoku);
+  EXPECT_NEAR(report.metrics.at("exact_accuracy"), last["exact_accuracy"].get<double>(), 1e-9);
+}
 
-  // 4. Solve one held-out puzzle with its trace.
+TEST_F(ToyRun, MoreSegmentsAtInference) {
+  InferenceSetup more = load_for_inference(run_a(), "", "", {"arch.halt_max_steps=6"}, "cpu");
+  EXPECT_EQ(more.model->config().halt_max_steps, 6);
+  data::PuzzleDataset test(data::LoaderConfig{more.data_path, "test", 32, true});
+  EXPECT_NEAR(evaluate(more.model, test, more.loss_type, false).metrics["steps"], 6.0, 1e-9);
+}
+
+TEST_F(ToyRun, SolveTracesEverySegmentAndCopiesTheClues) {
+  InferenceSetup s = load_for_inference(run_a(), "", "", {}, "cpu");
+  data::PuzzleDataset test(data::LoaderConfig{s.data_path, "test", 32, true});
   const torch::Tensor first = test.iteration_batches(0)[0].batch.inputs[0].contiguous();
   const std::vector<int32_t> tokens(first.data_ptr<int32_t>(), first.data_ptr<int32_t>() + 16);
   const SolveTrace trace = solve_with_trace(s.model, tokens);
@@ -172,29 +173,32 @@ TEST(Train, EndToEndLearnsCheckpointsResumesEvaluatesAndSolves) {
   EXPECT_GE(trace.halt_segment, 1);
   for (size_t c = 0; c < 16; ++c)
     if (tokens[c] > 1) EXPECT_EQ(trace.answer().prediction[c], tokens[c]);  // clues are copied
+}
 
-  // 5. A run folder with checkpoints is not overwritten; an incompatible dataset is a clear error.
-  EXPECT_NE(error_of([&] { train(a, false); }).find("already has checkpoints"), std::string::npos);
-  const std::string other = dir.file("maze");
-  {
-    std::vector<data::Maze> mt, me;
-    data::generate_maze_split(9, 40, 8, 4, 1, &mt, &me, false);
-    data::MazeBuildOptions mo;
-    mo.output_dir = other;
-    data::build_maze_dataset(mt, me, mo);
-  }
-  const std::string e2 = error_of([&] { load_for_inference(ck, other, "", {}, "cpu"); });
-  EXPECT_NE(e2.find("is incompatible with"), std::string::npos) << e2;
-  EXPECT_NE(e2.find("seq_len 16, vocab 6"), std::string::npos) << e2;
+TEST_F(ToyRun, ARunFolderWithCheckpointsIsNotOverwritten) {
+  TrainConfig a = TrainConfig::load(config(), {"run_dir=" + run_a()});
+  EXPECT_NE(error_of([&] { train(a, quiet()); }).find("already has checkpoints"), std::string::npos);
+}
+
+TEST_F(ToyRun, AnIncompatibleDatasetIsAClearError) {
+  const std::string other = dir_.file("maze");
+  std::vector<data::Maze> mt, me;
+  data::generate_maze_split(9, 40, 8, 4, 1, &mt, &me, false);
+  data::MazeBuildOptions mo;
+  mo.output_dir = other;
+  data::build_maze_dataset(mt, me, mo);
+  const std::string e = error_of([&] { load_for_inference(latest_checkpoint(run_a()), other, "", {}, "cpu"); });
+  EXPECT_NE(e.find("is incompatible with"), std::string::npos) << e;
+  EXPECT_NE(e.find("seq_len 16, vocab 6"), std::string::npos) << e;
 }
 
 TEST(Train, NonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   TempDir dir;
-  const std::string data = make_sudoku4(dir, 200, 32);
-  const std::string config = write_config(dir, data);
+  const std::string data = make_sudoku4(dir.file("sudoku4"), 200, 32);
+  const std::string config = hrm::test::write_toy_config(dir.str(), data);
   TrainConfig c = TrainConfig::load(config, {"run_dir=" + dir.file("run"), "lr=1e30", "lr_warmup_steps=0",
                                              "arch.forward_dtype=float32"});
-  const std::string e = error_of([&] { train(c, false); });
+  const std::string e = error_of([&] { train(c, quiet()); });
   EXPECT_NE(e.find("non-finite loss"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(dir.file("run/checkpoints")) && !fs::is_empty(dir.file("run/checkpoints")));
 }

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -12,7 +13,12 @@
 namespace hrm::test {
 
 inline std::string shared_dir() { return HRM_SHARED_DIR; }
-inline std::string fixture_dir() { return shared_dir() + "/fixtures/hrm_small_rope"; }
+// The reference fixtures: $HRM_FIXTURE_DIR when set, else the folder CMake was configured with.
+inline std::string fixtures_root() {
+  const char* env = std::getenv("HRM_FIXTURE_DIR");
+  return env && *env ? env : HRM_FIXTURE_DIR;
+}
+inline std::string fixture_dir() { return fixtures_root() + "/hrm_small_rope"; }
 inline bool have_fixture() { return std::filesystem::exists(fixture_dir() + "/manifest.json"); }
 
 // A fresh temporary folder, removed at destruction.
@@ -61,6 +67,21 @@ inline Batch random_batch(const ModelConfig& c, int64_t B, uint64_t seed = 0) {
   return Batch{torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
                torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
                torch::randint(0, c.num_puzzle_identifiers, {B}, torch::kInt)};
+}
+
+// configs/arch/tiny.yaml (a hidden-64 1+1-layer bf16 HRM) and configs/toy.yaml training it on `data` in `dir`.
+inline std::string write_toy_config(const std::string& dir, const std::string& data, const std::string& extra = "") {
+  std::filesystem::create_directories(dir + "/configs/arch");
+  std::ofstream(dir + "/configs/arch/tiny.yaml") << "loss_type: stablemax_cross_entropy\nhalt_exploration_prob: 0.1\n"
+                                                    "halt_max_steps: 3\nH_cycles: 2\nL_cycles: 2\nH_layers: 1\n"
+                                                    "L_layers: 1\nhidden_size: 64\nnum_heads: 4\nexpansion: 2\n"
+                                                    "puzzle_emb_ndim: 0\npos_encodings: rope\nforward_dtype: bfloat16\n";
+  std::ofstream(dir + "/configs/toy.yaml") << "defaults: {arch: tiny}\ndata_path: " << data
+                                            << "\nglobal_batch_size: 32\nepochs: 12\neval_interval: 6\nlr: 3e-3\n"
+                                               "lr_min_ratio: 0.1\nlr_warmup_steps: 10\nweight_decay: 0.1\n"
+                                               "puzzle_emb_lr: 1e-2\nseed: 5\nthreads: 2\n"
+                                            << extra;
+  return dir + "/configs/toy.yaml";
 }
 
 // The message of the hrm::Error that f throws ("" when it throws none).

@@ -10,7 +10,8 @@
 namespace hrm {
 
 struct ModelConfig {
-  int64_t batch_size = 1;            // per-process batch (the sparse puzzle embedding's local buffer size)
+  std::string name = "hrm";          // the model (model/registry.h); written to JSON only when not hrm
+  int64_t batch_size = 1;            // the published config's per-process batch; kept for its configs, unused
   int64_t seq_len = 0;
   int64_t puzzle_emb_ndim = 0;       // 0: no puzzle embedding
   int64_t num_puzzle_identifiers = 1;
@@ -47,16 +48,15 @@ struct ModelConfig {
   // Sets one field from a textual value (YAML / command-line overrides). Unknown keys and wrong types throw,
   // naming the key, the source and the closest valid key.
   void set(const std::string& key, const std::string& value, const std::string& source);
+  // "key=value" or "arch.key=value" (command-line overrides); errors as set().
+  void apply_override(const std::string& assignment, const std::string& source);
 
   // JSON object text <-> config. Unknown keys throw (keys in `ignored_keys` are accepted and skipped).
   static ModelConfig from_json(const std::string& json_text, const std::string& source,
-                               const std::vector<std::string>& ignored_keys = {"causal", "name", "loss"});
+                               const std::vector<std::string>& ignored_keys = {"causal", "loss"});
   std::string to_json() const;
 
   static std::vector<std::string> keys();
 };
-
-// Closest string by edit distance (for "did you mean" messages); empty when `candidates` is empty.
-std::string closest_match(const std::string& name, const std::vector<std::string>& candidates);
 
 }  // namespace hrm

@@ -6,9 +6,15 @@
 #include <string>
 #include <vector>
 
-#include "hrm/data/dataset.h"  // DatasetSummary
+#include "hrm/data/format.h"  // DatasetSummary
 
 namespace hrm::data {
+
+// Token t of the maze vocabulary is the character kMazeCells[t] (0 = PAD, shown as '?').
+constexpr char kMazeCells[] = "?# SGo";
+constexpr int32_t kMazeVocab = 6;
+// The token of a maze character ('#', ' ', 'S', 'G', 'o'), or -1.
+int32_t maze_token(char cell);
 
 struct Maze {
   int size = 30;
@@ -28,14 +34,6 @@ bool is_valid_maze_solution(int size, const std::string& question, const std::st
 // Randomised DFS carving, then `extra_openings` random walls opened; S and G placed on open cells; retried until
 // the shortest path is longer than min_path_length.
 Maze generate_maze(int size, int64_t min_path_length, std::mt19937_64& rng, int extra_openings = 60);
-
-// The 8 dihedral transforms of a square grid (the published ids: 0 identity, 1-3 rotations by 90/180/270 degrees
-// counter-clockwise, 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose) and their inverses.
-template <typename T>
-std::vector<T> dihedral_transform(const std::vector<T>& grid, int rows, int cols, int tid, int* out_rows = nullptr,
-                                  int* out_cols = nullptr);
-int dihedral_inverse(int tid);
-std::string dihedral_transform_string(const std::string& grid, int size, int tid);
 
 // n_train + n_test distinct generated mazes (no test maze is a dihedral image of another maze).
 void generate_maze_split(int size, int64_t n_train, int64_t n_test, int64_t min_path_length, uint64_t seed,

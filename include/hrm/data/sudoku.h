@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "hrm/data/dataset.h"  // DatasetSummary
+#include "hrm/data/format.h"  // DatasetSummary
 
 namespace hrm::data {
 

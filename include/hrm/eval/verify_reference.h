@@ -2,6 +2,7 @@
 // Replays a reference fixture (outputs of the published PyTorch implementation, see ../shared/fixtures/README.md)
 // and compares every saved tensor: outputs, carry, loss, metrics, gradients, weights and optimizer moments after
 // each training segment, and the evaluation segments.
+#include <cstdint>
 #include <iosfwd>
 #include <string>
 
@@ -21,9 +22,11 @@ struct VerifyResult {
   int64_t groups = 0;
   int64_t failed_groups = 0;
   int64_t skipped_elements = 0;  // updated weights that differ but fall under the tiny-gradient rule
+  std::string unsupported_model;  // set (and nothing compared) when the fixture's model is not in this build
 };
 
-// Prints one line per compared tensor group to `log`. Throws hrm::Error when the fixture is unreadable.
+// Prints one line per compared tensor group to `log`. Throws hrm::Error when the fixture is unreadable. The model
+// is manifest.model (absent: hrm).
 VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOptions& options, std::ostream& log);
 
 }  // namespace hrm

@@ -1,16 +1,14 @@
 #pragma once
-// Losses of HRM (the published `ACTLossHead`): sequence-to-sequence loss per sequence (mean over its valid tokens),
+// Losses of the model family (the published `ACTLossHead`): sequence-to-sequence loss per sequence (mean over its valid tokens),
 // plus the Q-learning halting losses.
 #include <map>
 #include <string>
 
 #include <torch/torch.h>
 
-#include "hrm/model/hrm.h"
+#include "hrm/model/act.h"
 
 namespace hrm {
-
-constexpr int64_t kIgnoreLabel = -100;
 
 enum class LossType { StablemaxCrossEntropy, SoftmaxCrossEntropy };
 LossType loss_type_from_string(const std::string& name);  // "stablemax_cross_entropy" | "softmax_cross_entropy"

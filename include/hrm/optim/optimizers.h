@@ -8,7 +8,7 @@
 
 #include <torch/torch.h>
 
-#include "hrm/model/hrm.h"
+#include "hrm/nn/puzzle_embedding.h"
 
 namespace hrm::optim {
 
@@ -55,12 +55,12 @@ class AdamATan2 {
 // used: gradients of repeated identifiers are summed before the sign (Adam ~ SignSGD for very sparse gradients).
 class SparseSignSGD {
  public:
-  SparseSignSGD(SparsePuzzleEmbedding embedding, double weight_decay);
+  SparseSignSGD(nn::SparsePuzzleEmbedding embedding, double weight_decay);
   void step(double lr);
   void zero_grad();
 
  private:
-  SparsePuzzleEmbedding embedding_;
+  nn::SparsePuzzleEmbedding embedding_;
   double weight_decay_;
 };
 

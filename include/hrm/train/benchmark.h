@@ -29,4 +29,8 @@ ModelConfig bench_preset(const std::string& name);
 
 BenchResult benchmark_training_step(const ModelConfig& config, const BenchOptions& options);
 
+// What `hrm bench` prints: the configuration measured (dtype, threads, kernel path) and the result.
+std::string bench_report(const std::string& preset, const ModelConfig& config, const BenchOptions& options,
+                         const BenchResult& result);
+
 }  // namespace hrm

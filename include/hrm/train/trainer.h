@@ -1,15 +1,27 @@
 #pragma once
 // The training driver behind `hrm train`: deep supervision over the dataset (one ACT segment per batch, the carry
-// kept across batches), AdamATan2 + SignSGD with warm-up and cosine decay, evaluation every eval_interval epochs,
-// metrics (JSONL + CSV), atomic checkpoints with everything needed to continue, resume, and clean stops
+// kept across batches), AdamATan2 + SignSGD with warm-up and cosine decay, evaluation every eval_interval epochs
+// (through an Evaluator the caller supplies: eval/ sits above train/), metrics (JSONL + CSV), a log file
+// (RUN_DIR/train.log), atomic checkpoints with everything needed to continue, resume, and clean stops
 // (Ctrl-C / SIGTERM, max_steps, time limit) that write a checkpoint.
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "hrm/config/train_config.h"
+#include "hrm/model/act.h"
 
 namespace hrm {
+
+// Evaluates the model being trained (e.g. on the test split: eval/evaluate.h's test_split_evaluator); returns
+// the metrics to log, or an empty map when there is nothing to evaluate on.
+using Evaluator = std::function<std::map<std::string, double>(ACTModel& model, const TrainConfig& config)>;
+
+struct TrainOptions {
+  bool progress = true;
+  Evaluator evaluate;  // empty: no evaluation
+};
 
 struct TrainOutcome {
   std::string run_dir;
@@ -20,17 +32,9 @@ struct TrainOutcome {
 };
 
 // Starts a new run in config.run_dir (default runs/<name>-<timestamp>).
-TrainOutcome train(TrainConfig config, bool progress = true);
+TrainOutcome train(TrainConfig config, const TrainOptions& options = {});
 // Continues the run in run_dir from its latest checkpoint; overrides apply to its saved config (e.g. max_steps=0).
 TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::string>& overrides,
-                             bool progress = true);
-
-// Device from "auto" | "cpu" | "cuda" | "cuda:N" (auto: CUDA when this LibTorch build has it).
-std::string resolve_device(const std::string& device);
-// Sets the intra-op thread count (0 = all cores) and keeps freed CPU memory for reuse (keep_freed_cpu_memory).
-void set_threads(int64_t threads);
-
-// Latest checkpoint file of a run folder (throws when there is none).
-std::string latest_checkpoint(const std::string& run_dir);
+                             const TrainOptions& options = {});
 
 }  // namespace hrm

@@ -13,8 +13,8 @@ int main(int argc, char** argv) {
   config.H_layers = config.L_layers = 1;
   config.halt_max_steps = 2;
   config.forward_dtype = "float32";
-  hrm::HRM model(config);
-  hrm::HRMOptimizer optimizer(model, hrm::OptimizerConfig{});
+  hrm::ACTModel model = hrm::make_model(config);
+  hrm::ModelOptimizer optimizer(model, hrm::OptimizerConfig{});
   const hrm::Batch batch{torch::randint(1, 5, {2, 4}, torch::kInt), torch::randint(1, 5, {2, 4}, torch::kInt),
                          torch::zeros({2}, torch::kInt)};
   model->train();

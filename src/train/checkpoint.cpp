@@ -1,8 +1,14 @@
-#include "hrm/train/state_dict.h"
+#include "hrm/train/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
 
 #include <torch/serialize.h>
 
+#include "hrm/model/registry.h"
+#include "hrm/util/strings.h"
 #include "hrm/util/error.h"
+#include "hrm/util/file.h"
 
 namespace hrm {
 namespace {
@@ -45,14 +51,14 @@ c10::impl::GenericDict to_generic(const StateDict& d) {
 }
 }  // namespace
 
-StateDict model_state(HRM& model) {
+StateDict model_state(ACTModel& model) {
   StateDict out;
   for (const auto& item : model->named_parameters(/*recurse=*/true)) out[item.key()] = item.value();
   for (const auto& item : model->named_buffers(/*recurse=*/true)) out[item.key()] = item.value();
   return out;
 }
 
-void load_model_state(HRM& model, const StateDict& state, const std::string& source) {
+void load_model_state(ACTModel& model, const StateDict& state, const std::string& source) {
   StateDict mine = model_state(model);
   std::vector<std::string> names;
   for (const auto& kv : mine) names.push_back(kv.first);
@@ -89,7 +95,7 @@ StateDict load_reference_state_dict(const std::string& path) {
   return out;
 }
 
-void save_checkpoint(const std::string& path, HRM& model, const StateDict& extra, const TextDict& text) {
+void save_checkpoint(const std::string& path, ACTModel& model, const StateDict& extra, const TextDict& text) {
   c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
   root.insert("format", std::string(kFormat));
   root.insert("model_config", model->config().to_json());
@@ -136,7 +142,7 @@ LoadedCheckpoint checkpoint_from(const c10::IValue& v, const std::string& path) 
 
 LoadedCheckpoint read_checkpoint(const std::string& path) { return checkpoint_from(unpickle(path), path); }
 
-HRM load_model(const std::string& path, const ModelConfig* config) {
+ACTModel load_model(const std::string& path, const ModelConfig* config) {
   if (config) {
     // A published state dict (or one of ours) with an explicit config.
     const c10::IValue v = unpickle(path);
@@ -145,14 +151,36 @@ HRM load_model(const std::string& path, const ModelConfig* config) {
       state = checkpoint_from(v, path).model;
     else
       for (const auto& [k, t] : tensor_dict(v, path)) state[reference_key_to_ours(k)] = t;
-    HRM model(*config);
+    ACTModel model = make_model(*config);
     load_model_state(model, state, path);
     return model;
   }
   LoadedCheckpoint ck = read_checkpoint(path);
-  HRM model(ck.config);
+  ACTModel model = make_model(ck.config);
   load_model_state(model, ck.model, path);
   return model;
+}
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("step_", 0) != 0 || e.path().extension() != ".pt") continue;
+    const std::string digits = n.substr(5, n.size() - 5 - 3);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    out.emplace_back(std::stoll(digits), e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  const auto all = list_checkpoints(run_dir);
+  if (all.empty()) throw Error(run_dir + ": no checkpoint found in " + run_dir + "/checkpoints");
+  return all.back().second;
 }
 
 }  // namespace hrm

@@ -1,13 +1,16 @@
-#include "hrm/util/error.h"
+#include "hrm/util/file.h"
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <unistd.h>
+
+#include "hrm/util/error.h"
 
 namespace hrm {
 
@@ -57,6 +60,11 @@ std::string read_file(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) throw Error("cannot read " + path);
   return ss.str();
+}
+
+void ensure_parent_dir(const std::string& path) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
 }
 
 }  // namespace hrm

@@ -1,0 +1,17 @@
+#pragma once
+// Small string helpers shared by the config parsers and error messages.
+#include <string>
+#include <vector>
+
+namespace hrm {
+
+// "key=value" (a command-line override); errors name `source` and the text.
+struct Assignment {
+  std::string key, value;
+};
+Assignment split_assignment(const std::string& text, const std::string& source);
+
+// Closest string by edit distance (for "did you mean" messages); empty when `candidates` is empty.
+std::string closest_match(const std::string& name, const std::vector<std::string>& candidates);
+
+}  // namespace hrm

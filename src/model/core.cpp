@@ -1,0 +1,75 @@
+#include "hrm/model/core.h"
+
+#include <cmath>
+
+namespace hrm {
+
+ReasoningCore::ReasoningCore(const ModelConfig& config) : config_(config) {
+  config_.validate();
+  const auto dtype = config_.dtype();
+  const double embed_std = 1.0 / std::sqrt(static_cast<double>(config_.hidden_size));
+
+  embed_tokens = register_module("embed_tokens",
+                                 nn::CastedEmbedding(config_.vocab_size, config_.hidden_size, embed_std, dtype));
+  lm_head = register_module("lm_head", nn::CastedLinear(config_.hidden_size, config_.vocab_size, false));
+  q_head = register_module("q_head", nn::CastedLinear(config_.hidden_size, 2, true));
+  if (config_.puzzle_emb_ndim > 0)
+    puzzle_emb = register_module("puzzle_emb", nn::SparsePuzzleEmbedding(config_.num_puzzle_identifiers,
+                                                                         config_.puzzle_emb_ndim, dtype));
+  if (config_.pos_encodings == "rope")
+    rotary_ = nn::RotaryEmbedding(config_.head_dim(), config_.total_seq_len(), config_.rope_theta);
+  else
+    embed_pos = register_module("embed_pos",
+                                nn::CastedEmbedding(config_.total_seq_len(), config_.hidden_size, embed_std, dtype));
+
+  // Q head starts near "never halt" (q ~ sigmoid(-5)) for stable bootstrapping.
+  torch::NoGradGuard no_grad;
+  q_head->weight.zero_();
+  q_head->bias.fill_(-5);
+}
+
+nn::RopeTables ReasoningCore::rope_tables(const torch::Device& device) {
+  if (!rotary_.defined()) return {};
+  auto [cos, sin] = rotary_.tables(device);
+  return {cos, sin};
+}
+
+torch::Tensor ReasoningCore::input_embeddings(const Batch& batch) {
+  const int64_t H = config_.hidden_size;
+  torch::Tensor embedding = embed_tokens(batch.inputs);
+  if (config_.puzzle_emb_ndim > 0) {
+    torch::Tensor pe = puzzle_emb(batch.puzzle_identifiers);
+    const int64_t pad = config_.puzzle_emb_len() * H - pe.size(-1);
+    if (pad > 0) pe = torch::constant_pad_nd(pe, {0, pad});
+    embedding = torch::cat({pe.view({-1, config_.puzzle_emb_len(), H}), embedding}, -2);
+  }
+  if (embed_pos) embedding = 0.707106781 * (embedding + embed_pos->weight_in_forward_dtype());
+  return std::sqrt(static_cast<double>(H)) * embedding;
+}
+
+SegmentOutput ReasoningCore::output_heads(const torch::Tensor& z_final, InnerCarry carry) {
+  SegmentOutput out;
+  out.carry = std::move(carry);
+  out.logits = lm_head(z_final.narrow(1, config_.puzzle_emb_len(), config_.seq_len));
+  const torch::Tensor q = q_head(z_final.select(1, 0)).to(torch::kFloat);
+  out.q_halt_logits = q.select(-1, 0);
+  out.q_continue_logits = q.select(-1, 1);
+  return out;
+}
+
+void ReasoningCore::cast_weights() {
+  const auto dtype = config_.dtype();
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* linear = m->as<nn::CastedLinearImpl>()) linear->cast_weights(dtype);
+    else if (auto* emb = m->as<nn::CastedEmbeddingImpl>()) emb->cast_weights();
+  }
+}
+
+void ReasoningCore::release_cast_weights() {
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* linear = m->as<nn::CastedLinearImpl>()) linear->release_cast();
+    else if (auto* emb = m->as<nn::CastedEmbeddingImpl>()) emb->release_cast();
+  }
+}
+
+}  // namespace hrm

@@ -1,0 +1,151 @@
+#pragma once
+// The SIMD layer of the fused CPU kernels: 16-lane GCC vector types (one AVX-512 register, two AVX2 registers or
+// four SSE registers), loads/stores of float and bf16, lane reductions and a vector exp. Kernel files use it and
+// compile their entry points for each target with HRM_MULTIVERSION; no LibTorch here.
+// (Auto-vectorisation of scalar loops was tried first: GCC left the bf16 loops scalar, 3x slower than LibTorch.)
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "fused_kernels.h"
+
+#if !defined(__GNUC__) || defined(__clang__)
+// __builtin_shuffle with a variable mask and target_clones are GCC's; the rest of the library builds with any compiler.
+#error "the fused CPU kernels (src/nn/kernels_*.cpp) need GCC"
+#endif
+#if defined(__x86_64__)
+// x86-64-v4 (AVX-512 F+BW+VL+DQ) rather than plain avx512f: BW turns the float->bf16 narrowing into one vpermi2w
+// instead of two packs, a permute and a spill.
+#define HRM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define HRM_SILU_TABLE 1
+#include <immintrin.h>
+#else
+#define HRM_SILU_TABLE 0
+#define HRM_MULTIVERSION
+#endif
+#define HRM_INLINE inline __attribute__((always_inline))
+// Lambdas too: a lambda left out of line would be compiled for the baseline target, not for its caller's clone.
+#define HRM_LAMBDA __attribute__((always_inline))
+
+namespace hrm::nn::kernels {
+namespace simd {
+
+
+constexpr int64_t W = 16;  // lanes
+typedef float vfloat __attribute__((vector_size(64)));
+typedef int32_t vint __attribute__((vector_size(64)));
+typedef uint32_t vuint __attribute__((vector_size(64)));
+typedef uint16_t vhalf __attribute__((vector_size(32)));
+
+HRM_INLINE vfloat splat(float v) { return vfloat{} + v; }
+
+// ---------------------------------------------------------------- loads and stores of 16 elements
+// float <-> bfloat16 (bits): round to nearest even, NaN stays NaN -- as c10::BFloat16.
+HRM_INLINE vfloat from_bf16(vhalf h) { return reinterpret_cast<vfloat>(__builtin_convertvector(h, vuint) << 16); }
+HRM_INLINE vhalf to_bf16(vfloat v) {
+  const vuint bits = reinterpret_cast<vuint>(v);
+  vuint rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  rounded = (v != v) ? vuint{} + 0x7FC0u : rounded;
+  return __builtin_convertvector(rounded, vhalf);
+}
+
+HRM_INLINE vfloat load_full(const float* p) {
+  vfloat v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+HRM_INLINE vfloat load_full(const bf16_bits* p) {
+  vhalf h;
+  std::memcpy(&h, p, sizeof h);
+  return from_bf16(h);
+}
+HRM_INLINE void store_full(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
+HRM_INLINE void store_full(bf16_bits* p, vfloat v) {
+  const vhalf h = to_bf16(v);
+  std::memcpy(p, &h, sizeof h);
+}
+
+HRM_INLINE vint lane_index() {
+  vint v;
+  for (int32_t i = 0; i < W; ++i) v[i] = i;
+  return v;
+}
+
+// `count` (<= 16) elements from p; the other lanes hold `fill`.
+template <class T>
+HRM_INLINE vfloat load(const T* p, int64_t count, float fill = 0.0f) {
+  if (count == W) return load_full(p);
+  T buf[W] = {};
+  std::memcpy(buf, p, sizeof(T) * count);
+  return lane_index() < static_cast<int32_t>(count) ? load_full(buf) : splat(fill);
+}
+template <class T>
+HRM_INLINE void store(T* p, vfloat v, int64_t count) {
+  if (count == W) return store_full(p, v);
+  T buf[W];
+  store_full(buf, v);
+  std::memcpy(p, buf, sizeof(T) * count);
+}
+
+// v rounded to T's precision (what storing and reloading gives).
+template <class T>
+HRM_INLINE vfloat round_to(vfloat v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else return from_bf16(to_bf16(v));
+}
+
+// Horizontal sum and max as a tree of lane swaps (a scalar loop over the lanes is a 16-long dependency chain).
+HRM_INLINE float sum_lanes(vfloat v) {
+  const vint lanes = lane_index();
+  for (int32_t k = W / 2; k > 0; k /= 2) v += __builtin_shuffle(v, lanes ^ k);
+  return v[0];
+}
+HRM_INLINE float max_lanes(vfloat v) {
+  const vint lanes = lane_index();
+  for (int32_t k = W / 2; k > 0; k /= 2) {
+    const vfloat o = __builtin_shuffle(v, lanes ^ k);
+    v = o > v ? o : v;
+  }
+  return v[0];
+}
+
+// exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
+// inputs are clamped to [-87.3, 88] so 2^n stays a normal float.
+HRM_INLINE vfloat exp(vfloat x) {
+  x = x < -87.3f ? splat(-87.3f) : x;
+  x = x > 88.0f ? splat(88.0f) : x;
+  const vfloat n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2) via 1.5 * 2^23
+  const vfloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vfloat p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const vint e = (__builtin_convertvector(n, vint) + 127) << 23;
+  return p * reinterpret_cast<vfloat>(e);
+}
+
+// Single elements (head_dim-sized loops and row tails: scalar code). Same rounding as to_bf16.
+HRM_INLINE float widen_bf16(bf16_bits h) {
+  const uint32_t b = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+HRM_INLINE bf16_bits round_bf16(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return f != f ? bf16_bits{0x7FC0} : static_cast<bf16_bits>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+template <class T>
+HRM_INLINE float load1(const T* p, int64_t i) {
+  if constexpr (std::is_same_v<T, float>) return p[i];
+  else return widen_bf16(p[i]);
+}
+HRM_INLINE int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
+
+}  // namespace simd
+}  // namespace hrm::nn::kernels

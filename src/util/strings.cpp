@@ -1,0 +1,50 @@
+#include "hrm/util/strings.h"
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+
+#include "hrm/util/error.h"
+
+namespace hrm {
+
+Assignment split_assignment(const std::string& text, const std::string& source) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) throw Error(source + ": expected key=value, got '" + text + "'");
+  return Assignment{text.substr(0, eq), text.substr(eq + 1)};
+}
+
+std::string closest_match(const std::string& name, const std::vector<std::string>& candidates) {
+  auto lower = [](std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  // A candidate the name abbreviates wins ("hid" -> "hidden_size"); otherwise the smallest edit distance.
+  std::string best;
+  for (const auto& c : candidates)
+    if (!name.empty() && lower(c).rfind(lower(name), 0) == 0 && (best.empty() || c.size() < best.size())) best = c;
+  if (!best.empty()) return best;
+  // Edit distance minus the shared prefix: a misspelt long key beats an unrelated short one.
+  long best_d = LONG_MAX;
+  const std::string n = lower(name);
+  for (const auto& cand : candidates) {
+    const std::string c = lower(cand);
+    std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
+    for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= n.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= c.size(); ++j) cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (n[i - 1] != c[j - 1])});
+      std::swap(prev, cur);
+    }
+    size_t prefix = 0;
+    while (prefix < n.size() && prefix < c.size() && n[prefix] == c[prefix]) ++prefix;
+    const long d = static_cast<long>(prev[c.size()]) - static_cast<long>(prefix);
+    if (d < best_d) {
+      best_d = d;
+      best = cand;
+    }
+  }
+  return best;
+}
+
+}  // namespace hrm

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `hrm verify-reference` on one fixture. Usage: verify_fixture.sh HRM_BINARY CONFIGURED_FIXTURE_DIR NAME
+# The fixture is $HRM_FIXTURE_DIR/NAME when HRM_FIXTURE_DIR is set, else CONFIGURED_FIXTURE_DIR/NAME.
+# Exit 77 (ctest: skipped) with a loud message when it is absent or its model is not in this build.
+set -uo pipefail
+HRM=$1
+dir="${HRM_FIXTURE_DIR:-$2}/$3"
+if [ ! -f "$dir/manifest.json" ]; then
+  echo "SKIPPED: no reference fixture at $dir (set HRM_FIXTURE_DIR or configure -DHRM_FIXTURE_DIR=...)"
+  exit 77
+fi
+"$HRM" verify-reference "$dir"
+rc=$?
+if [ "$rc" -eq 77 ]; then echo "SKIPPED: $dir is a model this build does not have"; fi
+exit "$rc"
