@@ -74,8 +74,9 @@ void add_dataset(CLI::App& app, hrm::data::DatasetRequest& r) {
   sudoku->add_option("--num-aug", r.num_aug, "augmented copies per training puzzle")->capture_default_str();
   sudoku->add_option("--subsample-size", r.subsample, "keep this many training puzzles (random)");
   sudoku->add_option("--min-difficulty", r.min_difficulty, "keep CSV rows rated >= this");
-  sudoku->add_option("--min-blanks", r.min_blanks, "generated puzzles: stop removing clues at a random number "
-                                                   "of blanks in [min-blanks, max-blanks] (default: minimal)");
+  sudoku->add_option("--min-blanks", r.min_blanks,
+                     "generated puzzles: stop removing clues at a random number "
+                     "of blanks in [min-blanks, max-blanks] (default: minimal)");
   sudoku->add_option("--max-blanks", r.max_blanks, "see --min-blanks");
   maze->add_flag("--aug", r.maze_aug, "8 dihedral copies of each training maze");
   maze->add_option("--size", r.maze_size, "maze side (generation)")->capture_default_str();
@@ -135,7 +136,8 @@ int run_train(TrainFlags& f, int threads) {
   if (!f.resume.empty()) {
     // With --resume there is no CONFIG: a first positional key=value is an override.
     if (!f.config.empty()) {
-      if (f.config.find('=') == std::string::npos) throw hrm::Error("train: give either CONFIG or --resume RUN_DIR, not both");
+      if (f.config.find('=') == std::string::npos)
+        throw hrm::Error("train: give either CONFIG or --resume RUN_DIR, not both");
       f.overrides.insert(f.overrides.begin(), f.config);
     }
     if (threads > 0) f.overrides.push_back("threads=" + std::to_string(threads));

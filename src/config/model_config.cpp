@@ -24,22 +24,25 @@ struct Field {
 
 template <typename T>
 Field field(const char* name, T ModelConfig::*member) {
-  return Field{name,
-               [member, name](ModelConfig& c, const Json& v) {
-                 if constexpr (std::is_same_v<T, bool>) {
-                   if (!v.is_boolean()) throw Error(std::string("expected a boolean for '") + name + "'");
-                 } else if constexpr (std::is_same_v<T, int64_t>) {
-                   if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
-                     throw Error(std::string("expected an integer for '") + name + "'");
-                 } else if constexpr (std::is_same_v<T, double>) {
-                   if (!v.is_number()) throw Error(std::string("expected a number for '") + name + "'");
-                 } else {
-                   if (!v.is_string()) throw Error(std::string("expected a string for '") + name + "'");
-                 }
-                 if constexpr (std::is_same_v<T, int64_t>) c.*member = static_cast<int64_t>(v.get<double>());
-                 else c.*member = v.get<T>();
-               },
-               [member, name](const ModelConfig& c, Json& out) { out[name] = c.*member; }};
+  return Field{
+      name,
+      [member, name](ModelConfig& c, const Json& v) {
+        if constexpr (std::is_same_v<T, bool>) {
+          if (!v.is_boolean()) throw Error(std::string("expected a boolean for '") + name + "'");
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
+            throw Error(std::string("expected an integer for '") + name + "'");
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (!v.is_number()) throw Error(std::string("expected a number for '") + name + "'");
+        } else {
+          if (!v.is_string()) throw Error(std::string("expected a string for '") + name + "'");
+        }
+        if constexpr (std::is_same_v<T, int64_t>)
+          c.*member = static_cast<int64_t>(v.get<double>());
+        else
+          c.*member = v.get<T>();
+      },
+      [member, name](const ModelConfig& c, Json& out) { out[name] = c.*member; }};
 }
 
 const std::vector<Field>& fields() {

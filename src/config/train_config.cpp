@@ -7,8 +7,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "hrm/util/error.h"
-#include "hrm/util/strings.h"
 #include "hrm/util/file.h"
+#include "hrm/util/strings.h"
 
 namespace hrm {
 namespace {
@@ -22,8 +22,10 @@ struct Key {
 
 template <typename T>
 std::string text_of(const T& v) {
-  if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, std::string>) return v;
+  if constexpr (std::is_same_v<T, bool>)
+    return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return v;
   else {
     std::ostringstream ss;
     ss.precision(17);
@@ -130,7 +132,7 @@ void apply_arch_map(TrainConfig& c, const YAML::Node& arch, const std::string& s
   if (!arch.IsMap()) throw Error(source + ": 'arch' must be a mapping");
   for (const auto& kv : arch) {
     const std::string k = kv.first.as<std::string>();
-    if (k == "name") continue;  // the published configs name their model class here
+    if (k == "name") continue;               // the published configs name their model class here
     if (k == "loss" && kv.second.IsMap()) {  // published layout: loss: {name: ..., loss_type: ...}
       if (kv.second["loss_type"]) set_arch(c, "loss_type", kv.second["loss_type"].as<std::string>(), source);
       continue;
@@ -182,14 +184,16 @@ TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::st
   if (const YAML::Node d = root["defaults"]) {
     // defaults: {arch: NAME} or [{arch: NAME}] -> <config dir>/arch/NAME.yaml (or ../arch for configs in subfolders)
     std::string arch_name;
-    if (d.IsMap() && d["arch"]) arch_name = d["arch"].as<std::string>();
+    if (d.IsMap() && d["arch"])
+      arch_name = d["arch"].as<std::string>();
     else if (d.IsSequence())
       for (const auto& item : d)
         if (item.IsMap() && item["arch"]) arch_name = item["arch"].as<std::string>();
     if (arch_name.empty()) throw Error(path + ": 'defaults' must name an arch, e.g. defaults: {arch: hrm_v1}");
     fs::path arch_path = fs::path(path).parent_path() / "arch" / (arch_name + ".yaml");
     if (!fs::exists(arch_path)) arch_path = fs::path(path).parent_path().parent_path() / "arch" / (arch_name + ".yaml");
-    if (!fs::exists(arch_path)) throw Error(path + ": arch '" + arch_name + "' not found (looked for " + arch_path.string() + ")");
+    if (!fs::exists(arch_path))
+      throw Error(path + ": arch '" + arch_name + "' not found (looked for " + arch_path.string() + ")");
     const YAML::Node arch = load_yaml(arch_path.string());
     apply_arch_map(c, arch, arch_path.string());
   }
@@ -216,8 +220,10 @@ TrainConfig TrainConfig::from_yaml(const std::string& yaml_text, const std::stri
 
 void TrainConfig::apply_override(const std::string& assignment, const std::string& source) {
   const auto [k, v] = split_assignment(assignment, source);
-  if (k.rfind("arch.", 0) == 0) set_arch(*this, k.substr(5), v, source);
-  else set_top(*this, k, v, source);
+  if (k.rfind("arch.", 0) == 0)
+    set_arch(*this, k.substr(5), v, source);
+  else
+    set_top(*this, k, v, source);
 }
 
 std::string TrainConfig::to_yaml() const {
@@ -243,7 +249,8 @@ void TrainConfig::validate(const std::string& source) const {
   req(global_batch_size >= 1, "global_batch_size must be >= 1");
   req(epochs >= 1, "epochs must be >= 1");
   req(eval_interval >= 0, "eval_interval must be >= 0");
-  req(eval_interval == 0 || epochs % eval_interval == 0, "eval_interval must divide epochs (as in the published trainer)");
+  req(eval_interval == 0 || epochs % eval_interval == 0,
+      "eval_interval must divide epochs (as in the published trainer)");
   req(lr >= 0 && puzzle_emb_lr >= 0, "learning rates must be >= 0");
   req(lr_min_ratio >= 0 && lr_min_ratio <= 1, "lr_min_ratio must be in [0, 1]");
   req(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");

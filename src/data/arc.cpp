@@ -71,8 +71,10 @@ std::vector<ArcPair> pairs_from_json(const Json& list, const std::string& where,
     check(list[i].is_object() && list[i].contains("input"), w + ": a pair needs an 'input' grid");
     ArcPair p;
     p.input = grid_from_json(list[i]["input"], w + ".input");
-    if (list[i].contains("output")) p.output = grid_from_json(list[i]["output"], w + ".output");
-    else check(!need_output, w + ": missing 'output' grid");
+    if (list[i].contains("output"))
+      p.output = grid_from_json(list[i]["output"], w + ".output");
+    else
+      check(!need_output, w + ": missing 'output' grid");
     out.push_back(std::move(p));
   }
   return out;
@@ -221,7 +223,8 @@ std::vector<uint8_t> encode_arc_grid(const ArcGrid& g, int row_offset, int col_o
   std::vector<uint8_t> t(kArcMaxSize * kArcMaxSize, kPad);
   for (int r = 0; r < g.rows; ++r)
     for (int c = 0; c < g.cols; ++c)
-      t[(row_offset + r) * kArcMaxSize + col_offset + c] = static_cast<uint8_t>(g.cells[r * g.cols + c] + kColourOffset);
+      t[(row_offset + r) * kArcMaxSize + col_offset + c] =
+          static_cast<uint8_t>(g.cells[r * g.cols + c] + kColourOffset);
   const int eos_row = row_offset + g.rows, eos_col = col_offset + g.cols;
   if (eos_row < kArcMaxSize)
     for (int c = col_offset; c < eos_col; ++c) t[eos_row * kArcMaxSize + c] = kEos;
@@ -250,7 +253,8 @@ ArcGrid crop_arc_grid(const std::vector<uint8_t>& tokens) {
   }
   ArcGrid g{best_rows, best_cols, {}};
   for (int r = 0; r < best_rows; ++r)
-    for (int c = 0; c < best_cols; ++c) g.cells.push_back(static_cast<uint8_t>(tokens[r * kArcMaxSize + c] - kColourOffset));
+    for (int c = 0; c < best_cols; ++c)
+      g.cells.push_back(static_cast<uint8_t>(tokens[r * kArcMaxSize + c] - kColourOffset));
   return g;
 }
 
@@ -345,8 +349,10 @@ ArcSummary build_arc_dataset(const std::vector<ArcTask>& tasks, const ArcBuildOp
     if (is_test_task) {
       test.end_group();
       Json t = {{"train", Json::array()}, {"test", Json::array()}};
-      for (const auto& p : task.train) t["train"].push_back({{"input", grid_to_json(p.input)}, {"output", grid_to_json(p.output)}});
-      for (const auto& p : task.test) t["test"].push_back({{"input", grid_to_json(p.input)}, {"output", grid_to_json(p.output)}});
+      for (const auto& p : task.train)
+        t["train"].push_back({{"input", grid_to_json(p.input)}, {"output", grid_to_json(p.output)}});
+      for (const auto& p : task.test)
+        t["test"].push_back({{"input", grid_to_json(p.input)}, {"output", grid_to_json(p.output)}});
       test_puzzles[task.id] = t;
       ++summary.test_tasks;
     }

@@ -60,8 +60,8 @@ std::string build_sudoku(const DatasetRequest& r) {
     for (const auto& x : train) sum += x.rating;
     for (const auto& x : test) sum += x.rating;
     char buf[128];
-    std::snprintf(buf, sizeof buf, "generated %zu + %zu puzzles, mean rating %.2f guesses\n", train.size(),
-                  test.size(), static_cast<double>(sum) / std::max<size_t>(1, train.size() + test.size()));
+    std::snprintf(buf, sizeof buf, "generated %zu + %zu puzzles, mean rating %.2f guesses\n", train.size(), test.size(),
+                  static_cast<double>(sum) / std::max<size_t>(1, train.size() + test.size()));
     out += buf;
   } else {
     require_csvs(r);

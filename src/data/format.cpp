@@ -31,8 +31,10 @@ DatasetMetadata DatasetMetadata::load(const std::string& path) {
   };
   m.pad_id = integer("pad_id");
   check(j.contains("ignore_label_id"), path + ": missing key 'ignore_label_id'");
-  if (j["ignore_label_id"].is_null()) m.ignore_label_id.reset();
-  else m.ignore_label_id = integer("ignore_label_id");
+  if (j["ignore_label_id"].is_null())
+    m.ignore_label_id.reset();
+  else
+    m.ignore_label_id = integer("ignore_label_id");
   m.blank_identifier_id = integer("blank_identifier_id");
   m.vocab_size = integer("vocab_size");
   m.seq_len = integer("seq_len");
@@ -48,9 +50,10 @@ DatasetMetadata DatasetMetadata::load(const std::string& path) {
     m.sets.push_back(s.get<std::string>());
   }
   for (auto it = j.begin(); it != j.end(); ++it) {
-    static const std::vector<std::string> known = {"pad_id", "ignore_label_id", "blank_identifier_id", "vocab_size",
-                                                   "seq_len", "num_puzzle_identifiers", "total_groups",
-                                                   "mean_puzzle_examples", "sets"};
+    static const std::vector<std::string> known = {
+        "pad_id",  "ignore_label_id",        "blank_identifier_id", "vocab_size",
+        "seq_len", "num_puzzle_identifiers", "total_groups",        "mean_puzzle_examples",
+        "sets"};
     check(std::find(known.begin(), known.end(), it.key()) != known.end(), path + ": unknown key '" + it.key() + "'");
   }
   check(m.vocab_size >= 1 && m.vocab_size <= 65536, path + ": vocab_size out of range");
@@ -151,7 +154,8 @@ DatasetFolder::DatasetFolder(std::string final_dir, bool overwrite) : final_dir_
     throw Error(final_dir_ + ": output folder exists and is not empty (remove it or pass --overwrite)");
   const fs::path parent = fs::absolute(final_dir_).parent_path();
   fs::create_directories(parent);
-  temp_dir_ = (parent / ("." + fs::path(final_dir_).filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  temp_dir_ =
+      (parent / ("." + fs::path(final_dir_).filename().string() + ".tmp." + std::to_string(::getpid()))).string();
   fs::remove_all(temp_dir_);
   fs::create_directories(temp_dir_);
 }

@@ -23,14 +23,38 @@ std::vector<T> dihedral_transform(const std::vector<T>& g, int rows, int cols, i
     for (int j = 0; j < C; ++j) {
       int r = 0, c = 0;  // source cell of output (i, j), as numpy's rot90 / flips / transpose define them
       switch (tid) {
-        case 0: r = i; c = j; break;
-        case 1: r = j; c = cols - 1 - i; break;              // rot90 k=1 (counter-clockwise)
-        case 2: r = rows - 1 - i; c = cols - 1 - j; break;   // rot180
-        case 3: r = rows - 1 - j; c = i; break;              // rot270
-        case 4: r = i; c = cols - 1 - j; break;              // fliplr
-        case 5: r = rows - 1 - i; c = j; break;              // flipud
-        case 6: r = j; c = i; break;                         // transpose
-        case 7: r = rows - 1 - j; c = cols - 1 - i; break;   // fliplr(rot90)
+        case 0:
+          r = i;
+          c = j;
+          break;
+        case 1:
+          r = j;
+          c = cols - 1 - i;
+          break;  // rot90 k=1 (counter-clockwise)
+        case 2:
+          r = rows - 1 - i;
+          c = cols - 1 - j;
+          break;  // rot180
+        case 3:
+          r = rows - 1 - j;
+          c = i;
+          break;  // rot270
+        case 4:
+          r = i;
+          c = cols - 1 - j;
+          break;  // fliplr
+        case 5:
+          r = rows - 1 - i;
+          c = j;
+          break;  // flipud
+        case 6:
+          r = j;
+          c = i;
+          break;  // transpose
+        case 7:
+          r = rows - 1 - j;
+          c = cols - 1 - i;
+          break;  // fliplr(rot90)
       }
       out[i * C + j] = g[r * cols + c];
     }

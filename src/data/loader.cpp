@@ -1,13 +1,13 @@
 #include "hrm/data/loader.h"
 
-#include <algorithm>
-#include <climits>
 #include <fcntl.h>
-#include <filesystem>
-#include <numeric>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
+#include <climits>
+#include <filesystem>
+#include <numeric>
 
 #include "hrm/data/npy.h"
 #include "hrm/util/error.h"
@@ -48,11 +48,11 @@ class NpyMap {
   void read(int64_t offset, int64_t n, Out* out) const {
     const char* data = static_cast<const char*>(base_) + header_.data_offset;
     switch (header_.dtype) {
-#define HRM_CASE(ST, T)                                                          \
-  case ST: {                                                                     \
-    const T* p = reinterpret_cast<const T*>(data) + offset;                      \
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]);             \
-    break;                                                                       \
+#define HRM_CASE(ST, T)                                              \
+  case ST: {                                                         \
+    const T* p = reinterpret_cast<const T*>(data) + offset;          \
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); \
+    break;                                                           \
   }
       HRM_CASE(torch::kByte, uint8_t)
       HRM_CASE(torch::kChar, int8_t)
@@ -60,8 +60,7 @@ class NpyMap {
       HRM_CASE(torch::kInt, int32_t)
       HRM_CASE(torch::kLong, int64_t)
 #undef HRM_CASE
-      default:
-        throw Error(path_ + ": expected an integer array, got " + header_.descr);
+      default: throw Error(path_ + ": expected an integer array, got " + header_.descr);
     }
   }
   std::vector<int64_t> all() const {
@@ -96,8 +95,8 @@ PuzzleDataset::PuzzleDataset(LoaderConfig config) : config_(std::move(config)) {
   check(config_.world_size >= 1 && config_.rank >= 0 && config_.rank < config_.world_size,
         "loader: rank must be in [0, world_size)");
   check(config_.global_batch_size >= 1 && config_.global_batch_size % config_.world_size == 0,
-        "loader: global batch size " + std::to_string(config_.global_batch_size) + " must be a multiple of world size " +
-            std::to_string(config_.world_size));
+        "loader: global batch size " + std::to_string(config_.global_batch_size) +
+            " must be a multiple of world size " + std::to_string(config_.world_size));
   check(config_.epochs_per_iter >= 1, "loader: epochs_per_iter must be >= 1");
   const std::string dir = config_.dataset_path + "/" + config_.split;
   check(fs::is_directory(dir), dir + ": no such dataset split folder");
@@ -245,7 +244,9 @@ std::vector<LoadedBatch> PuzzleDataset::iteration_batches(int64_t iteration) con
 // ------------------------------------------------------------------ background loader
 BackgroundLoader::BackgroundLoader(std::shared_ptr<const PuzzleDataset> dataset, int64_t first_iteration,
                                    size_t capacity, int64_t num_iterations)
-    : dataset_(std::move(dataset)), iteration_(first_iteration), capacity_(std::max<size_t>(1, capacity)),
+    : dataset_(std::move(dataset)),
+      iteration_(first_iteration),
+      capacity_(std::max<size_t>(1, capacity)),
       num_iterations_(num_iterations) {
   thread_ = std::thread([this] { run(); });
 }
@@ -277,8 +278,9 @@ void BackgroundLoader::run() {
       if (stop_) return;
       const bool last = num_iterations_ >= 0 && it + 1 >= iteration_ + num_iterations_;
       if (test || !any || last) {
-        if (!any && !test) error_ = "the training split has no full batch of " +
-                                    std::to_string(dataset_->config().global_batch_size) + " examples";
+        if (!any && !test)
+          error_ = "the training split has no full batch of " + std::to_string(dataset_->config().global_batch_size) +
+                   " examples";
         queue_.emplace_back(it, std::nullopt);  // end of data
         cv_.notify_all();
         return;

@@ -169,11 +169,8 @@ std::vector<Maze> read_maze_csv(const std::string& path, bool skip_invalid, int6
     check(size * size == static_cast<int>(f[1].size()) && f[2].size() == f[1].size(),
           where + ": question and answer must be square grids of the same size");
     for (char ch : f[1])
-      check(ch == '#' || ch == ' ' || ch == 'S' || ch == 'G',
-            where + ": invalid question character '" + std::string(1, ch) + "'");
-    for (char ch : f[2])
-      check(maze_token(ch) > 0,
-            where + ": invalid answer character '" + std::string(1, ch) + "'");
+      check(maze_token(ch) > 0 && ch != 'o', where + ": invalid question character '" + std::string(1, ch) + "'");
+    for (char ch : f[2]) check(maze_token(ch) > 0, where + ": invalid answer character '" + std::string(1, ch) + "'");
     Maze m{size, f[1], f[2], parse_rating(f[3], where)};
     try {
       check(is_valid_maze_solution(size, m.question, m.answer), "the answer is not a shortest S-G path");
@@ -202,18 +199,18 @@ DatasetSummary build_maze_dataset(const std::vector<Maze>& train, const std::vec
     return t;
   };
   // Each maze and its dihedral copies (training only, with augment) form one group.
-  return build_blank_identifier_dataset(
-      o.output_dir, o.overwrite, static_cast<int64_t>(size) * size, kMazeVocab, [&](bool is_train, SplitBuilder& split) {
-        for (const Maze& m : is_train ? train : test) {
-          check(m.size == size, "maze: all mazes must have the same size");
-          for (int t = 0; t < (is_train && o.augment ? 8 : 1); ++t) {
-            split.add_example(tokens(dihedral_transform_string(m.question, size, t)),
-                              tokens(dihedral_transform_string(m.answer, size, t)));
-            split.end_puzzle(0);
-          }
-          split.end_group();
-        }
-      });
+  return build_blank_identifier_dataset(o.output_dir, o.overwrite, static_cast<int64_t>(size) * size, kMazeVocab,
+                                        [&](bool is_train, SplitBuilder& split) {
+                                          for (const Maze& m : is_train ? train : test) {
+                                            check(m.size == size, "maze: all mazes must have the same size");
+                                            for (int t = 0; t < (is_train && o.augment ? 8 : 1); ++t) {
+                                              split.add_example(tokens(dihedral_transform_string(m.question, size, t)),
+                                                                tokens(dihedral_transform_string(m.answer, size, t)));
+                                              split.end_puzzle(0);
+                                            }
+                                            split.end_group();
+                                          }
+                                        });
 }
 
 }  // namespace hrm::data

@@ -18,9 +18,8 @@ struct DtypeInfo {
   torch::ScalarType type;
 };
 constexpr DtypeInfo kDtypes[] = {
-    {"f4", torch::kFloat},  {"f8", torch::kDouble}, {"f2", torch::kHalf},  {"i1", torch::kChar},
-    {"i2", torch::kShort},  {"i4", torch::kInt},    {"i8", torch::kLong},  {"u1", torch::kByte},
-    {"b1", torch::kBool},
+    {"f4", torch::kFloat}, {"f8", torch::kDouble}, {"f2", torch::kHalf}, {"i1", torch::kChar}, {"i2", torch::kShort},
+    {"i4", torch::kInt},   {"i8", torch::kLong},   {"u1", torch::kByte}, {"b1", torch::kBool},
 };
 
 // A tiny parser for the Python dict literal of a .npy header.
@@ -33,17 +32,26 @@ class HeaderParser {
     expect('{');
     while (true) {
       skip_ws();
-      if (peek() == '}') { ++i_; break; }
+      if (peek() == '}') {
+        ++i_;
+        break;
+      }
       const std::string key = parse_string();
       expect(':');
       skip_ws();
       std::string value;
-      if (peek() == '\'' || peek() == '"') value = "s:" + parse_string();
-      else if (peek() == '(') value = "t:" + parse_tuple();
-      else value = "w:" + parse_word();
+      if (peek() == '\'' || peek() == '"')
+        value = "s:" + parse_string();
+      else if (peek() == '(')
+        value = "t:" + parse_tuple();
+      else
+        value = "w:" + parse_word();
       if (!out.emplace(key, value).second) fail("duplicate key '" + key + "'");
       skip_ws();
-      if (peek() == ',') { ++i_; continue; }
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
       expect('}');
       break;
     }
@@ -56,7 +64,9 @@ class HeaderParser {
 
  private:
   char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
-  void skip_ws() { while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_; }
+  void skip_ws() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
   void expect(char c) {
     skip_ws();
     if (peek() != c) fail(std::string("expected '") + c + "'");
@@ -115,8 +125,8 @@ std::vector<int64_t> parse_shape(const std::string& tuple, const HeaderParser& p
 
 std::string descr_for(torch::ScalarType t) {
   for (const auto& d : kDtypes) {
-    if (d.type == t) return (d.code[0] == 'u' || d.code[0] == 'b' || std::strcmp(d.code, "i1") == 0 ? "|" : "<") +
-                             std::string(d.code);
+    if (d.type == t)
+      return (d.code[0] == 'u' || d.code[0] == 'b' || std::strcmp(d.code, "i1") == 0 ? "|" : "<") + std::string(d.code);
   }
   throw Error(std::string("npy: cannot save tensors of dtype ") + c10::toString(t));
 }
@@ -175,7 +185,10 @@ Header parse_header(const std::string& bytes, const std::string& what) {
   if (order != '<' && order != '|' && order != '=') parser.fail("bad byte order in descr '" + h.descr + "'");
   bool found = false;
   for (const auto& d : kDtypes) {
-    if (code == d.code) { h.dtype = d.type; found = true; }
+    if (code == d.code) {
+      h.dtype = d.type;
+      found = true;
+    }
   }
   if (!found) throw Error(what + ": unsupported dtype '" + h.descr + "'");
   return h;
@@ -189,8 +202,7 @@ Header read_header(const std::string& path) {
   head.resize(static_cast<size_t>(in.gcount()));
   if (head.size() < 10 || std::memcmp(head.data(), kMagic, 6) != 0) throw Error(path + ": not a .npy file (bad magic)");
   const int major = static_cast<unsigned char>(head[6]);
-  size_t len = major == 1 ? (static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8)) + 10
-                          : 0;
+  size_t len = major == 1 ? (static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8)) + 10 : 0;
   if (major != 1) {
     if (head.size() < 12) throw Error(path + ": truncated .npy header");
     for (int k = 3; k >= 0; --k) len = (len << 8) | static_cast<unsigned char>(head[8 + k]);
@@ -252,8 +264,9 @@ std::string header_bytes(const torch::Tensor& t) {
 void save(const std::string& path, const torch::Tensor& tensor) {
   const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
   const std::string header = header_bytes(t);
-  write_file_atomic(path, {{header.data(), header.size()},
-                           {static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size()}});
+  write_file_atomic(path,
+                    {{header.data(), header.size()},
+                     {static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size()}});
 }
 
 }  // namespace hrm::npy

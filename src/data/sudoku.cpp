@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -224,8 +224,10 @@ GeneratedSudoku generate_sudoku(const SudokuShape& shape, std::mt19937_64& rng, 
     if (target_blanks >= 0 && blanks >= target_blanks) break;
     const uint8_t saved = out.puzzle[cell];
     out.puzzle[cell] = 0;
-    if (solve_sudoku(shape, out.puzzle, 2).solutions != 1) out.puzzle[cell] = saved;
-    else ++blanks;
+    if (solve_sudoku(shape, out.puzzle, 2).solutions != 1)
+      out.puzzle[cell] = saved;
+    else
+      ++blanks;
   }
   out.rating = solve_sudoku(shape, out.puzzle, 2).guesses;
   return out;
@@ -262,9 +264,12 @@ SudokuGrid parse_sudoku(const SudokuShape& shape, const std::string& text, const
   SudokuGrid g(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
     const char ch = text[i];
-    if (ch == '.' || ch == '0') g[i] = 0;
-    else if (ch >= '1' && ch <= '0' + shape.size) g[i] = static_cast<uint8_t>(ch - '0');
-    else throw Error(where + ": invalid character '" + std::string(1, ch) + "' at position " + std::to_string(i));
+    if (ch == '.' || ch == '0')
+      g[i] = 0;
+    else if (ch >= '1' && ch <= '0' + shape.size)
+      g[i] = static_cast<uint8_t>(ch - '0');
+    else
+      throw Error(where + ": invalid character '" + std::string(1, ch) + "' at position " + std::to_string(i));
   }
   return g;
 }
@@ -350,8 +355,7 @@ std::string sudoku_canonical_key(const SudokuShape& shape, const SudokuGrid& puz
     for (const auto& rp : rows)
       for (const auto& cp : cols) {
         for (int r = 0; r < n; ++r)
-          for (int c = 0; c < n; ++c)
-            t[r * n + c] = transpose ? puzzle[cp[c] * n + rp[r]] : puzzle[rp[r] * n + cp[c]];
+          for (int c = 0; c < n; ++c) t[r * n + c] = transpose ? puzzle[cp[c] * n + rp[r]] : puzzle[rp[r] * n + cp[c]];
         std::string key = relabel(t);
         if (best.empty() || key < best) best = std::move(key);
       }
@@ -359,9 +363,8 @@ std::string sudoku_canonical_key(const SudokuShape& shape, const SudokuGrid& puz
   return best;
 }
 
-void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_test,
-                           const SudokuGenerateOptions& o, std::vector<SudokuRecord>* train,
-                           std::vector<SudokuRecord>* test) {
+void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_test, const SudokuGenerateOptions& o,
+                           std::vector<SudokuRecord>* train, std::vector<SudokuRecord>* test) {
   std::mt19937_64 rng(o.seed);
   std::set<std::string> seen;
   ProgressBar bar("sudoku: generating", n_train + n_test, o.progress);
@@ -376,8 +379,8 @@ void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_
                     std::to_string(test->size()) + " test); small boards have few distinct minimal puzzles: " +
                     "use --min-blanks/--max-blanks, or lower --min-rating");
       const int target = o.min_blanks < 0 ? -1
-                                           : static_cast<int>(std::uniform_int_distribution<int64_t>(
-                                                 o.min_blanks, std::max(o.min_blanks, o.max_blanks))(rng));
+                                          : static_cast<int>(std::uniform_int_distribution<int64_t>(
+                                                o.min_blanks, std::max(o.min_blanks, o.max_blanks))(rng));
       GeneratedSudoku g = generate_sudoku(shape, rng, target);
       if (g.rating < o.min_rating) continue;
       if (!seen.insert(sudoku_canonical_key(shape, g.puzzle)).second) continue;
@@ -434,22 +437,22 @@ DatasetSummary build_sudoku_dataset(const SudokuShape& shape, std::vector<Sudoku
     return t;
   };
   // Tokens 0 PAD, 1 + digit; each puzzle and its augmentations form one group; only train is augmented.
-  return build_blank_identifier_dataset(
-      o.output_dir, o.overwrite, shape.cells(), shape.size + 2, [&](bool is_train, SplitBuilder& split) {
-        for (const auto& r : is_train ? train : test) {
-          for (int64_t a = 0; a <= (is_train ? o.num_aug : 0); ++a) {
-            SudokuGrid q = r.question, s = r.answer;
-            if (a > 0) {
-              const SudokuTransform t = SudokuTransform::random(shape, rng);
-              q = t.apply(shape, q);
-              s = t.apply(shape, s);
-            }
-            split.add_example(tokens(q), tokens(s));
-            split.end_puzzle(0);
-          }
-          split.end_group();
-        }
-      });
+  return build_blank_identifier_dataset(o.output_dir, o.overwrite, shape.cells(), shape.size + 2,
+                                        [&](bool is_train, SplitBuilder& split) {
+                                          for (const auto& r : is_train ? train : test) {
+                                            for (int64_t a = 0; a <= (is_train ? o.num_aug : 0); ++a) {
+                                              SudokuGrid q = r.question, s = r.answer;
+                                              if (a > 0) {
+                                                const SudokuTransform t = SudokuTransform::random(shape, rng);
+                                                q = t.apply(shape, q);
+                                                s = t.apply(shape, s);
+                                              }
+                                              split.add_example(tokens(q), tokens(s));
+                                              split.end_puzzle(0);
+                                            }
+                                            split.end_group();
+                                          }
+                                        });
 }
 
 }  // namespace hrm::data

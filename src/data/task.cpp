@@ -89,9 +89,9 @@ TaskPuzzle parse_maze_puzzle(const std::string& text, const std::string& where) 
     start = end + 1;
   }
   const int side = rows == 1 ? square_side(static_cast<int64_t>(cells.size())) : rows;
-  check(!cells.empty() && side * side == static_cast<int>(cells.size()),
-        where + ": the maze must be square (" + std::to_string(rows) + " rows, " + std::to_string(cells.size()) +
-            " cells)");
+  check(!cells.empty() && side * side == static_cast<int>(cells.size()), where + ": the maze must be square (" +
+                                                                             std::to_string(rows) + " rows, " +
+                                                                             std::to_string(cells.size()) + " cells)");
   TaskPuzzle p;
   p.kind = TaskKind::Maze;
   p.title = "maze " + where;
@@ -127,7 +127,8 @@ std::vector<TaskPuzzle> parse_arc_task(const std::string& path, const std::vecto
     check(pair.is_object() && pair.contains("input"), path + ": test " + std::to_string(k) + " has no 'input'");
     const ArcGrid in = parse_arc_grid(pair["input"].dump(), path + ": test input " + std::to_string(k));
     std::optional<ArcGrid> truth;
-    if (pair.contains("output")) truth = parse_arc_grid(pair["output"].dump(), path + ": test output " + std::to_string(k));
+    if (pair.contains("output"))
+      truth = parse_arc_grid(pair["output"].dump(), path + ": test output " + std::to_string(k));
     TaskPuzzle p;
     p.kind = TaskKind::Arc;
     p.title = "arc " + id + " test " + std::to_string(k);
@@ -161,7 +162,8 @@ std::string render_grid(TaskKind kind, const std::vector<int32_t>& tokens, int r
   std::string out;
   for (int r = 0; r < rows; ++r) {
     std::string line;
-    for (int c = 0; c < cols; ++c) line += cell_text(kind, tokens[static_cast<size_t>(r * cols + c)]) + (cols <= 12 ? " " : "");
+    for (int c = 0; c < cols; ++c)
+      line += cell_text(kind, tokens[static_cast<size_t>(r * cols + c)]) + (cols <= 12 ? " " : "");
     out += "  " + line + "\n";
   }
   return out;

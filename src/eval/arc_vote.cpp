@@ -35,7 +35,8 @@ ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
   const torch::Tensor q_t = n ? out.q_halt_logits.to(torch::kDouble).contiguous() : torch::Tensor();
   for (int64_t i = 0; i < n; ++i) {
     const int id = ids_t.data_ptr<int32_t>()[i];
-    check(id >= 0 && id < static_cast<int>(identifiers.size()), ids_path + ": identifier " + std::to_string(id) + " missing");
+    check(id >= 0 && id < static_cast<int>(identifiers.size()),
+          ids_path + ": identifier " + std::to_string(id) + " missing");
     const std::string name = identifiers[id].get<std::string>();
     std::string task = name;
     data::ArcAugment aug;

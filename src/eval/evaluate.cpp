@@ -1,10 +1,10 @@
 #include "hrm/eval/evaluate.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <memory>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -92,8 +92,8 @@ Evaluator test_split_evaluator(bool progress) {
       }
     }
     if (!cache->dataset) return {};
-    EvalOutput e = evaluate(model, *cache->dataset, loss_type_from_string(config.loss_type),
-                            progress && ::isatty(STDERR_FILENO));
+    EvalOutput e =
+        evaluate(model, *cache->dataset, loss_type_from_string(config.loss_type), progress && ::isatty(STDERR_FILENO));
     add_checker_metrics(cache->kind, e, &e.metrics);
     return e.metrics;
   };

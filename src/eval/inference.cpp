@@ -28,15 +28,18 @@ InferenceSetup load_for_inference(const std::string& checkpoint_or_run, const st
     ours = true;
     model_config = ck.config;
     weights = std::move(ck.model);
-    if (ck.text.count("train_config")) cfg = TrainConfig::from_yaml(ck.text["train_config"], checkpoint + " (train_config)");
+    if (ck.text.count("train_config"))
+      cfg = TrainConfig::from_yaml(ck.text["train_config"], checkpoint + " (train_config)");
     cfg.arch = model_config;
   } catch (const Error&) {
     if (config_path.empty()) throw;  // not ours: with a config it is read as a published state dict below
   }
   if (!config_path.empty()) {
     const TrainConfig given = TrainConfig::load(config_path);
-    if (!ours) cfg = given;
-    else cfg.loss_type = given.loss_type;
+    if (!ours)
+      cfg = given;
+    else
+      cfg.loss_type = given.loss_type;
   }
   if (!data_dir.empty()) cfg.data_path = data_dir;
   check(!cfg.data_path.empty(), checkpoint + ": no dataset known for this checkpoint (give --data DIR)");

@@ -104,7 +104,8 @@ std::string solve(const SolveRequest& r) {
     out << p.title << "\ninput:\n" << data::render_grid(p.kind, p.tokens, p.rows, p.cols);
     if (r.trace)
       for (size_t k = 0; k < tr.segments.size(); ++k)
-        out << "segment " << k + 1 << format_q(" (q_halt %.3f, q_continue %.3f)", tr.segments[k].q_halt, tr.segments[k].q_continue)
+        out << "segment " << k + 1
+            << format_q(" (q_halt %.3f, q_continue %.3f)", tr.segments[k].q_halt, tr.segments[k].q_continue)
             << (static_cast<int64_t>(k + 1) == tr.halt_segment ? " <- halts" : "") << ":\n"
             << data::render_grid(p.kind, tr.segments[k].prediction, p.rows, p.cols);
     out << "answer after " << tr.halt_segment << " of " << tr.segments.size() << " segments ("

@@ -183,11 +183,12 @@ class Fixture {
   Carry carry_after(int64_t i, const Batch& like) const {
     const std::string f = "steps/" + std::to_string(i) + "/";
     const auto dtype = config.dtype();
-    return Carry{InnerCarry{load(f + "z_H.npy").to(dtype), has(f + "z_L.npy") ? load(f + "z_L.npy").to(dtype) : torch::Tensor()},
-                 load(f + "steps.npy").to(torch::kInt), load(f + "halted.npy").to(torch::kBool),
-                 Batch{load(f + "current_inputs.npy").to(like.inputs.scalar_type()),
-                       load(f + "current_labels.npy").to(like.labels.scalar_type()),
-                       load(f + "current_puzzle_identifiers.npy").to(like.puzzle_identifiers.scalar_type())}};
+    return Carry{
+        InnerCarry{load(f + "z_H.npy").to(dtype), has(f + "z_L.npy") ? load(f + "z_L.npy").to(dtype) : torch::Tensor()},
+        load(f + "steps.npy").to(torch::kInt), load(f + "halted.npy").to(torch::kBool),
+        Batch{load(f + "current_inputs.npy").to(like.inputs.scalar_type()),
+              load(f + "current_labels.npy").to(like.labels.scalar_type()),
+              load(f + "current_puzzle_identifiers.npy").to(like.puzzle_identifiers.scalar_type())}};
   }
 
   ModelConfig config;
@@ -255,7 +256,8 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
   if (!has_model(model_name)) {
     result.ok = false;
     result.unsupported_model = model_name;
-    log << "fixture " << fixture_dir << " is a '" << model_name << "' model, which this build does not have" << std::endl;
+    log << "fixture " << fixture_dir << " is a '" << model_name << "' model, which this build does not have"
+        << std::endl;
     return result;
   }
   const Fixture fx(fixture_dir);
@@ -278,8 +280,8 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
     ACTModel from_pt = make_model(cfg);
     load_model_state(from_pt, pt, fx.dir() + "/reference_state_dict.pt");
     const StateDict loaded = model_state(from_pt);
-    for (const auto& [k, t] : initial) g.exact(k, loaded.count(k) ? (loaded.at(k) != t).sum() : torch::Tensor(),
-                                                torch::zeros({}, torch::kLong));
+    for (const auto& [k, t] : initial)
+      g.exact(k, loaded.count(k) ? (loaded.at(k) != t).sum() : torch::Tensor(), torch::zeros({}, torch::kLong));
     g.report(log, result);
   }
 
@@ -317,8 +319,10 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
     if (fx.manifest().contains("train_metrics") && i < static_cast<int64_t>(fx.manifest()["train_metrics"].size())) {
       for (const auto& [name, value] : fx.manifest()["train_metrics"][i].items()) {
         auto it = r.step.loss.metrics.find(name);
-        if (it == r.step.loss.metrics.end()) loss.close(name, torch::Tensor(), torch::zeros({}));
-        else loss.scalar(name, it->second.to(torch::kDouble).item<double>(), value.get<double>());
+        if (it == r.step.loss.metrics.end())
+          loss.close(name, torch::Tensor(), torch::zeros({}));
+        else
+          loss.scalar(name, it->second.to(torch::kDouble).item<double>(), value.get<double>());
       }
     }
     loss.report(log, result);
@@ -396,9 +400,11 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
       const Batch batch = fx.batch("steps/" + std::to_string(i));
       if (i == 0) carry = free->initial_carry(batch);
       SegmentRun r = run_segment(free, optimizer, carry, batch, fx);
-      max_logit_drift = std::max(
-          max_logit_drift, (r.step.outputs.logits.detach().to(torch::kDouble) - fx.load(f + "logits.npy").to(torch::kDouble))
-                               .abs().max().item<double>());
+      max_logit_drift = std::max(max_logit_drift, (r.step.outputs.logits.detach().to(torch::kDouble) -
+                                                   fx.load(f + "logits.npy").to(torch::kDouble))
+                                                      .abs()
+                                                      .max()
+                                                      .item<double>());
       halting_mismatch += (r.step.carry.halted != fx.load(f + "halted.npy").to(torch::kBool)).sum().item<int64_t>();
       carry = r.step.carry;
     }
@@ -414,8 +420,8 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
   }
 
   log << (result.ok ? "PASS" : "FAIL") << ": " << result.groups - result.failed_groups << "/" << result.groups
-      << " groups match; " << result.skipped_elements << " updated-weight elements with ~0 reference gradient differ (allowed)"
-      << std::endl;
+      << " groups match; " << result.skipped_elements
+      << " updated-weight elements with ~0 reference gradient differ (allowed)" << std::endl;
   return result;
 }
 

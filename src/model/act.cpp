@@ -21,12 +21,9 @@ struct CastScope {
 }  // namespace
 
 StateDict Carry::state_dict(const std::string& prefix) const {
-  StateDict s{{prefix + "z_H", inner.z_H},
-              {prefix + "steps", steps},
-              {prefix + "halted", halted},
-              {prefix + "inputs", current.inputs},
-              {prefix + "labels", current.labels},
-              {prefix + "puzzle_identifiers", current.puzzle_identifiers}};
+  StateDict s{{prefix + "z_H", inner.z_H},         {prefix + "steps", steps},
+              {prefix + "halted", halted},         {prefix + "inputs", current.inputs},
+              {prefix + "labels", current.labels}, {prefix + "puzzle_identifiers", current.puzzle_identifiers}};
   if (inner.z_L.defined()) s[prefix + "z_L"] = inner.z_L;
   return s;
 }
@@ -89,7 +86,7 @@ std::pair<Carry, ACTOutputs> ACTModelImpl::forward(const Carry& carry, const Bat
   // Unless the model halts adaptively at evaluation, evaluation runs halt_max_steps segments (a batch halts together).
   if ((is_training() || policy.adaptive_at_eval) && cfg.halt_max_steps > 1) {
     halted = halted | (policy.rule == HaltRule::QHaltPositive ? seg.q_halt_logits > 0
-                                                                : seg.q_halt_logits > seg.q_continue_logits);
+                                                              : seg.q_halt_logits > seg.q_continue_logits);
     if (is_training() && cfg.halt_exploration_prob > 0) {
       // Exploration: with some probability a sample must run at least a random 2..M_max segments. Drawn for the
       // global batch and sliced, so the draws do not depend on how many processes share the batch.
@@ -103,8 +100,8 @@ std::pair<Carry, ACTOutputs> ACTModelImpl::forward(const Carry& carry, const Bat
     if (is_training() && policy.target_q) {
       // Bootstrapped Q target from the next segment (no replay buffer or target network; cf. PQN).
       const SegmentOutput next = inner->forward(seg.carry, current);
-      out.target_q_continue = torch::sigmoid(torch::where(
-          is_last_step, next.q_halt_logits, torch::maximum(next.q_halt_logits, next.q_continue_logits)));
+      out.target_q_continue = torch::sigmoid(
+          torch::where(is_last_step, next.q_halt_logits, torch::maximum(next.q_halt_logits, next.q_continue_logits)));
     }
   }
   return {Carry{seg.carry, steps, halted, current}, out};

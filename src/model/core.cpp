@@ -9,13 +9,13 @@ ReasoningCore::ReasoningCore(const ModelConfig& config) : config_(config) {
   const auto dtype = config_.dtype();
   const double embed_std = 1.0 / std::sqrt(static_cast<double>(config_.hidden_size));
 
-  embed_tokens = register_module("embed_tokens",
-                                 nn::CastedEmbedding(config_.vocab_size, config_.hidden_size, embed_std, dtype));
+  embed_tokens =
+      register_module("embed_tokens", nn::CastedEmbedding(config_.vocab_size, config_.hidden_size, embed_std, dtype));
   lm_head = register_module("lm_head", nn::CastedLinear(config_.hidden_size, config_.vocab_size, false));
   q_head = register_module("q_head", nn::CastedLinear(config_.hidden_size, 2, true));
   if (config_.puzzle_emb_ndim > 0)
-    puzzle_emb = register_module("puzzle_emb", nn::SparsePuzzleEmbedding(config_.num_puzzle_identifiers,
-                                                                         config_.puzzle_emb_ndim, dtype));
+    puzzle_emb = register_module(
+        "puzzle_emb", nn::SparsePuzzleEmbedding(config_.num_puzzle_identifiers, config_.puzzle_emb_ndim, dtype));
   if (config_.pos_encodings == "rope")
     rotary_ = nn::RotaryEmbedding(config_.head_dim(), config_.total_seq_len(), config_.rope_theta);
   else
@@ -60,15 +60,19 @@ SegmentOutput ReasoningCore::output_heads(const torch::Tensor& z_final, InnerCar
 void ReasoningCore::cast_weights() {
   const auto dtype = config_.dtype();
   for (const auto& m : modules(/*include_self=*/false)) {
-    if (auto* linear = m->as<nn::CastedLinearImpl>()) linear->cast_weights(dtype);
-    else if (auto* emb = m->as<nn::CastedEmbeddingImpl>()) emb->cast_weights();
+    if (auto* linear = m->as<nn::CastedLinearImpl>())
+      linear->cast_weights(dtype);
+    else if (auto* emb = m->as<nn::CastedEmbeddingImpl>())
+      emb->cast_weights();
   }
 }
 
 void ReasoningCore::release_cast_weights() {
   for (const auto& m : modules(/*include_self=*/false)) {
-    if (auto* linear = m->as<nn::CastedLinearImpl>()) linear->release_cast();
-    else if (auto* emb = m->as<nn::CastedEmbeddingImpl>()) emb->release_cast();
+    if (auto* linear = m->as<nn::CastedLinearImpl>())
+      linear->release_cast();
+    else if (auto* emb = m->as<nn::CastedEmbeddingImpl>())
+      emb->release_cast();
   }
 }
 

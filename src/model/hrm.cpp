@@ -5,8 +5,8 @@ namespace hrm {
 ReasoningModuleImpl::ReasoningModuleImpl(const ModelConfig& config, int64_t num_layers) {
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < num_layers; ++i)
-    layers->push_back(nn::TransformerBlock(config.hidden_size, config.num_heads, config.mlp_intermediate(),
-                                           config.rms_norm_eps));
+    layers->push_back(
+        nn::TransformerBlock(config.hidden_size, config.num_heads, config.mlp_intermediate(), config.rms_norm_eps));
 }
 
 torch::Tensor ReasoningModuleImpl::forward(const torch::Tensor& state, const torch::Tensor& injection,

@@ -38,7 +38,8 @@ enum class Path { Composition, Kernel, KernelWithGraph };
 Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_backward) {
   const FusedKernels mode = fused_kernels();
   const auto dtype = (*tensors.begin())->scalar_type();
-  if (!(dtype == torch::kBFloat16 && mode != FusedKernels::Off) && !(dtype == torch::kFloat && mode == FusedKernels::All))
+  if (!(dtype == torch::kBFloat16 && mode != FusedKernels::Off) &&
+      !(dtype == torch::kFloat && mode == FusedKernels::All))
     return Path::Composition;
   bool graph = false;
   for (const torch::Tensor* t : tensors) {
@@ -57,8 +58,10 @@ int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 16384 / st
 // then reaches the matching kernel overload through ptr(tensor, type).
 template <class F>
 void dispatch(const torch::Tensor& t, F&& f) {
-  if (t.scalar_type() == torch::kFloat) f(static_cast<float*>(nullptr));
-  else f(static_cast<bf16_bits*>(nullptr));
+  if (t.scalar_type() == torch::kFloat)
+    f(static_cast<float*>(nullptr));
+  else
+    f(static_cast<bf16_bits*>(nullptr));
 }
 
 template <class T>
@@ -108,7 +111,8 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
   const int64_t n = gate_up.size(-1) / 2, rows = gate_up.numel() / (2 * n);
   torch::Tensor d_gate_up = torch::empty_like(gate_up);
   at::parallel_for(0, rows, grain_for(5 * n), [&](int64_t r0, int64_t r1) {
-    dispatch(gate_up, [&](auto t) { kernels::swiglu_backward(ptr(gate_up, t), ptr(dy, t), ptr(d_gate_up, t), r0, r1, n); });
+    dispatch(gate_up,
+             [&](auto t) { kernels::swiglu_backward(ptr(gate_up, t), ptr(dy, t), ptr(d_gate_up, t), r0, r1, n); });
   });
   return d_gate_up;
 }
@@ -184,8 +188,8 @@ struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
     variable_list out{torch::Tensor(), torch::Tensor(), torch::Tensor()};
     if (!grads[0].defined()) return out;
     const RopeTables rope{ctx->saved_data["cos"].toTensor(), ctx->saved_data["sin"].toTensor()};
-    out[0] = attention_kernel(ctx->get_saved_variables()[0], ctx->saved_data["heads"].toInt(), rope,
-                              grads[0].contiguous());
+    out[0] =
+        attention_kernel(ctx->get_saved_variables()[0], ctx->saved_data["heads"].toInt(), rope, grads[0].contiguous());
     return out;
   }
 };
@@ -221,33 +225,22 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
     case Path::KernelWithGraph: return SwigluFunction::apply(gate_up);
     case Path::Composition: break;
   }
-  const auto parts = gate_up.chunk(2, -1);
-  return torch::silu(parts[0]) * parts[1];
+  return swiglu_ops(gate_up);
 }
 
 torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
-  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
+  const int64_t S = qkv.size(1), D = qkv.size(3), H = num_heads;
   const bool rotate = rope.cos.defined();
-  const bool tables_ok = !rotate || (rope.cos.scalar_type() == torch::kFloat && rope.sin.scalar_type() == torch::kFloat &&
-                                     rope.cos.is_contiguous() && rope.sin.is_contiguous() && rope.cos.size(0) >= S &&
-                                     rope.cos.size(1) == D && D % 2 == 0);
+  const bool tables_ok =
+      !rotate ||
+      (rope.cos.scalar_type() == torch::kFloat && rope.sin.scalar_type() == torch::kFloat && rope.cos.is_contiguous() &&
+       rope.sin.is_contiguous() && rope.cos.size(0) >= S && rope.cos.size(1) == D && D % 2 == 0);
   switch (tables_ok ? path_for({&qkv}, /*has_backward=*/true) : Path::Composition) {
     case Path::Kernel: return attention_kernel(qkv, H, rope);
     case Path::KernelWithGraph: return AttentionFunction::apply(qkv, H, rope);
     case Path::Composition: break;
   }
-  torch::Tensor qk = qkv.narrow(2, 0, 2 * H);  // queries and keys rotate together
-  if (rotate) qk = apply_rotary(qk, rope.cos.narrow(0, 0, S), rope.sin.narrow(0, 0, S));
-  // [B, heads, S, head_dim]
-  const torch::Tensor q = qk.narrow(2, 0, H).transpose(1, 2), k = qk.narrow(2, H, H).transpose(1, 2);
-  const torch::Tensor v = qkv.narrow(2, 2 * H, H).transpose(1, 2);
-#if TORCH_VERSION_MAJOR >= 2
-  const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
-#else
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
-#endif
-  return attn.transpose(1, 2).reshape({B, S, H * D});
+  return attention_ops(qkv, H, rope);
 }
 
 }  // namespace hrm::nn

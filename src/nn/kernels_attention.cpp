@@ -9,8 +9,8 @@ namespace hrm::nn::kernels {
 namespace {
 using namespace simd;
 
-
-// One head's slice of a qkv row, as float, rotated (RoPE at position pos) when cos is given: [x1*c - x2*s, x2*c + x1*s] per half, as the reference's x*cos + rotate_half(x)*sin.
+// One head's slice of a qkv row, as float, rotated (RoPE at position pos) when cos is given: [x1*c - x2*s, x2*c + x1*s]
+// per half, as the reference's x*cos + rotate_half(x)*sin.
 template <class T>
 HRM_INLINE void head_row(const T* src, const float* cos, const float* sin, int64_t pos, int64_t D, float* dst) {
   if (!cos) {
@@ -51,7 +51,8 @@ HRM_INLINE void head_rows(const T* src, int64_t row_stride, const float* cos, co
     float* r = dst + j * D_pad;
     if (swap16) {  // [x1 | x2] -> [x1 c - x2 s | x2 c + x1 s] with c, s duplicated across the halves
       const vfloat v = load_full(x);
-      store_full(r, (v * load_full(cos + j * D) + __builtin_shuffle(v, swap) * (load_full(sin + j * D) * sign)) * scale);
+      store_full(r,
+                 (v * load_full(cos + j * D) + __builtin_shuffle(v, swap) * (load_full(sin + j * D) * sign)) * scale);
     } else if (cos) {
       for (int64_t d = 0; d < half; d += W) {
         const vfloat x1 = load_full(x + d), x2 = load_full(x + d + half);
@@ -151,10 +152,10 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
                                 int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {
   constexpr int64_t QB = kQueryBlock;
   const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
-  float* kT = scratch;              // [D][S_pad]
-  float* vf = kT + D * S_pad;       // [S][D_pad]; first K rows, before their transpose
-  float* qs = vf + S * D_pad;       // [S4][D_pad] rotated, scaled queries (rows past S are 0)
-  float* p = qs + S4 * D_pad;       // [QB][S_pad] scores, then exp(score - max)
+  float* kT = scratch;         // [D][S_pad]
+  float* vf = kT + D * S_pad;  // [S][D_pad]; first K rows, before their transpose
+  float* qs = vf + S * D_pad;  // [S4][D_pad] rotated, scaled queries (rows past S are 0)
+  float* p = qs + S4 * D_pad;  // [QB][S_pad] scores, then exp(score - max)
   const int64_t row_stride = 3 * H * D;
   const vint lanes = lane_index();
   for (int64_t bh = bh0; bh < bh1; ++bh) {
@@ -200,14 +201,14 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
                                          float scale) {
   constexpr int64_t QB = kQueryBlock;
   const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
-  float* Qs = scratch;          // [S4][D_pad] rotated q * scale
-  float* K = Qs + S4 * D_pad;   // [S4][D_pad] rotated k
-  float* dO = K + S4 * D_pad;   // [S4][D_pad]
-  float* kT = dO + S4 * D_pad;  // [D][S_pad]
-  float* vT = kT + D * S_pad;   // [D][S_pad]
-  float* P = vT + D * S_pad;    // [S4][S_pad] probabilities, then dS
-  float* dP = P + S4 * S_pad;   // [S4][S_pad]
-  float* grad = dP + S4 * S_pad;  // [S4][D_pad]: dV, then dQ, then dK
+  float* Qs = scratch;             // [S4][D_pad] rotated q * scale
+  float* K = Qs + S4 * D_pad;      // [S4][D_pad] rotated k
+  float* dO = K + S4 * D_pad;      // [S4][D_pad]
+  float* kT = dO + S4 * D_pad;     // [D][S_pad]
+  float* vT = kT + D * S_pad;      // [D][S_pad]
+  float* P = vT + D * S_pad;       // [S4][S_pad] probabilities, then dS
+  float* dP = P + S4 * S_pad;      // [S4][S_pad]
+  float* grad = dP + S4 * S_pad;   // [S4][D_pad]: dV, then dQ, then dK
   float* row = grad + S4 * D_pad;  // [D_pad]
   const int64_t row_stride = 3 * H * D;
   for (int64_t bh = bh0; bh < bh1; ++bh) {
@@ -232,27 +233,31 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
       });
     }
     for (int64_t i = 0; i < S4; ++i) {
-      if (i < S) softmax_row(P + i * S_pad, S, S_pad);
-      else for (int64_t j = 0; j < S_pad; ++j) P[i * S_pad + j] = 0.0f;
+      if (i < S)
+        softmax_row(P + i * S_pad, S, S_pad);
+      else
+        for (int64_t j = 0; j < S_pad; ++j) P[i * S_pad + j] = 0.0f;
     }
-    const auto store_grad = [&](int64_t slot, bool rotate) HRM_LAMBDA {  // grad rows -> d_qkv slice `slot` (0 q, 1 k, 2 v)
-      for (int64_t j = 0; j < S; ++j) {
-        const float* g = grad + j * D_pad;
-        T* dst = d_base + j * row_stride + (slot * H + h) * D;
-        if (rotate && cos) {
-          // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s
-          const int64_t half = D / 2;
-          const float* c = cos + j * D;
-          const float* sn = sin + j * D;
-          for (int64_t d = 0; d < half; ++d) {
-            row[d] = g[d] * c[d] + g[d + half] * sn[d];
-            row[d + half] = g[d + half] * c[d] - g[d] * sn[d];
-          }
-          g = row;
-        }
-        for (int64_t d = 0; d < D; d += W) store(dst + d, load_full(g + d), std::min(W, D - d));
-      }
-    };
+    const auto store_grad = [&](int64_t slot, bool rotate)
+                                HRM_LAMBDA {  // grad rows -> d_qkv slice `slot` (0 q, 1 k, 2 v)
+                                  for (int64_t j = 0; j < S; ++j) {
+                                    const float* g = grad + j * D_pad;
+                                    T* dst = d_base + j * row_stride + (slot * H + h) * D;
+                                    if (rotate && cos) {
+                                      // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s
+                                      const int64_t half = D / 2;
+                                      const float* c = cos + j * D;
+                                      const float* sn = sin + j * D;
+                                      for (int64_t d = 0; d < half; ++d) {
+                                        row[d] = g[d] * c[d] + g[d + half] * sn[d];
+                                        row[d + half] = g[d + half] * c[d] - g[d] * sn[d];
+                                      }
+                                      g = row;
+                                    }
+                                    for (int64_t d = 0; d < D; d += W)
+                                      store(dst + d, load_full(g + d), std::min(W, D - d));
+                                  }
+                                };
     // grad[r] = factor * sum_t w[r * w_q + t * w_t] * m[t], for all rows r < S4 (w: P or dS, as is or transposed)
     const auto weighted_rows = [&](const float* w, int64_t w_q, int64_t w_t, const float* m, float factor) HRM_LAMBDA {
       for (int64_t r0 = 0; r0 < S4; r0 += QB)
@@ -291,15 +296,15 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
 }
 
 // Multiversioned entry points, one overload per element type (target_clones does not apply to templates).
-#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                 \
-  HRM_MULTIVERSION void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch,       \
-                                  int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {       \
-    attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                   \
-  }                                                                                                               \
-  HRM_MULTIVERSION void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout,        \
-                                           T* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H,         \
-                                           int64_t S, int64_t D, float scale) {                                   \
-    attention_backward_pairs<T>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, D, scale);                   \
+#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                    \
+  HRM_MULTIVERSION void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch,           \
+                                  int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {           \
+    attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                        \
+  }                                                                                                                   \
+  HRM_MULTIVERSION void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv, \
+                                           float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, \
+                                           float scale) {                                                             \
+    attention_backward_pairs<T>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, D, scale);                       \
   }
 
 HRM_DEFINE_ENTRY_POINTS(float)

@@ -27,8 +27,10 @@ HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, T* sum_out, in
     for (int64_t i = 0; i < n; i += W) {
       const int64_t c = std::min(W, n - i);
       const vfloat s = yr ? round_to<T>(load(xr + i, c) + load(yr + i, c)) : load(xr + i, c);
-      if (stashed) store_full(stash + i, s);
-      else store(o + i, s, c);
+      if (stashed)
+        store_full(stash + i, s);
+      else
+        store(o + i, s, c);
       if (sum_out) store(sum_out + r * n + i, s, c);
       sum_sq += s * s;
     }
@@ -197,21 +199,21 @@ const SiluTables* active_silu_tables() {
 }  // namespace
 
 // Multiversioned entry points, one overload per element type (target_clones does not apply to templates).
-#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                 \
-  HRM_MULTIVERSION void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1,           \
-                                     int64_t n, float eps) {                                                      \
-    add_rms_norm_rows<T>(x, y, out, sum_out, r0, r1, n, eps);                                                     \
-  }                                                                                                               \
-  HRM_MULTIVERSION void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n,       \
-                                          float eps) {                                                            \
-    rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                         \
-  }                                                                                                               \
-  HRM_MULTIVERSION void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {            \
-    swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                      \
-  }                                                                                                               \
-  HRM_MULTIVERSION void swiglu_backward_computed(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0,          \
-                                                 int64_t r1, int64_t n) {                                         \
-    swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                   \
+#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                    \
+  HRM_MULTIVERSION void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,   \
+                                     float eps) {                                                                     \
+    add_rms_norm_rows<T>(x, y, out, sum_out, r0, r1, n, eps);                                                         \
+  }                                                                                                                   \
+  HRM_MULTIVERSION void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n,          \
+                                          float eps) {                                                                \
+    rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                             \
+  }                                                                                                                   \
+  HRM_MULTIVERSION void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {                \
+    swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                          \
+  }                                                                                                                   \
+  HRM_MULTIVERSION void swiglu_backward_computed(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, \
+                                                 int64_t n) {                                                         \
+    swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                       \
   }
 
 HRM_DEFINE_ENTRY_POINTS(float)

@@ -125,9 +125,7 @@ SwiGLUImpl::SwiGLUImpl(int64_t hidden_size, int64_t intermediate_size) {
   down_proj = register_module("down_proj", CastedLinear(intermediate_size, hidden_size, false));
 }
 
-torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
-  return down_proj(swiglu(gate_up_proj(x)));
-}
+torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) { return down_proj(swiglu(gate_up_proj(x))); }
 
 // ------------------------------------------------------------------ Block
 TransformerBlockImpl::TransformerBlockImpl(int64_t hidden_size, int64_t num_heads, int64_t intermediate_size,
@@ -140,6 +138,28 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t hidden_size, int64_t num_head
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
   const torch::Tensor h = add_rms_norm(x, self_attn(x, rope), norm_eps_);
   return add_rms_norm(h, mlp(h), norm_eps_);
+}
+
+torch::Tensor attention_ops(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope) {
+  const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3), H = num_heads;
+  const bool rotate = rope.cos.defined();
+  torch::Tensor qk = qkv.narrow(2, 0, 2 * H);  // queries and keys rotate together
+  if (rotate) qk = apply_rotary(qk, rope.cos.narrow(0, 0, S), rope.sin.narrow(0, 0, S));
+  // [B, heads, S, head_dim]
+  const torch::Tensor q = qk.narrow(2, 0, H).transpose(1, 2), k = qk.narrow(2, H, H).transpose(1, 2);
+  const torch::Tensor v = qkv.narrow(2, 2 * H, H).transpose(1, 2);
+#if TORCH_VERSION_MAJOR >= 2
+  const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
+#endif
+  return attn.transpose(1, 2).reshape({B, S, H * D});
+}
+
+torch::Tensor swiglu_ops(const torch::Tensor& gate_up) {
+  const auto parts = gate_up.chunk(2, -1);
+  return torch::silu(parts[0]) * parts[1];
 }
 
 }  // namespace hrm::nn

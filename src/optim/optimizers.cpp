@@ -7,8 +7,7 @@
 namespace hrm::optim {
 
 // ------------------------------------------------------------------ AdamATan2
-AdamATan2::AdamATan2(NamedTensors params, AdamATan2Options options)
-    : params_(std::move(params)), options_(options) {
+AdamATan2::AdamATan2(NamedTensors params, AdamATan2Options options) : params_(std::move(params)), options_(options) {
   for (const auto& [name, p] : params_) {
     check(p.is_floating_point(), "AdamATan2: parameter " + name + " is not floating point");
     state_[name];
@@ -121,9 +120,10 @@ void SparseSignSGD::zero_grad() {
 // ------------------------------------------------------------------ schedule
 double cosine_schedule_with_warmup(int64_t step, double base_lr, int64_t warmup_steps, int64_t total_steps,
                                    double min_ratio, double num_cycles) {
-  if (step < warmup_steps) return base_lr * static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));
-  const double progress = static_cast<double>(step - warmup_steps) /
-                          static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
+  if (step < warmup_steps)
+    return base_lr * static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));
+  const double progress =
+      static_cast<double>(step - warmup_steps) / static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   return base_lr *
          (min_ratio + std::max(0.0, (1 - min_ratio) * 0.5 * (1.0 + std::cos(M_PI * num_cycles * 2.0 * progress))));
 }

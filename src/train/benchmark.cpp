@@ -72,8 +72,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   const int64_t B = options.batch_size;
   auto batch = [&]() {
     return Batch{torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
-                 torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
-                 torch::zeros({B}, torch::kInt)}
+                 torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt), torch::zeros({B}, torch::kInt)}
         .to(device);
   };
   Carry carry = model->initial_carry(batch());
@@ -115,8 +114,8 @@ std::string bench_report(const std::string& preset, const ModelConfig& config, c
                 preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
                 (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len,
                 (long long)options.batch_size, config.forward_dtype.c_str(), torch::get_num_threads(),
-                nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second,
-                r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
+                nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second, r.median_step_ms,
+                r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
   return buf;
 }
 

@@ -6,9 +6,9 @@
 #include <torch/serialize.h>
 
 #include "hrm/model/registry.h"
-#include "hrm/util/strings.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "hrm/util/strings.h"
 
 namespace hrm {
 namespace {
@@ -65,7 +65,8 @@ void load_model_state(ACTModel& model, const StateDict& state, const std::string
   for (const auto& [key, value] : state) {
     auto it = mine.find(key);
     if (it == mine.end())
-      throw Error(source + ": unexpected tensor '" + key + "' (closest model key: '" + closest_match(key, names) + "')");
+      throw Error(source + ": unexpected tensor '" + key + "' (closest model key: '" + closest_match(key, names) +
+                  "')");
     if (it->second.sizes() != value.sizes()) {
       std::ostringstream ss;
       ss << source << ": shape mismatch for '" << key << "': file has " << value.sizes() << ", model expects "

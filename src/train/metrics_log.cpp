@@ -15,64 +15,65 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-const std::vector<std::string> kCsvColumns = {"split", "step", "epoch", "lr", "samples_per_s", "loss", "count",
-                                              "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss",
-                                              "q_halt_loss", "q_continue_loss", "valid_solutions"};
+const std::vector<std::string> kCsvColumns = {
+    "split",          "step",           "epoch",           "lr",    "samples_per_s", "loss",        "count",
+    "accuracy",       "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss",       "q_halt_loss", "q_continue_loss",
+    "valid_solutions"};
 
 }  // namespace
 
 MetricsLog::MetricsLog(const std::string& dir) : jsonl_(dir + "/metrics.jsonl"), csv_(dir + "/metrics.csv") {}
 
 void MetricsLog::truncate_after(int64_t step) {
-    for (const std::string* path : {&jsonl_, &csv_}) {
-      if (!fs::exists(*path)) continue;
-      std::ifstream in(*path);
-      std::string line, kept;
-      bool header = path == &csv_;
-      while (std::getline(in, line)) {
-        if (header) {
-          kept += line + "\n";
-          header = false;
+  for (const std::string* path : {&jsonl_, &csv_}) {
+    if (!fs::exists(*path)) continue;
+    std::ifstream in(*path);
+    std::string line, kept;
+    bool header = path == &csv_;
+    while (std::getline(in, line)) {
+      if (header) {
+        kept += line + "\n";
+        header = false;
+        continue;
+      }
+      int64_t s = -1;
+      if (path == &jsonl_) {
+        try {
+          s = Json::parse(line).at("step").get<int64_t>();
+        } catch (const std::exception&) {
           continue;
         }
-        int64_t s = -1;
-        if (path == &jsonl_) {
-          try {
-            s = Json::parse(line).at("step").get<int64_t>();
-          } catch (const std::exception&) {
-            continue;
-          }
-        } else {
-          const auto c1 = line.find(','), c2 = line.find(',', c1 + 1);
-          try {
-            s = std::stoll(line.substr(c1 + 1, c2 - c1 - 1));
-          } catch (const std::exception&) {
-            continue;  // a torn last line of a killed run
-          }
+      } else {
+        const auto c1 = line.find(','), c2 = line.find(',', c1 + 1);
+        try {
+          s = std::stoll(line.substr(c1 + 1, c2 - c1 - 1));
+        } catch (const std::exception&) {
+          continue;  // a torn last line of a killed run
         }
-        if (s <= step) kept += line + "\n";
       }
-      write_file_atomic(*path, kept);
+      if (s <= step) kept += line + "\n";
     }
+    write_file_atomic(*path, kept);
   }
+}
 
 void MetricsLog::write(const std::string& split, int64_t step, double epoch, const std::map<std::string, double>& m) {
-    Json j = {{"split", split}, {"step", step}, {"epoch", epoch}};
-    for (const auto& [k, v] : m) j[k] = std::isfinite(v) ? Json(v) : Json(nullptr);
-    std::ofstream(jsonl_, std::ios::app) << j.dump() << "\n";
-    const bool fresh = !fs::exists(csv_);
-    std::ofstream csv(csv_, std::ios::app);
-    if (fresh) {
-      for (size_t i = 0; i < kCsvColumns.size(); ++i) csv << (i ? "," : "") << kCsvColumns[i];
-      csv << "\n";
-    }
-    csv << split << "," << step << "," << epoch;
-    for (size_t i = 3; i < kCsvColumns.size(); ++i) {
-      csv << ",";
-      auto it = m.find(kCsvColumns[i]);
-      if (it != m.end()) csv << std::setprecision(9) << it->second;
-    }
+  Json j = {{"split", split}, {"step", step}, {"epoch", epoch}};
+  for (const auto& [k, v] : m) j[k] = std::isfinite(v) ? Json(v) : Json(nullptr);
+  std::ofstream(jsonl_, std::ios::app) << j.dump() << "\n";
+  const bool fresh = !fs::exists(csv_);
+  std::ofstream csv(csv_, std::ios::app);
+  if (fresh) {
+    for (size_t i = 0; i < kCsvColumns.size(); ++i) csv << (i ? "," : "") << kCsvColumns[i];
     csv << "\n";
   }
+  csv << split << "," << step << "," << epoch;
+  for (size_t i = 3; i < kCsvColumns.size(); ++i) {
+    csv << ",";
+    auto it = m.find(kCsvColumns[i]);
+    if (it != m.end()) csv << std::setprecision(9) << it->second;
+  }
+  csv << "\n";
+}
 
 }  // namespace hrm

@@ -1,9 +1,10 @@
 #include "hrm/train/trainer.h"
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -11,7 +12,6 @@
 #include <iomanip>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -22,9 +22,9 @@
 #include "hrm/train/metrics_log.h"
 #include "hrm/train/train_step.h"
 #include "hrm/util/device.h"
-#include "hrm/util/log.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "hrm/util/log.h"
 #include "hrm/util/memory.h"
 
 namespace hrm {
@@ -58,8 +58,10 @@ std::string timestamp() {
 
 std::string format_duration(double s) {
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
   return buf;
 }
 
@@ -89,21 +91,24 @@ class Trainer {
 
     total_steps_ = static_cast<int64_t>(static_cast<double>(cfg_.epochs) * static_cast<double>(meta.total_groups) *
                                         meta.mean_puzzle_examples / static_cast<double>(cfg_.global_batch_size));
-    check(total_steps_ >= 1, cfg_.data_path + ": the run would have no training step (epochs * groups * examples per "
-                             "puzzle < global_batch_size)");
+    check(total_steps_ >= 1, cfg_.data_path +
+                                 ": the run would have no training step (epochs * groups * examples per "
+                                 "puzzle < global_batch_size)");
     epochs_per_iter_ = lc.epochs_per_iter;
     total_iters_ = cfg_.epochs / epochs_per_iter_;
 
     torch::manual_seed(cfg_.seed);
     model_ = make_model(mc);
     model_->to(device_);
-    optimizer_ = std::make_unique<ModelOptimizer>(
-        model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2, cfg_.puzzle_emb_lr,
-                                cfg_.puzzle_emb_weight_decay});
+    optimizer_ =
+        std::make_unique<ModelOptimizer>(model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2,
+                                                                 cfg_.puzzle_emb_lr, cfg_.puzzle_emb_weight_decay});
     log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
     log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
-    if (!resume_checkpoint.empty()) restore(resume_checkpoint);
-    else write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
+    if (!resume_checkpoint.empty())
+      restore(resume_checkpoint);
+    else
+      write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     log_->truncate_after(step_);
     return loop();
   }
@@ -117,9 +122,10 @@ class Trainer {
     const auto start = std::chrono::steady_clock::now();
     const bool tty = progress_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
-    log::info(fmt::format("training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {} threads",
-                          cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size,
-                          count_parameters(), device_.str(), torch::get_num_threads()));
+    log::info(
+        fmt::format("training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {} threads",
+                    cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size,
+                    count_parameters(), device_.str(), torch::get_num_threads()));
 
     data::BackgroundLoader loader(train_ds_, iteration_, 8, total_iters_ - iteration_);
     int64_t skip = batch_in_iter_;
@@ -151,7 +157,8 @@ class Trainer {
       log_->write("train", step_, epoch(), row);
       if (!std::isfinite(m.at("loss"))) {
         if (tty) std::fprintf(stderr, "\n");
-        log::error(fmt::format("loss is {} at step {}: stopping (the last good checkpoint is kept)", m.at("loss"), step_));
+        log::error(
+            fmt::format("loss is {} at step {}: stopping (the last good checkpoint is kept)", m.at("loss"), step_));
         throw Error("non-finite loss at step " + std::to_string(step_));
       }
       const double eta = static_cast<double>(total_steps_ - step_) * cfg_.global_batch_size / std::max(ema_rate, 1e-9);
@@ -160,12 +167,14 @@ class Trainer {
                      (long long)step_, (long long)total_steps_, ema_rate, format_duration(eta).c_str(), m.at("loss"),
                      m.at("accuracy"), m.at("exact_accuracy"));
       } else if (progress_ && (step_ % log_every == 0 || step_ == 1)) {
-        log::info(fmt::format("step {}/{}  {:.1f} samples/s  eta {}  loss {:.4f}  acc {:.3f}  exact {:.3f}  lr {:.3g}", step_,
-                              total_steps_, ema_rate, format_duration(eta), m.at("loss"), m.at("accuracy"),
+        log::info(fmt::format("step {}/{}  {:.1f} samples/s  eta {}  loss {:.4f}  acc {:.3f}  exact {:.3f}  lr {:.3g}",
+                              step_, total_steps_, ema_rate, format_duration(eta), m.at("loss"), m.at("accuracy"),
                               m.at("exact_accuracy"), m.at("lr")));
       }
-      if (g_stop_signal) stop_reason = g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
-      else if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_reason = "max_steps reached";
+      if (g_stop_signal)
+        stop_reason = g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
+      else if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps)
+        stop_reason = "max_steps reached";
       else if (cfg_.time_limit_minutes > 0 &&
                std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60)
         stop_reason = "time limit reached";
@@ -187,10 +196,10 @@ class Trainer {
 
   std::map<std::string, double> train_step(const Batch& cpu_batch) {
     ++step_;
-    const double lr = optim::cosine_schedule_with_warmup(step_, cfg_.lr, cfg_.lr_warmup_steps, total_steps_,
-                                                         cfg_.lr_min_ratio);
-    const double plr = optim::cosine_schedule_with_warmup(step_, cfg_.puzzle_emb_lr, cfg_.lr_warmup_steps,
-                                                          total_steps_, cfg_.lr_min_ratio);
+    const double lr =
+        optim::cosine_schedule_with_warmup(step_, cfg_.lr, cfg_.lr_warmup_steps, total_steps_, cfg_.lr_min_ratio);
+    const double plr = optim::cosine_schedule_with_warmup(step_, cfg_.puzzle_emb_lr, cfg_.lr_warmup_steps, total_steps_,
+                                                          cfg_.lr_min_ratio);
     const Batch batch = cpu_batch.to(device_);
     if (!carry_) carry_ = model_->initial_carry(batch);
     model_->train();
@@ -213,7 +222,8 @@ class Trainer {
     const double count = std::max(1.0, m["count"]);
     for (auto& [k, v] : m) {
       if (k == "count") continue;
-      v /= (k.size() >= 4 && k.compare(k.size() - 4, 4, "loss") == 0) ? static_cast<double>(cfg_.global_batch_size) : count;
+      v /= (k.size() >= 4 && k.compare(k.size() - 4, 4, "loss") == 0) ? static_cast<double>(cfg_.global_batch_size)
+                                                                      : count;
     }
     m["lr"] = lr;
     return m;
@@ -229,10 +239,10 @@ class Trainer {
     std::map<std::string, double> e = evaluate_(model_, cfg_);
     if (e.empty()) return;
     log_->write("eval", step_, epoch(), e);
-    log::info(fmt::format("eval at step {}: exact_accuracy {:.4f}  accuracy {:.4f}  q_halt_accuracy {:.4f}  steps {:.2f}{}",
-                          step_, e["exact_accuracy"], e["accuracy"], e["q_halt_accuracy"], e["steps"],
-                          e.count("valid_solutions") ? fmt::format("  valid_solutions {:.6f}", e["valid_solutions"])
-                                                     : std::string()));
+    log::info(fmt::format(
+        "eval at step {}: exact_accuracy {:.4f}  accuracy {:.4f}  q_halt_accuracy {:.4f}  steps {:.2f}{}", step_,
+        e["exact_accuracy"], e["accuracy"], e["q_halt_accuracy"], e["steps"],
+        e.count("valid_solutions") ? fmt::format("  valid_solutions {:.6f}", e["valid_solutions"]) : std::string()));
     outcome.last_eval = e;
   }
 
@@ -312,10 +322,12 @@ class Trainer {
 }  // namespace
 
 TrainOutcome train(TrainConfig config, const TrainOptions& options) {
-  if (config.run_dir.empty()) config.run_dir = "runs/" + (config.name.empty() ? "hrm" : config.name) + "-" + timestamp();
+  if (config.run_dir.empty())
+    config.run_dir = "runs/" + (config.name.empty() ? "hrm" : config.name) + "-" + timestamp();
   check(!config.data_path.empty(), "train: data_path is not set (give data_path=DIR)");
   if (fs::exists(config.run_dir + "/checkpoints") && !fs::is_empty(config.run_dir + "/checkpoints"))
-    throw Error(config.run_dir + ": the run folder already has checkpoints (use hrm train --resume " + config.run_dir + ")");
+    throw Error(config.run_dir + ": the run folder already has checkpoints (use hrm train --resume " + config.run_dir +
+                ")");
   fs::create_directories(config.run_dir);
   for (const char* f : {"/metrics.jsonl", "/metrics.csv", "/train.log"}) fs::remove(config.run_dir + f);
   return Trainer(std::move(config), options).run("");

@@ -58,8 +58,9 @@ FileSink::FileSink(const std::string& path) {
 FileSink::~FileSink() {
   std::lock_guard<std::mutex> lock(sinks_mutex());
   auto& sinks = logger().sinks();
-  sinks.erase(std::remove(sinks.begin(), sinks.end(), std::static_pointer_cast<spdlog::sinks::sink>(
-                                                          std::static_pointer_cast<spdlog::sinks::basic_file_sink_mt>(sink_))),
+  sinks.erase(std::remove(sinks.begin(), sinks.end(),
+                          std::static_pointer_cast<spdlog::sinks::sink>(
+                              std::static_pointer_cast<spdlog::sinks::basic_file_sink_mt>(sink_))),
               sinks.end());
 }
 

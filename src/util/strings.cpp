@@ -33,7 +33,8 @@ std::string closest_match(const std::string& name, const std::vector<std::string
     for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
     for (size_t i = 1; i <= n.size(); ++i) {
       cur[0] = i;
-      for (size_t j = 1; j <= c.size(); ++j) cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (n[i - 1] != c[j - 1])});
+      for (size_t j = 1; j <= c.size(); ++j)
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (n[i - 1] != c[j - 1])});
       std::swap(prev, cur);
     }
     size_t prefix = 0;

@@ -1,13 +1,13 @@
 #include <filesystem>
 
-#include "test_util.h"
 #include "hrm/eval/evaluate.h"
+#include "test_util.h"
 
 using namespace hrm::data;
 
 namespace {
 std::string arc_dir() { return hrm::test::shared_dir() + "/data/arc-agi-1"; }
-}
+}  // namespace
 
 TEST(Arc, InversesAreExactOnEverySharedTask) {
   if (!std::filesystem::exists(arc_dir())) GTEST_SKIP() << "no shared ARC data";
@@ -34,8 +34,8 @@ TEST(Arc, InversesAreExactOnEverySharedTask) {
         for (const ArcGrid* g : {&p.input, &p.output}) {
           ++grids;
           const ArcGrid t = a.apply(*g);
-          EXPECT_EQ(crop_arc_grid(encode_arc_grid(t)), t);   // crop inverts encode
-          EXPECT_EQ(a.invert(t), *g);                        // inverse dihedral + colour map
+          EXPECT_EQ(crop_arc_grid(encode_arc_grid(t)), t);  // crop inverts encode
+          EXPECT_EQ(a.invert(t), *g);                       // inverse dihedral + colour map
         }
   }
   EXPECT_GT(grids, 5000);
@@ -61,7 +61,9 @@ TEST(Arc, KaggleLayoutMatchesTheFolderLayout) {
 TEST(Arc, BuilderSplitsAugmentsAndWarnsAboutOverlap) {
   hrm::test::TempDir dir;
   ArcTask a{"aaaa", "training", {{{2, 2, {1, 2, 3, 4}}, {2, 2, {4, 3, 2, 1}}}}, {{{1, 2, {5, 6}}, {1, 2, {6, 5}}}}};
-  ArcTask b{"bbbb", "evaluation", {{{1, 1, {3}}, {2, 1, {3, 3}}}, {{1, 1, {7}}, {2, 1, {7, 7}}}},
+  ArcTask b{"bbbb",
+            "evaluation",
+            {{{1, 1, {3}}, {2, 1, {3, 3}}}, {{1, 1, {7}}, {2, 1, {7, 7}}}},
             {{{1, 1, {1}}, {2, 1, {1, 1}}}}};
   ArcTask dup = b;
   dup.set = "training";  // an evaluation task leaking into training
@@ -114,7 +116,9 @@ TEST(Arc, MalformedTasksAreNamed) {
 TEST(Arc, VotingMapsPredictionsBackAndScoresPassAtK) {
   hrm::test::TempDir dir;
   // One evaluation task with a 2x3 test output; variants are dihedral/colour augmentations.
-  ArcTask t{"cccc", "evaluation", {{{2, 3, {1, 2, 3, 4, 5, 6}}, {2, 3, {6, 5, 4, 3, 2, 1}}}},
+  ArcTask t{"cccc",
+            "evaluation",
+            {{{2, 3, {1, 2, 3, 4, 5, 6}}, {2, 3, {6, 5, 4, 3, 2, 1}}}},
             {{{2, 3, {1, 1, 2, 2, 3, 3}}, {2, 3, {3, 3, 2, 2, 1, 1}}}}};
   ArcBuildOptions o;
   o.output_dir = dir.file("arc");

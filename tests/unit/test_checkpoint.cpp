@@ -55,8 +55,7 @@ TEST(Checkpoint, ShapeMismatchNamesTheTensor) {
     load_model(dir.file("ck.pt"), &other);
     FAIL();
   } catch (const hrm::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("shape mismatch for 'inner.embed_tokens.embedding_weight'"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("shape mismatch for 'inner.embed_tokens.embedding_weight'"), std::string::npos)
         << e.what();
   }
 }

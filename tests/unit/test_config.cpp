@@ -59,9 +59,9 @@ TEST(TrainConfig, ComposesArchDefaultsAndOverrides) {
   const std::string path = hrm::test::write_toy_config(dir.str(), "somewhere", "arch:\n  H_cycles: 3\n");
   const TrainConfig c = TrainConfig::load(path, {"lr=0.5", "arch.L_cycles=4", "arch.loss_type=softmax_cross_entropy"});
   EXPECT_EQ(c.name, "toy");
-  EXPECT_EQ(c.arch.hidden_size, 64);       // from the arch file
-  EXPECT_EQ(c.arch.H_cycles, 3);           // the config's arch section
-  EXPECT_EQ(c.arch.L_cycles, 4);           // command line
+  EXPECT_EQ(c.arch.hidden_size, 64);  // from the arch file
+  EXPECT_EQ(c.arch.H_cycles, 3);      // the config's arch section
+  EXPECT_EQ(c.arch.L_cycles, 4);      // command line
   EXPECT_DOUBLE_EQ(c.lr, 0.5);
   EXPECT_EQ(c.loss_type, "softmax_cross_entropy");
   const TrainConfig again = TrainConfig::from_yaml(c.to_yaml(), "resolved");
@@ -70,7 +70,8 @@ TEST(TrainConfig, ComposesArchDefaultsAndOverrides) {
 
 TEST(TrainConfig, ErrorsNameTheKeyTheFileAndTheClosestKey) {
   TempDir dir;
-  std::string e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "learning_rat: 3\n")); });
+  std::string e =
+      error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "learning_rat: 3\n")); });
   EXPECT_NE(e.find("toy.yaml"), std::string::npos) << e;
   EXPECT_NE(e.find("unknown key 'learning_rat'"), std::string::npos) << e;
   e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d"), {"arch.hiden_size=3"}); });
@@ -88,7 +89,8 @@ TEST(TrainConfig, ErrorsNameTheKeyTheFileAndTheClosestKey) {
 
 TEST(TrainConfig, ShippedConfigsLoad) {
   const std::string configs = std::string(HRM_SOURCE_DIR) + "/configs";
-  for (const char* name : {"arc1", "arc2", "sudoku_extreme_1k", "maze_hard_1k", "sudoku_extreme_full", "quickstart_cpu"}) {
+  for (const char* name :
+       {"arc1", "arc2", "sudoku_extreme_1k", "maze_hard_1k", "sudoku_extreme_full", "quickstart_cpu"}) {
     const TrainConfig c = TrainConfig::load(configs + "/" + name + ".yaml");
     EXPECT_FALSE(c.data_path.empty()) << name;
   }

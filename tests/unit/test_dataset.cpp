@@ -51,7 +51,7 @@ TEST(Dataset, TestModeReturnsEveryExampleInOrderWithPadding) {
         EXPECT_EQ(b.batch.inputs[i][0].item<int>(), seen % 7 + 1);
         EXPECT_EQ(b.batch.labels[i][1].item<int>(), -100);  // ignore_label_id -> -100
       } else {
-        EXPECT_EQ(b.batch.inputs[i][0].item<int>(), 0);       // pad_id
+        EXPECT_EQ(b.batch.inputs[i][0].item<int>(), 0);  // pad_id
         EXPECT_EQ(b.batch.labels[i][0].item<int>(), -100);
         EXPECT_EQ(b.batch.puzzle_identifiers[i].item<int>(), 0);  // blank
       }
@@ -147,14 +147,17 @@ TEST(Dataset, CorruptDatasetsNameTheFileAndProblem) {
   // Malformed metadata.
   std::ofstream(train + "dataset.json") << "{\"pad_id\": 0";
   EXPECT_NE(error().find("dataset.json: invalid JSON"), std::string::npos) << error();
-  EXPECT_NE([&] {
-    try {
-      PuzzleDataset(LoaderConfig{path, "nope", 4});
-    } catch (const hrm::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  }().find("no such dataset split folder"), std::string::npos);
+  EXPECT_NE(
+      [&] {
+        try {
+          PuzzleDataset(LoaderConfig{path, "nope", 4});
+        } catch (const hrm::Error& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      }()
+          .find("no such dataset split folder"),
+      std::string::npos);
 }
 
 TEST(Dataset, InterruptedBuildLeavesNothing) {

@@ -95,7 +95,8 @@ TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
   torch::Tensor bits = torch::arange(rows * n, torch::kInt32).remainder(65536);
   bits = torch::where(bits >= 32768, bits - 65536, bits).to(torch::kInt16);  // the bf16 bit patterns, as int16
   const torch::Tensor gate = bits.view(torch::kBFloat16).view({rows, n});
-  const torch::Tensor up = (torch::randn({rows, n}) * torch::pow(10.0, torch::randint(-6, 7, {rows, n}))).to(torch::kBFloat16);
+  const torch::Tensor up =
+      (torch::randn({rows, n}) * torch::pow(10.0, torch::randint(-6, 7, {rows, n}))).to(torch::kBFloat16);
   const torch::Tensor gate_up = torch::cat({gate, up}, 1);
   struct Restore {
     ~Restore() { nn::set_silu_table(true); }
@@ -131,8 +132,9 @@ TEST(Fused, AttentionMatchesComposition) {
             [&](const auto& in) {
               nn::RopeTables tables;
               const bool wide = in[0].scalar_type() == torch::kDouble;
-              if (rope) tables = wide ? nn::RopeTables{cos.to(torch::kDouble), sin.to(torch::kDouble)}
-                                      : nn::RopeTables{cos, sin};
+              if (rope)
+                tables =
+                    wide ? nn::RopeTables{cos.to(torch::kDouble), sin.to(torch::kDouble)} : nn::RopeTables{cos, sin};
               return nn::attention(in[0], 3, tables);
             },
             {qkv});
@@ -208,8 +210,9 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
           FusedMode m(mode);
           const torch::Tensor x = qkv.to(as).detach().requires_grad_();
           nn::RopeTables tables;
-          if (rope) tables = {cos.to(as == torch::kDouble ? torch::kDouble : torch::kFloat),
-                              sin.to(as == torch::kDouble ? torch::kDouble : torch::kFloat)};
+          if (rope)
+            tables = {cos.to(as == torch::kDouble ? torch::kDouble : torch::kFloat),
+                      sin.to(as == torch::kDouble ? torch::kDouble : torch::kFloat)};
           (nn::attention(x, 3, tables).to(torch::kDouble) * w).sum().backward();
           return x.grad();
         };

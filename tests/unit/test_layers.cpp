@@ -54,8 +54,7 @@ TEST(Layers, RopeIsIdentityAtZeroAndRelative) {
   // <R_m q, R_n k> depends only on m - n.
   const torch::Tensor dots = torch::matmul(rq.squeeze(2)[0], rk.squeeze(2)[0].t());  // [S, S]
   for (int64_t m = 1; m < S; ++m)
-    for (int64_t n = 1; n < S; ++n)
-      EXPECT_NEAR(dots[m][n].item<float>(), dots[m - 1][n - 1].item<float>(), 1e-4);
+    for (int64_t n = 1; n < S; ++n) EXPECT_NEAR(dots[m][n].item<float>(), dots[m - 1][n - 1].item<float>(), 1e-4);
   // ... and not trivially: different offsets give different products.
   EXPECT_GT(std::abs(dots[0][1].item<float>() - dots[0][5].item<float>()), 1e-4);
 }

@@ -28,7 +28,8 @@ TEST(Loss, IgnoredLabelsContributeNothing) {
     EXPECT_GT(l[0][0].item<double>(), 0.0);
   }
   const torch::Tensor ce = softmax_cross_entropy(logits, labels);
-  const torch::Tensor expect = -torch::log_softmax(logits, -1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1);
+  const torch::Tensor expect =
+      -torch::log_softmax(logits, -1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1);
   EXPECT_NEAR(ce[1][2].item<double>(), expect[1][2].item<double>(), 1e-6);
 }
 

@@ -12,7 +12,8 @@ TEST(Maze, SharedSampleImportsAndAugmentationsStayOptimal) {
   for (const auto& m : mazes) {
     EXPECT_EQ(maze_shortest_path(30, m.question), m.rating);
     for (int t = 0; t < 8; ++t) {
-      const std::string q = dihedral_transform_string(m.question, 30, t), a = dihedral_transform_string(m.answer, 30, t);
+      const std::string q = dihedral_transform_string(m.question, 30, t),
+                        a = dihedral_transform_string(m.answer, 30, t);
       EXPECT_TRUE(is_valid_maze_solution(30, q, a)) << t;
       EXPECT_EQ(dihedral_transform_string(q, 30, dihedral_inverse(t)), m.question);
     }

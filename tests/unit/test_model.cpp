@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 using namespace hrm;
+using hrm::test::error_of;
 using hrm::test::random_batch;
 using hrm::test::tiny_config;
 
@@ -55,10 +56,12 @@ TEST(Model, OnlyTheLastStepCarriesGradient) {
   out.logits.sum().backward();
   EXPECT_FALSE(carry.z_H.grad().defined() && carry.z_H.grad().abs().sum().item<double>() > 0);
   // ... but the H/L weights do get gradients.
-  EXPECT_GT(inner->H_level->layers[0]->as<nn::TransformerBlock>()->mlp->down_proj->weight.grad().abs().sum()
-                .item<double>(), 0);
-  EXPECT_GT(inner->L_level->layers[0]->as<nn::TransformerBlock>()->mlp->down_proj->weight.grad().abs().sum()
-                .item<double>(), 0);
+  EXPECT_GT(
+      inner->H_level->layers[0]->as<nn::TransformerBlock>()->mlp->down_proj->weight.grad().abs().sum().item<double>(),
+      0);
+  EXPECT_GT(
+      inner->L_level->layers[0]->as<nn::TransformerBlock>()->mlp->down_proj->weight.grad().abs().sum().item<double>(),
+      0);
 }
 
 TEST(ACT, EvalRunsMaxStepsAndHaltsTogether) {
@@ -85,7 +88,7 @@ TEST(ACT, TrainingHaltsOnQAndReplacesHaltedSamples) {
   ACTModel model = make_model(c);
   model->train();
   {
-    torch::NoGradGuard ng;  // q_halt = +5 > q_continue = -5 for samples 0,1; the opposite for 2,3 via the weights
+    torch::NoGradGuard ng;  // q_head weights are zero: q_halt = +5 > q_continue = -5 for every sample
     model->inner->q_head->bias.copy_(torch::tensor({5.0f, -5.0f}));
   }
   const Batch b1 = random_batch(c, 4, 10), b2 = random_batch(c, 4, 11);
@@ -165,4 +168,94 @@ TEST(Model, Bfloat16ForwardStaysCloseToFloat32) {
   const double scale = o1.logits.abs().max().item<double>();
   EXPECT_LT(err, 0.1 * scale);
   EXPECT_GT(err, 0.0);  // it really ran in bf16
+}
+
+TEST(ACT, ExplorationDrawsDoNotDependOnHowTheGlobalBatchIsSplit) {
+  // Every sample explores (prob 1): each must run a random 2..M segments. Two halves of a global batch of 8, each
+  // marked with its row offset, draw the same per-sample minimum as the whole batch does.
+  ModelConfig c = tiny_config();
+  c.halt_max_steps = 8;
+  c.halt_exploration_prob = 1.0;
+  torch::manual_seed(6);
+  ACTModel model = make_model(c);
+  model->train();
+  {
+    torch::NoGradGuard ng;  // the Q head halts at once, so exploration alone keeps samples running
+    model->inner->q_head->bias.copy_(torch::tensor({5.0f, -5.0f}));
+  }
+  const Batch whole = random_batch(c, 8, 12);
+  auto halting_pattern = [&](const Batch& b) {
+    Carry carry = model->initial_carry(b);
+    std::vector<torch::Tensor> halted;
+    torch::manual_seed(99);
+    for (int64_t s = 0; s < c.halt_max_steps; ++s) {
+      auto [next, out] = model->forward(carry, b);
+      halted.push_back(next.halted.clone());
+      carry = next;
+    }
+    return torch::stack(halted);  // [segments, B]
+  };
+  const torch::Tensor full = halting_pattern(whole);
+  auto half = [&](int64_t offset) {
+    return Batch{whole.inputs.narrow(0, offset, 4), whole.labels.narrow(0, offset, 4),
+                 whole.puzzle_identifiers.narrow(0, offset, 4), /*global_size=*/8, /*row_offset=*/offset};
+  };
+  const torch::Tensor split = torch::cat({halting_pattern(half(0)), halting_pattern(half(4))}, 1);
+  EXPECT_TRUE(torch::equal(full, split));
+  // Exploration was in effect: not every sample halted after its first segment.
+  EXPECT_FALSE(full[0].all().item<bool>());
+}
+
+TEST(Registry, NamesPublishedSpellingsAndUnknownModels) {
+  EXPECT_EQ(model_names(), std::vector<std::string>{"hrm"});
+  EXPECT_EQ(canonical_model_name("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"), "hrm");
+  const std::string e = error_of([] { canonical_model_name("recursive_reasoning.nope@X"); });
+  EXPECT_NE(e.find("unknown model 'recursive_reasoning.nope@X'"), std::string::npos) << e;
+  EXPECT_NE(e.find("hrm"), std::string::npos) << e;
+  ModelConfig c = tiny_config();
+  c.name = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1";
+  ACTModel model = make_model(c);
+  EXPECT_NE(std::dynamic_pointer_cast<HRMCore>(model->inner), nullptr);
+  c.name = "nope";
+  EXPECT_THROW(make_model(c), hrm::Error);
+  // The name is written to JSON only when it is not hrm (HRM checkpoints read as before).
+  EXPECT_EQ(tiny_config().to_json().find("\"name\""), std::string::npos);
+  c.name = "trm";
+  EXPECT_NE(c.to_json().find("\"name\": \"trm\""), std::string::npos);
+  EXPECT_EQ(ModelConfig::from_json(c.to_json(), "json").name, "trm");
+}
+
+TEST(Halting, RulesAreIndependentOfTheTarget) {
+  const HaltingPolicy compare{HaltRule::QHaltAboveQContinue, false}, positive{HaltRule::QHaltPositive, false};
+  EXPECT_TRUE(compare.halts(-1.0, -2.0));
+  EXPECT_FALSE(compare.halts(1.0, 2.0));
+  EXPECT_FALSE(positive.halts(-1.0, -2.0));
+  EXPECT_TRUE(positive.halts(1.0, 2.0));
+  ModelConfig c = tiny_config();
+  ACTModel hrm_model = make_model(c);
+  EXPECT_TRUE(hrm_model->inner->halting().target_q);
+  EXPECT_EQ(hrm_model->inner->halting().rule, HaltRule::QHaltAboveQContinue);
+  c.no_ACT_continue = true;
+  ACTModel no_continue = make_model(c);
+  EXPECT_FALSE(no_continue->inner->halting().target_q);
+  EXPECT_EQ(no_continue->inner->halting().rule, HaltRule::QHaltPositive);
+}
+
+TEST(Carry, StateDictRoundTrips) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(8);
+  ACTModel model = make_model(c);
+  model->train();
+  const Batch b = random_batch(c, 3);
+  auto [carry, out] = model->forward(model->initial_carry(b), b);
+  const StateDict s = carry.state_dict("carry.");
+  EXPECT_EQ(s.size(), 7u);
+  const Carry back = Carry::from_state_dict(s, "carry.", c.dtype(), torch::kCPU, "test");
+  EXPECT_TRUE(torch::equal(back.inner.z_H, carry.inner.z_H));
+  EXPECT_TRUE(torch::equal(back.inner.z_L, carry.inner.z_L));
+  EXPECT_TRUE(torch::equal(back.current.puzzle_identifiers, carry.current.puzzle_identifiers));
+  StateDict missing = s;
+  missing.erase("carry.steps");
+  const std::string e = error_of([&] { Carry::from_state_dict(missing, "carry.", c.dtype(), torch::kCPU, "ck.pt"); });
+  EXPECT_NE(e.find("ck.pt: the carry has no 'carry.steps'"), std::string::npos) << e;
 }

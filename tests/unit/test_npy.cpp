@@ -6,9 +6,7 @@
 using hrm::test::TempDir;
 
 namespace {
-void write_raw(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_raw(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 std::string header_v1(const std::string& dict) {
   std::string d = dict;
   size_t total = 10 + d.size() + 1;
@@ -33,10 +31,14 @@ void expect_error(const std::string& path, const std::string& needle) {
 
 TEST(Npy, RoundTripsDtypesAndShapes) {
   TempDir dir;
-  const std::vector<torch::Tensor> tensors = {
-      torch::randn({3, 4, 5}), torch::randn({7}, torch::kDouble), torch::randint(-5, 5, {2, 3}, torch::kInt),
-      torch::randint(0, 1000, {4}, torch::kLong), torch::randint(0, 255, {3, 3}, torch::kByte),
-      torch::rand({5}) > 0.5, torch::tensor(3.5), torch::zeros({0, 4})};
+  const std::vector<torch::Tensor> tensors = {torch::randn({3, 4, 5}),
+                                              torch::randn({7}, torch::kDouble),
+                                              torch::randint(-5, 5, {2, 3}, torch::kInt),
+                                              torch::randint(0, 1000, {4}, torch::kLong),
+                                              torch::randint(0, 255, {3, 3}, torch::kByte),
+                                              torch::rand({5}) > 0.5,
+                                              torch::tensor(3.5),
+                                              torch::zeros({0, 4})};
   for (size_t i = 0; i < tensors.size(); ++i) {
     const std::string path = dir.file("t" + std::to_string(i) + ".npy");
     hrm::npy::save(path, tensors[i]);

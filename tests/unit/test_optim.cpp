@@ -69,7 +69,7 @@ TEST(SparseSignSGD, SumsRepeatedIdsBeforeTheSign) {
   EXPECT_NEAR(after[2][1].item<float>(), before[2][1].item<float>() * decay + lr, 1e-6);  // sign(-0.5) = -1
   EXPECT_NEAR(after[4][0].item<float>(), before[4][0].item<float>() * decay - lr, 1e-6);
   EXPECT_NEAR(after[4][1].item<float>(), before[4][1].item<float>() * decay, 1e-6);  // sign(0) = 0
-  for (int r : {0, 1, 3, 5}) EXPECT_TRUE(torch::equal(after[r], before[r])) << r;  // untouched rows
+  for (int r : {0, 1, 3, 5}) EXPECT_TRUE(torch::equal(after[r], before[r])) << r;    // untouched rows
 }
 
 TEST(Schedule, WarmupThenCosineToMinRatio) {

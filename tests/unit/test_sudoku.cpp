@@ -37,7 +37,8 @@ TEST(Sudoku, SolverAgreesWithQqwingOnItsPuzzles) {
   ASSERT_EQ(out.size(), 40u);
   const SudokuShape shape = SudokuShape::of(9);
   for (size_t i = 0; i < out.size(); i += 2) {
-    const SudokuGrid puzzle = parse_sudoku(shape, out[i], "qqwing"), solution = parse_sudoku(shape, out[i + 1], "qqwing");
+    const SudokuGrid puzzle = parse_sudoku(shape, out[i], "qqwing"),
+                     solution = parse_sudoku(shape, out[i + 1], "qqwing");
     const SolveResult r = solve_sudoku(shape, puzzle, 2);
     EXPECT_EQ(r.solutions, 1) << out[i];
     EXPECT_EQ(r.solution, solution) << out[i];
@@ -59,8 +60,10 @@ TEST(Sudoku, QqwingConfirmsOurGeneratedPuzzlesAreUnique) {
   int unique = 0;
   std::vector<std::string> solutions;
   for (const auto& l : out) {
-    if (l.find("The solution to the puzzle is unique") != std::string::npos) ++unique;
-    else if (l.size() == 81) solutions.push_back(l);
+    if (l.find("The solution to the puzzle is unique") != std::string::npos)
+      ++unique;
+    else if (l.size() == 81)
+      solutions.push_back(l);
   }
   EXPECT_EQ(unique, 10);
   ASSERT_EQ(solutions.size(), 10u);
@@ -175,9 +178,9 @@ TEST(Sudoku, CsvImportAndErrors) {
                 .find("invalid character"),
             std::string::npos);
   int64_t skipped = 0;
-  const auto kept = read_sudoku_csv(
-      write("mix.csv", "source,question,answer,rating\nx," + q + "," + solved + ",3\ny," + q + "," + contradiction + ",1\n"),
-      shape, true, &skipped);
+  const auto kept = read_sudoku_csv(write("mix.csv", "source,question,answer,rating\nx," + q + "," + solved + ",3\ny," +
+                                                         q + "," + contradiction + ",1\n"),
+                                    shape, true, &skipped);
   EXPECT_EQ(kept.size(), 1u);
   EXPECT_EQ(skipped, 1);
 }

@@ -196,8 +196,8 @@ TEST(Train, NonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   TempDir dir;
   const std::string data = make_sudoku4(dir.file("sudoku4"), 200, 32);
   const std::string config = hrm::test::write_toy_config(dir.str(), data);
-  TrainConfig c = TrainConfig::load(config, {"run_dir=" + dir.file("run"), "lr=1e30", "lr_warmup_steps=0",
-                                             "arch.forward_dtype=float32"});
+  TrainConfig c = TrainConfig::load(
+      config, {"run_dir=" + dir.file("run"), "lr=1e30", "lr_warmup_steps=0", "arch.forward_dtype=float32"});
   const std::string e = error_of([&] { train(c, quiet()); });
   EXPECT_NE(e.find("non-finite loss"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(dir.file("run/checkpoints")) && !fs::is_empty(dir.file("run/checkpoints")));
@@ -244,6 +244,7 @@ TEST(Eval, PublishedStateDictWithAConfigAndADataset) {
   EXPECT_EQ(e.predictions.size(0), 10);
   EXPECT_DOUBLE_EQ(e.metrics.at("steps"), 3.0);
   // Without the config, a published state dict cannot be interpreted.
-  EXPECT_THROW(load_for_inference(hrm::test::fixture_dir() + "/reference_state_dict.pt", dir.file("data"), "", {}, "cpu"),
-               hrm::Error);
+  EXPECT_THROW(
+      load_for_inference(hrm::test::fixture_dir() + "/reference_state_dict.pt", dir.file("data"), "", {}, "cpu"),
+      hrm::Error);
 }

@@ -10,15 +10,15 @@
 namespace hrm {
 
 struct ModelConfig {
-  std::string name = "hrm";          // the model (model/registry.h); written to JSON only when not hrm
-  int64_t batch_size = 1;            // the published config's per-process batch; kept for its configs, unused
+  std::string name = "hrm";  // the model (model/registry.h); written to JSON only when not hrm
+  int64_t batch_size = 1;    // the published config's per-process batch; kept for its configs, unused
   int64_t seq_len = 0;
-  int64_t puzzle_emb_ndim = 0;       // 0: no puzzle embedding
+  int64_t puzzle_emb_ndim = 0;  // 0: no puzzle embedding
   int64_t num_puzzle_identifiers = 1;
   int64_t vocab_size = 0;
 
-  int64_t H_cycles = 2;              // N: high-level cycles per segment
-  int64_t L_cycles = 2;              // T: low-level steps per high-level cycle
+  int64_t H_cycles = 2;  // N: high-level cycles per segment
+  int64_t L_cycles = 2;  // T: low-level steps per high-level cycle
   int64_t H_layers = 4;
   int64_t L_layers = 4;
 
@@ -29,9 +29,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
 
-  int64_t halt_max_steps = 16;       // M_max segments
+  int64_t halt_max_steps = 16;  // M_max segments
   double halt_exploration_prob = 0.1;
-  bool no_ACT_continue = false;      // TRM variant: halt on q_halt > 0 alone, no continue target / loss
+  bool no_ACT_continue = false;  // TRM variant: halt on q_halt > 0 alone, no continue target / loss
 
   std::string forward_dtype = "bfloat16";  // "float32" | "bfloat16"
 

@@ -14,12 +14,12 @@
 namespace hrm {
 
 struct TrainConfig {
-  std::string name;             // the config file's stem (for the default run folder)
+  std::string name;  // the config file's stem (for the default run folder)
   std::string data_path;
-  std::string run_dir;          // default runs/<name>-<timestamp>
+  std::string run_dir;  // default runs/<name>-<timestamp>
   int64_t global_batch_size = 768;
   int64_t epochs = 100000;
-  int64_t eval_interval = 0;    // epochs between evaluations; 0 = only at the end
+  int64_t eval_interval = 0;  // epochs between evaluations; 0 = only at the end
   double lr = 1e-4;
   double lr_min_ratio = 1.0;
   int64_t lr_warmup_steps = 2000;
@@ -32,12 +32,12 @@ struct TrainConfig {
   int64_t threads = 0;          // intra-op CPU threads; 0 = all cores
   bool checkpoint_every_eval = true;
   int64_t keep_checkpoints = 3;
-  int64_t log_every = 0;        // plain log line every N steps when not on a terminal; 0 = ~100 lines per run
-  int64_t max_steps = 0;        // stop (with a checkpoint) after this many steps; 0 = run to the end. The learning
-                                // rate schedule still spans the whole run.
+  int64_t log_every = 0;          // plain log line every N steps when not on a terminal; 0 = ~100 lines per run
+  int64_t max_steps = 0;          // stop (with a checkpoint) after this many steps; 0 = run to the end. The learning
+                                  // rate schedule still spans the whole run.
   double time_limit_minutes = 0;  // stop (with a checkpoint and a final evaluation) after this long; 0 = none
   std::string loss_type = "stablemax_cross_entropy";  // arch.loss_type
-  ModelConfig arch;             // data-dependent fields (seq_len, vocab_size, ...) are set from the dataset
+  ModelConfig arch;  // data-dependent fields (seq_len, vocab_size, ...) are set from the dataset
 
   // Loads CONFIG.yaml with its arch defaults and applies overrides ("key=value", "arch.key=value").
   static TrainConfig load(const std::string& path, const std::vector<std::string>& overrides = {});

@@ -64,7 +64,7 @@ struct ArcBuildOptions {
   int64_t num_aug = 1000;
   int64_t retries_factor = 5;
   uint64_t seed = 42;
-  bool translate = true;                // random offsets of demonstration pairs (all but one per task)
+  bool translate = true;  // random offsets of demonstration pairs (all but one per task)
   bool overwrite = false;
   bool progress = true;
 };

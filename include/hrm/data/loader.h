@@ -22,7 +22,7 @@ struct LoaderConfig {
   std::string dataset_path;
   std::string split = "train";
   int64_t global_batch_size = 32;
-  bool test_mode = false;      // all examples in order, last batch padded; else shuffled groups, last batch dropped
+  bool test_mode = false;  // all examples in order, last batch padded; else shuffled groups, last batch dropped
   int64_t epochs_per_iter = 1;
   uint64_t seed = 0;
   int64_t rank = 0, world_size = 1;

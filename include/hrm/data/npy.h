@@ -9,10 +9,10 @@
 namespace hrm::npy {
 
 struct Header {
-  std::string descr;            // e.g. "<f4"
+  std::string descr;  // e.g. "<f4"
   bool fortran_order = false;
   std::vector<int64_t> shape;
-  size_t data_offset = 0;       // bytes from the start of the file to the array data
+  size_t data_offset = 0;  // bytes from the start of the file to the array data
   torch::ScalarType dtype = torch::kFloat;
   int64_t numel() const;
 };

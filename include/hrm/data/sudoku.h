@@ -19,9 +19,9 @@ struct SudokuShape {
 using SudokuGrid = std::vector<uint8_t>;
 
 struct SolveResult {
-  int solutions = 0;       // up to the requested limit
-  int64_t guesses = 0;     // branching decisions (a value tried at a cell with more than one candidate)
-  SudokuGrid solution;     // the first solution found
+  int solutions = 0;    // up to the requested limit
+  int64_t guesses = 0;  // branching decisions (a value tried at a cell with more than one candidate)
+  SudokuGrid solution;  // the first solution found
 };
 
 // DPLL-style search: propagate naked and hidden singles, branch on the cell with the fewest candidates.
@@ -85,9 +85,9 @@ void generate_sudoku_split(const SudokuShape& shape, int64_t n_train, int64_t n_
 
 struct SudokuBuildOptions {
   std::string output_dir;
-  int64_t num_aug = 0;                // augmented copies per training puzzle
-  int64_t subsample_size = -1;        // keep this many training puzzles (random), -1 = all
-  int64_t min_difficulty = -1;        // keep rows with rating >= this, -1 = all
+  int64_t num_aug = 0;          // augmented copies per training puzzle
+  int64_t subsample_size = -1;  // keep this many training puzzles (random), -1 = all
+  int64_t min_difficulty = -1;  // keep rows with rating >= this, -1 = all
   uint64_t seed = 0;
   bool overwrite = false;
 };

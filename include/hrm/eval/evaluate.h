@@ -37,13 +37,13 @@ Evaluator test_split_evaluator(bool progress);
 // `hrm eval`: load a checkpoint (eval/inference.h), evaluate it on the test split, add the task's metrics (checker;
 // ARC: voting and pass@K), and write what was asked for.
 struct EvalRequest {
-  std::string checkpoint;               // hrm checkpoint, run folder, or published state dict (with config)
-  std::string data_dir, config_path;    // default: the checkpoint's dataset; config: for published state dicts
-  std::vector<std::string> overrides;   // e.g. arch.halt_max_steps=32
+  std::string checkpoint;              // hrm checkpoint, run folder, or published state dict (with config)
+  std::string data_dir, config_path;   // default: the checkpoint's dataset; config: for published state dicts
+  std::vector<std::string> overrides;  // e.g. arch.halt_max_steps=32
   std::string device = "auto";
-  int64_t batch_size = 0;               // 0: the training global batch size, at most 1024
-  std::string predictions_prefix;       // writes PREFIX_{predictions,q_halt_logits,inputs,labels}.npy
-  std::string submission_path;          // ARC: a Kaggle submission.json
+  int64_t batch_size = 0;          // 0: the training global batch size, at most 1024
+  std::string predictions_prefix;  // writes PREFIX_{predictions,q_halt_logits,inputs,labels}.npy
+  std::string submission_path;     // ARC: a Kaggle submission.json
   bool progress = true;
 };
 struct EvalReport {

@@ -30,8 +30,8 @@ struct SolveRequest {
   std::string checkpoint, data_dir, device = "auto";
   std::vector<std::string> overrides;
   std::string sudoku, maze_path, arc_path;
-  bool trace = false;      // every segment's grid in the report
-  std::string html_path;   // also write the traces as one HTML page
+  bool trace = false;     // every segment's grid in the report
+  std::string html_path;  // also write the traces as one HTML page
 };
 // Returns the report: per puzzle its input, (with trace) every segment, the answer and the checker's verdict.
 std::string solve(const SolveRequest& request);

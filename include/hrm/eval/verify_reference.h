@@ -21,7 +21,7 @@ struct VerifyResult {
   bool ok = true;
   int64_t groups = 0;
   int64_t failed_groups = 0;
-  int64_t skipped_elements = 0;  // updated weights that differ but fall under the tiny-gradient rule
+  int64_t skipped_elements = 0;   // updated weights that differ but fall under the tiny-gradient rule
   std::string unsupported_model;  // set (and nothing compared) when the fixture's model is not in this build
 };
 

@@ -1,6 +1,6 @@
 #pragma once
-// Losses of the model family (the published `ACTLossHead`): sequence-to-sequence loss per sequence (mean over its valid tokens),
-// plus the Q-learning halting losses.
+// Losses of the model family (the published `ACTLossHead`): sequence-to-sequence loss per sequence (mean over its valid
+// tokens), plus the Q-learning halting losses.
 #include <map>
 #include <string>
 

@@ -24,8 +24,8 @@ struct InnerCarry {
 };
 
 struct SegmentOutput {
-  InnerCarry carry;                                 // detached
-  torch::Tensor logits;                             // [B, seq_len, vocab], forward dtype
+  InnerCarry carry;                                // detached
+  torch::Tensor logits;                            // [B, seq_len, vocab], forward dtype
   torch::Tensor q_halt_logits, q_continue_logits;  // [B] float32
 };
 

@@ -69,6 +69,11 @@ struct RopeTables {
 };
 
 // Non-causal multi-head self-attention with a fused QKV projection.
+// The published op chains of attention (softmax(QK^T/sqrt(d))V with RoPE on q and k; SDPA on LibTorch >= 2) and of
+// SwiGLU (silu(gate) * up), as LibTorch ops. nn/fused.h runs fused kernels instead where they apply.
+torch::Tensor attention_ops(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope);
+torch::Tensor swiglu_ops(const torch::Tensor& gate_up);
+
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t hidden_size, int64_t num_heads);

@@ -9,8 +9,8 @@ namespace hrm {
 
 struct BenchOptions {
   int64_t batch_size = 32;
-  int64_t steps = 10;   // timed steps
-  int64_t warmup = 2;   // untimed steps first
+  int64_t steps = 10;  // timed steps
+  int64_t warmup = 2;  // untimed steps first
   std::string device = "cpu";
   std::string profile_path;  // when set, the timed steps are traced there (chrome://tracing JSON)
 };
@@ -19,7 +19,7 @@ struct BenchResult {
   double samples_per_second = 0;  // from the median step time
   double median_step_ms = 0;
   double min_step_ms = 0;
-  int64_t peak_bytes = 0;          // CPU tensor memory above the model + optimizer state (CPU only)
+  int64_t peak_bytes = 0;  // CPU tensor memory above the model + optimizer state (CPU only)
   int64_t parameters = 0;
 };
 

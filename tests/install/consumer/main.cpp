@@ -18,8 +18,8 @@ int main(int argc, char** argv) {
   const hrm::Batch batch{torch::randint(1, 5, {2, 4}, torch::kInt), torch::randint(1, 5, {2, 4}, torch::kInt),
                          torch::zeros({2}, torch::kInt)};
   model->train();
-  const auto step = hrm::forward_backward(model, model->initial_carry(batch), batch,
-                                          hrm::LossType::SoftmaxCrossEntropy, 2.0);
+  const auto step =
+      hrm::forward_backward(model, model->initial_carry(batch), batch, hrm::LossType::SoftmaxCrossEntropy, 2.0);
   optimizer.step(1e-3, 0.0);
   if (argc > 1) hrm::save_checkpoint(argv[1], model);
   std::cout << "consumer ok: loss " << step.loss.loss.item<double>() << std::endl;

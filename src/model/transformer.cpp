@@ -1,0 +1,33 @@
+#include "hrm/model/transformer.h"
+
+namespace hrm {
+
+TransformerCore::TransformerCore(const ModelConfig& config) : ReasoningCore(config) {
+  H_level = register_module("H_level", ReasoningModule(config_, config_.H_layers));
+  torch::Tensor h0 = torch::empty({config_.hidden_size}, torch::TensorOptions().dtype(config_.dtype()));
+  H_init = register_buffer("H_init", nn::trunc_normal_(h0, 1.0));
+}
+
+SegmentOutput TransformerCore::forward(const InnerCarry& carry, const Batch& batch) {
+  const nn::RopeTables rope = rope_tables(carry.z_H.device());
+  // One pass, with gradient.
+  const torch::Tensor z_H = H_level(carry.z_H, input_embeddings(batch), rope);
+  return output_heads(z_H, InnerCarry{z_H.detach(), {}});
+}
+
+InnerCarry TransformerCore::empty_carry(int64_t batch_size) {
+  return InnerCarry{torch::zeros({batch_size, config_.total_seq_len(), config_.hidden_size}, H_init.options()), {}};
+}
+
+InnerCarry TransformerCore::reset_carry(const torch::Tensor& reset, const InnerCarry& carry) {
+  return InnerCarry{torch::where(reset.view({-1, 1, 1}), H_init, carry.z_H), {}};
+}
+
+HaltingPolicy TransformerCore::halting() const {
+  HaltingPolicy p{HaltRule::QHaltAboveQContinue, /*target_q=*/false};
+  p.adaptive_in_training = config_.act_enabled;
+  p.adaptive_at_eval = config_.act_inference;
+  return p;
+}
+
+}  // namespace hrm
