@@ -114,6 +114,8 @@ void add_eval(CLI::App& app, hrm::EvalRequest& r, std::string& json_path) {
   c->add_option("--submission", r.submission_path, "ARC: write a Kaggle-style submission.json here");
   c->add_option("--batch-size", r.batch_size, "evaluation batch size (default: the training global batch)");
   c->add_option("--device", r.device, "auto | cpu | cuda[:N]")->capture_default_str();
+  c->add_option("--weights", r.weights, "auto (the EMA when the checkpoint has one) | ema | raw")
+      ->capture_default_str();
   c->add_option("overrides", r.overrides, "model overrides, e.g. arch.halt_max_steps=32");
 }
 
@@ -127,6 +129,8 @@ void add_solve(CLI::App& app, hrm::SolveRequest& r) {
   c->add_flag("--trace", r.trace, "print the decoded prediction after every segment");
   c->add_option("--html", r.html_path, "write the trace as an HTML page");
   c->add_option("--device", r.device, "auto | cpu | cuda[:N]")->capture_default_str();
+  c->add_option("--weights", r.weights, "auto (the EMA when the checkpoint has one) | ema | raw")
+      ->capture_default_str();
   c->add_option("overrides", r.overrides, "model overrides, e.g. arch.halt_max_steps=32");
 }
 
@@ -153,8 +157,8 @@ int run_train(TrainFlags& f, int threads) {
 
 int run_eval(const hrm::EvalRequest& r, const std::string& json_path) {
   const hrm::EvalReport report = hrm::evaluate_checkpoint(r);
-  std::printf("eval %s on %s (%s, halt_max_steps %lld):\n", r.checkpoint.c_str(), report.data_path.c_str(),
-              hrm::data::to_string(report.kind).c_str(), (long long)report.halt_max_steps);
+  std::printf("eval %s on %s (%s, halt_max_steps %lld, %s weights):\n", r.checkpoint.c_str(), report.data_path.c_str(),
+              hrm::data::to_string(report.kind).c_str(), (long long)report.halt_max_steps, report.ema ? "EMA" : "raw");
   for (const auto& [k, v] : report.metrics) std::printf("  %-18s %.6g\n", k.c_str(), v);
   const std::string json = hrm::metrics_json(report.metrics);
   if (!json_path.empty()) hrm::write_file_atomic(json_path, json + "\n");

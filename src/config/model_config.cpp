@@ -67,6 +67,10 @@ const std::vector<Field>& fields() {
       field("no_ACT_continue", &ModelConfig::no_ACT_continue),
       field("forward_dtype", &ModelConfig::forward_dtype),
       field("name", &ModelConfig::name),
+      field("act_enabled", &ModelConfig::act_enabled),
+      field("act_inference", &ModelConfig::act_inference),
+      field("mlp_t", &ModelConfig::mlp_t),
+      field("puzzle_emb_len", &ModelConfig::puzzle_emb_len),
   };
   return f;
 }
@@ -90,9 +94,9 @@ std::vector<std::string> ModelConfig::keys() {
   return k;
 }
 
-int64_t ModelConfig::mlp_intermediate() const {
+int64_t ModelConfig::mlp_intermediate(int64_t width) const {
   // Python's round() rounds half to even.
-  const double x = expansion * static_cast<double>(hidden_size) * 2.0 / 3.0;
+  const double x = expansion * static_cast<double>(width) * 2.0 / 3.0;
   const auto r = static_cast<int64_t>(std::nearbyint(x));
   return (r + 255) / 256 * 256;
 }
@@ -114,12 +118,15 @@ void ModelConfig::validate(const std::string& source) const {
   req(puzzle_emb_ndim >= 0, "puzzle_emb_ndim must be >= 0");
   req(num_puzzle_identifiers >= 1, "num_puzzle_identifiers must be >= 1");
   req(H_cycles >= 1 && L_cycles >= 1, "H_cycles and L_cycles must be >= 1");
-  req(H_layers >= 1 && L_layers >= 1, "H_layers and L_layers must be >= 1");
+  req(H_layers >= 0 && L_layers >= 0, "H_layers and L_layers must be >= 0 (each model needs its own >= 1)");
+  req(puzzle_emb_len >= 0, "puzzle_emb_len must be >= 0");
+  req(puzzle_emb_len == 0 || puzzle_emb_len * hidden_size >= puzzle_emb_ndim,
+      "puzzle_emb_len * hidden_size must hold puzzle_emb_ndim");
   req(hidden_size >= 1 && num_heads >= 1 && hidden_size % num_heads == 0,
       "hidden_size must be a positive multiple of num_heads");
   req(expansion > 0, "expansion must be > 0");
-  req(pos_encodings == "rope" || pos_encodings == "learned",
-      "pos_encodings must be 'rope' or 'learned', got '" + pos_encodings + "'");
+  req(pos_encodings == "rope" || pos_encodings == "learned" || pos_encodings == "none",
+      "pos_encodings must be 'rope', 'learned' or 'none', got '" + pos_encodings + "'");
   req(pos_encodings != "rope" || head_dim() % 2 == 0, "RoPE needs an even head dimension");
   req(halt_max_steps >= 1, "halt_max_steps must be >= 1");
   req(halt_exploration_prob >= 0 && halt_exploration_prob <= 1, "halt_exploration_prob must be in [0, 1]");
@@ -170,8 +177,8 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
       throw Error(source + ": " + e.what() + ", got " + it.value().dump());
     }
   }
-  for (const char* required : {"seq_len", "vocab_size", "hidden_size", "num_heads", "H_cycles", "L_cycles", "H_layers",
-                               "L_layers", "halt_max_steps"}) {
+  // Keys every model needs; each model checks the ones it uses (e.g. HRM: H_layers and L_layers >= 1).
+  for (const char* required : {"seq_len", "vocab_size", "hidden_size", "num_heads", "halt_max_steps"}) {
     if (!j.contains(required)) throw Error(source + ": missing model config key '" + std::string(required) + "'");
   }
   c.validate(source);
@@ -181,7 +188,6 @@ ModelConfig ModelConfig::from_json(const std::string& json_text, const std::stri
 std::string ModelConfig::to_json() const {
   Json out = Json::object();
   for (const auto& f : fields()) f.to_json(*this, out);
-  if (name == "hrm") out.erase("name");  // HRM's configs and checkpoints read as before the model family existed
   return out.dump(1);
 }
 

@@ -82,6 +82,10 @@ const std::vector<Key>& table() {
       key("max_steps", &TrainConfig::max_steps),
       key("time_limit_minutes", &TrainConfig::time_limit_minutes),
       key("name", &TrainConfig::name),
+      key("ema", &TrainConfig::ema),
+      key("ema_rate", &TrainConfig::ema_rate),
+      key("init_from", &TrainConfig::init_from),
+      key("freeze_weights", &TrainConfig::freeze_weights),
   };
   return k;
 }
@@ -132,8 +136,7 @@ void apply_arch_map(TrainConfig& c, const YAML::Node& arch, const std::string& s
   if (!arch.IsMap()) throw Error(source + ": 'arch' must be a mapping");
   for (const auto& kv : arch) {
     const std::string k = kv.first.as<std::string>();
-    if (k == "name") continue;               // the published configs name their model class here
-    if (k == "loss" && kv.second.IsMap()) {  // published layout: loss: {name: ..., loss_type: ...}
+    if (k == "loss" && kv.second.IsMap()) {  // the published layout: loss: {name: ..., loss_type: ...}
       if (kv.second["loss_type"]) set_arch(c, "loss_type", kv.second["loss_type"].as<std::string>(), source);
       continue;
     }
@@ -255,6 +258,9 @@ void TrainConfig::validate(const std::string& source) const {
   req(lr_min_ratio >= 0 && lr_min_ratio <= 1, "lr_min_ratio must be in [0, 1]");
   req(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   req(keep_checkpoints >= 1, "keep_checkpoints must be >= 1");
+  req(ema_rate >= 0 && ema_rate <= 1, "ema_rate must be in [0, 1]");
+  req(!freeze_weights || arch.puzzle_emb_ndim > 0,
+      "freeze_weights trains the puzzle embeddings alone, but arch.puzzle_emb_ndim is 0");
   req(device == "auto" || device == "cpu" || device.rfind("cuda", 0) == 0, "device must be auto, cpu or cuda[:N]");
   req(loss_type == "stablemax_cross_entropy" || loss_type == "softmax_cross_entropy",
       "arch.loss_type must be stablemax_cross_entropy or softmax_cross_entropy");

@@ -100,7 +100,8 @@ Evaluator test_split_evaluator(bool progress) {
 }
 
 EvalReport evaluate_checkpoint(const EvalRequest& r) {
-  InferenceSetup s = load_for_inference(r.checkpoint, r.data_dir, r.config_path, r.overrides, resolve_device(r.device));
+  InferenceSetup s =
+      load_for_inference(r.checkpoint, r.data_dir, r.config_path, r.overrides, resolve_device(r.device), r.weights);
   data::LoaderConfig lc;
   lc.dataset_path = s.data_path;
   lc.split = "test";
@@ -112,6 +113,7 @@ EvalReport evaluate_checkpoint(const EvalRequest& r) {
   report.data_path = s.data_path;
   report.kind = data::detect_task_kind(s.data_path, test.metadata());
   report.halt_max_steps = s.model->config().halt_max_steps;
+  report.ema = s.ema;
   add_checker_metrics(report.kind, out, &out.metrics);
   if (report.kind == data::TaskKind::Arc) {
     const ArcVoteResult v = arc_vote(s.data_path, out);

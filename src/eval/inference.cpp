@@ -14,7 +14,9 @@ namespace fs = std::filesystem;
 
 InferenceSetup load_for_inference(const std::string& checkpoint_or_run, const std::string& data_dir,
                                   const std::string& config_path, const std::vector<std::string>& overrides,
-                                  const std::string& device) {
+                                  const std::string& device, const std::string& weights_choice) {
+  check(weights_choice == "auto" || weights_choice == "ema" || weights_choice == "raw",
+        "weights must be auto, ema or raw, got '" + weights_choice + "'");
   // A run folder means its latest checkpoint.
   const std::string checkpoint =
       fs::is_directory(checkpoint_or_run) ? latest_checkpoint(checkpoint_or_run) : checkpoint_or_run;
@@ -28,6 +30,10 @@ InferenceSetup load_for_inference(const std::string& checkpoint_or_run, const st
     ours = true;
     model_config = ck.config;
     weights = std::move(ck.model);
+    const StateDict ema = weights_choice == "raw" ? StateDict() : ema_weights(ck);
+    check(weights_choice != "ema" || !ema.empty(), checkpoint + ": --weights ema, but the checkpoint has no EMA");
+    for (const auto& [k, t] : ema) weights[k] = t;
+    out.ema = !ema.empty();
     if (ck.text.count("train_config"))
       cfg = TrainConfig::from_yaml(ck.text["train_config"], checkpoint + " (train_config)");
     cfg.arch = model_config;

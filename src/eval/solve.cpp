@@ -95,7 +95,7 @@ std::string format_q(const char* fmt, double a, double b) {
 }  // namespace
 
 std::string solve(const SolveRequest& r) {
-  InferenceSetup s = load_for_inference(r.checkpoint, r.data_dir, "", r.overrides, resolve_device(r.device));
+  InferenceSetup s = load_for_inference(r.checkpoint, r.data_dir, "", r.overrides, resolve_device(r.device), r.weights);
   std::ostringstream out;
   std::string page;
   for (const data::TaskPuzzle& p : requested_puzzles(r, s.data_path)) {

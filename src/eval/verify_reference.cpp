@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -11,6 +12,7 @@
 #include "hrm/data/npy.h"
 #include "hrm/loss/act_loss.h"
 #include "hrm/model/registry.h"
+#include "hrm/optim/ema.h"
 #include "hrm/optim/model_optimizer.h"
 #include "hrm/train/checkpoint.h"
 #include "hrm/train/train_step.h"
@@ -156,6 +158,7 @@ class Fixture {
       opt.puzzle_emb_lr = o.value("puzzle_emb_lr", 0.0);
       opt.puzzle_emb_weight_decay = o.value("puzzle_emb_weight_decay", 0.0);
       segments = manifest_["train_segments"].get<int64_t>();
+      if (manifest_.contains("ema_rate")) ema_rate = manifest_["ema_rate"].get<double>();
       for (const auto& k : manifest_["param_keys"]) param_keys.push_back(k.get<std::string>());
     } catch (const Json::exception& e) {
       throw Error(manifest_path + ": bad optimizer/segment settings: " + e.what());
@@ -168,9 +171,11 @@ class Fixture {
   const Json& manifest() const { return manifest_; }
 
   // Model tensors stored as <prefix><reference key>.npy, mapped to our keys.
-  StateDict state(const std::string& prefix) const {
+  // only_present: skip keys without a file (the EMA has no buffers).
+  StateDict state(const std::string& prefix, bool only_present = false) const {
     StateDict s;
-    for (const auto& k : param_keys) s[reference_key_to_ours(k)] = load(prefix + k + ".npy");
+    for (const auto& k : param_keys)
+      if (!only_present || has(prefix + k + ".npy")) s[reference_key_to_ours(k)] = load(prefix + k + ".npy");
     return s;
   }
 
@@ -195,6 +200,7 @@ class Fixture {
   LossType loss = LossType::StablemaxCrossEntropy;
   OptimizerConfig opt;
   int64_t segments = 0;
+  double ema_rate = -1;  // < 0: the fixture has no EMA
   std::vector<std::string> param_keys;
 
  private:
@@ -262,10 +268,12 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
   }
   const Fixture fx(fixture_dir);
   const ModelConfig& cfg = fx.config;
-  log << "fixture " << fixture_dir << ": hidden " << cfg.hidden_size << ", H/L layers " << cfg.H_layers << "/"
-      << cfg.L_layers << ", H/L cycles " << cfg.H_cycles << "/" << cfg.L_cycles << ", " << cfg.pos_encodings
-      << ", puzzle_emb_ndim " << cfg.puzzle_emb_ndim << ", halt_max_steps " << cfg.halt_max_steps << ", "
-      << to_string(fx.loss) << ", " << cfg.forward_dtype << ", " << fx.segments << " training segments" << std::endl;
+  log << "fixture " << fixture_dir << ": " << cfg.name << (cfg.mlp_t ? " (mlp_t)" : "") << ", hidden "
+      << cfg.hidden_size << ", H/L layers " << cfg.H_layers << "/" << cfg.L_layers << ", H/L cycles " << cfg.H_cycles
+      << "/" << cfg.L_cycles << ", " << cfg.pos_encodings << ", puzzle_emb_ndim " << cfg.puzzle_emb_ndim
+      << ", halt_max_steps " << cfg.halt_max_steps << ", " << to_string(fx.loss) << ", " << cfg.forward_dtype << ", "
+      << fx.segments << " training segments"
+      << (fx.ema_rate >= 0 ? ", EMA " + std::to_string(fx.ema_rate) : std::string()) << std::endl;
   log << "tolerance: |ours - ref| <= " << opt.atol << " + " << opt.rtol << " * |ref|; halting, steps and data exact"
       << std::endl;
 
@@ -304,7 +312,13 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
       optimizer.adam().set_step_count(i);
     }
     const Carry carry = i == 0 ? model->initial_carry(batch) : fx.carry_after(i - 1, batch);
+    std::optional<EMA> ema;
+    if (fx.ema_rate >= 0) {
+      ema.emplace(model, fx.ema_rate);  // from the weights before the step: right for segment 0
+      if (i > 0) ema->load(fx.state("steps/" + std::to_string(i - 1) + "/ema_", /*only_present=*/true), fx.dir());
+    }
     const SegmentRun r = run_segment(model, optimizer, carry, batch, fx);
+    if (ema) ema->update();
 
     Group out(seg + "outputs", opt);
     compare_outputs(out, r.step.outputs, fx, f, true);
@@ -365,6 +379,18 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
       moments.close("v " + ours, optimizer.adam().exp_avg_sq(ours), fx.load(f + "adam_v_" + k + ".npy"));
     }
     moments.report(log, result);
+
+    if (ema) {
+      Group averages(seg + "EMA after step", opt);
+      for (const auto& k : fx.param_keys) {
+        if (!fx.has(f + "ema_" + k + ".npy")) continue;
+        const std::string ours = reference_key_to_ours(k);
+        const auto it = ema->weights().find(ours);
+        averages.close(ours, it == ema->weights().end() ? torch::Tensor() : it->second,
+                       fx.load(f + "ema_" + k + ".npy"));
+      }
+      averages.report(log, result);
+    }
   }
 
   // ---------------------------------------------------------------- evaluation (weights after the last segment)

@@ -84,7 +84,7 @@ std::pair<Carry, ACTOutputs> ACTModelImpl::forward(const Carry& carry, const Bat
   torch::Tensor halted = is_last_step;
   const HaltingPolicy policy = inner->halting();
   // Unless the model halts adaptively at evaluation, evaluation runs halt_max_steps segments (a batch halts together).
-  if ((is_training() || policy.adaptive_at_eval) && cfg.halt_max_steps > 1) {
+  if ((is_training() ? policy.adaptive_in_training : policy.adaptive_at_eval) && cfg.halt_max_steps > 1) {
     halted = halted | (policy.rule == HaltRule::QHaltPositive ? seg.q_halt_logits > 0
                                                               : seg.q_halt_logits > seg.q_continue_logits);
     if (is_training() && cfg.halt_exploration_prob > 0) {

@@ -4,6 +4,21 @@
 
 namespace hrm {
 
+ReasoningModuleImpl::ReasoningModuleImpl(const ModelConfig& config, int64_t num_layers) {
+  layers = register_module("layers", torch::nn::ModuleList());
+  const int64_t S = config.mlp_t ? config.total_seq_len() : 0;
+  for (int64_t i = 0; i < num_layers; ++i)
+    layers->push_back(nn::TransformerBlock(config.hidden_size, config.num_heads, config.mlp_intermediate(),
+                                           config.rms_norm_eps, S, S ? config.mlp_intermediate(S) : 0));
+}
+
+torch::Tensor ReasoningModuleImpl::forward(const torch::Tensor& state, const torch::Tensor& injection,
+                                           const nn::RopeTables& rope) {
+  torch::Tensor h = state + injection;
+  for (const auto& layer : *layers) h = layer->as<nn::TransformerBlock>()->forward(h, rope);
+  return h;
+}
+
 ReasoningCore::ReasoningCore(const ModelConfig& config) : config_(config) {
   config_.validate();
   const auto dtype = config_.dtype();
@@ -18,7 +33,7 @@ ReasoningCore::ReasoningCore(const ModelConfig& config) : config_(config) {
         "puzzle_emb", nn::SparsePuzzleEmbedding(config_.num_puzzle_identifiers, config_.puzzle_emb_ndim, dtype));
   if (config_.pos_encodings == "rope")
     rotary_ = nn::RotaryEmbedding(config_.head_dim(), config_.total_seq_len(), config_.rope_theta);
-  else
+  else if (config_.pos_encodings == "learned")
     embed_pos = register_module("embed_pos",
                                 nn::CastedEmbedding(config_.total_seq_len(), config_.hidden_size, embed_std, dtype));
 
@@ -39,9 +54,9 @@ torch::Tensor ReasoningCore::input_embeddings(const Batch& batch) {
   torch::Tensor embedding = embed_tokens(batch.inputs);
   if (config_.puzzle_emb_ndim > 0) {
     torch::Tensor pe = puzzle_emb(batch.puzzle_identifiers);
-    const int64_t pad = config_.puzzle_emb_len() * H - pe.size(-1);
+    const int64_t pad = config_.prefix_len() * H - pe.size(-1);
     if (pad > 0) pe = torch::constant_pad_nd(pe, {0, pad});
-    embedding = torch::cat({pe.view({-1, config_.puzzle_emb_len(), H}), embedding}, -2);
+    embedding = torch::cat({pe.view({-1, config_.prefix_len(), H}), embedding}, -2);
   }
   if (embed_pos) embedding = 0.707106781 * (embedding + embed_pos->weight_in_forward_dtype());
   return std::sqrt(static_cast<double>(H)) * embedding;
@@ -50,7 +65,7 @@ torch::Tensor ReasoningCore::input_embeddings(const Batch& batch) {
 SegmentOutput ReasoningCore::output_heads(const torch::Tensor& z_final, InnerCarry carry) {
   SegmentOutput out;
   out.carry = std::move(carry);
-  out.logits = lm_head(z_final.narrow(1, config_.puzzle_emb_len(), config_.seq_len));
+  out.logits = lm_head(z_final.narrow(1, config_.prefix_len(), config_.seq_len));
   const torch::Tensor q = q_head(z_final.select(1, 0)).to(torch::kFloat);
   out.q_halt_logits = q.select(-1, 0);
   out.q_continue_logits = q.select(-1, 1);

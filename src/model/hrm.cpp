@@ -1,22 +1,11 @@
 #include "hrm/model/hrm.h"
 
+#include "hrm/util/error.h"
+
 namespace hrm {
 
-ReasoningModuleImpl::ReasoningModuleImpl(const ModelConfig& config, int64_t num_layers) {
-  layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < num_layers; ++i)
-    layers->push_back(
-        nn::TransformerBlock(config.hidden_size, config.num_heads, config.mlp_intermediate(), config.rms_norm_eps));
-}
-
-torch::Tensor ReasoningModuleImpl::forward(const torch::Tensor& state, const torch::Tensor& injection,
-                                           const nn::RopeTables& rope) {
-  torch::Tensor h = state + injection;
-  for (const auto& layer : *layers) h = layer->as<nn::TransformerBlock>()->forward(h, rope);
-  return h;
-}
-
 HRMCore::HRMCore(const ModelConfig& config) : ReasoningCore(config) {
+  check(config_.H_layers >= 1 && config_.L_layers >= 1, "hrm: H_layers and L_layers must be >= 1");
   H_level = register_module("H_level", ReasoningModule(config_, config_.H_layers));
   L_level = register_module("L_level", ReasoningModule(config_, config_.L_layers));
   const auto opts = torch::TensorOptions().dtype(config_.dtype());

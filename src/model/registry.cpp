@@ -3,6 +3,8 @@
 #include <functional>
 
 #include "hrm/model/hrm.h"
+#include "hrm/model/transformer.h"
+#include "hrm/model/trm.h"
 #include "hrm/util/error.h"
 
 namespace hrm {
@@ -19,6 +21,10 @@ const std::vector<Entry>& registry() {
   static const std::vector<Entry> entries = {
       {"hrm", "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1",
        [](const ModelConfig& c) { return std::make_shared<HRMCore>(c); }},
+      {"trm", "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+       [](const ModelConfig& c) { return std::make_shared<TRMCore>(c); }},
+      {"transformer", "recursive_reasoning.transformers_baseline@Model_ACTV2",
+       [](const ModelConfig& c) { return std::make_shared<TransformerCore>(c); }},
   };
   return entries;
 }

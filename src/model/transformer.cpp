@@ -1,8 +1,11 @@
 #include "hrm/model/transformer.h"
 
+#include "hrm/util/error.h"
+
 namespace hrm {
 
 TransformerCore::TransformerCore(const ModelConfig& config) : ReasoningCore(config) {
+  check(config_.H_layers >= 1, "transformer: H_layers must be >= 1");
   H_level = register_module("H_level", ReasoningModule(config_, config_.H_layers));
   torch::Tensor h0 = torch::empty({config_.hidden_size}, torch::TensorOptions().dtype(config_.dtype()));
   H_init = register_buffer("H_init", nn::trunc_normal_(h0, 1.0));

@@ -1,8 +1,11 @@
 #include "hrm/model/trm.h"
 
+#include "hrm/util/error.h"
+
 namespace hrm {
 
 TRMCore::TRMCore(const ModelConfig& config) : ReasoningCore(config) {
+  check(config_.L_layers >= 1, "trm: L_layers must be >= 1");
   L_level = register_module("L_level", ReasoningModule(config_, config_.L_layers));
   const auto opts = torch::TensorOptions().dtype(config_.dtype());
   torch::Tensor h0 = torch::empty({config_.hidden_size}, opts), l0 = torch::empty({config_.hidden_size}, opts);

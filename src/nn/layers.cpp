@@ -129,14 +129,26 @@ torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) { return down_proj(swi
 
 // ------------------------------------------------------------------ Block
 TransformerBlockImpl::TransformerBlockImpl(int64_t hidden_size, int64_t num_heads, int64_t intermediate_size,
-                                           double norm_eps)
+                                           double norm_eps, int64_t sequence_len, int64_t sequence_intermediate)
     : norm_eps_(norm_eps) {
-  self_attn = register_module("self_attn", Attention(hidden_size, num_heads));
+  if (sequence_len > 0)
+    mlp_t = register_module("mlp_t", SwiGLU(sequence_len, sequence_intermediate));
+  else
+    self_attn = register_module("self_attn", Attention(hidden_size, num_heads));
   mlp = register_module("mlp", SwiGLU(hidden_size, intermediate_size));
 }
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
-  const torch::Tensor h = add_rms_norm(x, self_attn(x, rope), norm_eps_);
+  torch::Tensor h;
+  if (mlp_t) {
+    // Mix along the sequence: [B, S, D] -> [B, D, S], SwiGLU + residual + RMSNorm over S, and back. Transposed
+    // views, not copies, as the reference: the residual sum then keeps x's memory order, and the norm's reduction
+    // runs in the reference's order (contiguous copies change the float32 result in the last bits).
+    const torch::Tensor t = x.transpose(1, 2);
+    h = add_rms_norm(t, mlp_t(t), norm_eps_).transpose(1, 2);
+  } else {
+    h = add_rms_norm(x, self_attn(x, rope), norm_eps_);
+  }
   return add_rms_norm(h, mlp(h), norm_eps_);
 }
 

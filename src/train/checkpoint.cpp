@@ -62,20 +62,28 @@ void load_model_state(ACTModel& model, const StateDict& state, const std::string
   StateDict mine = model_state(model);
   std::vector<std::string> names;
   for (const auto& kv : mine) names.push_back(kv.first);
+  // Every problem at once: a checkpoint of another architecture differs in many keys.
+  std::vector<std::string> problems;
   for (const auto& [key, value] : state) {
     auto it = mine.find(key);
-    if (it == mine.end())
-      throw Error(source + ": unexpected tensor '" + key + "' (closest model key: '" + closest_match(key, names) +
-                  "')");
-    if (it->second.sizes() != value.sizes()) {
+    if (it == mine.end()) {
+      problems.push_back("unexpected tensor '" + key + "' (closest model key: '" + closest_match(key, names) + "')");
+    } else if (it->second.sizes() != value.sizes()) {
       std::ostringstream ss;
-      ss << source << ": shape mismatch for '" << key << "': file has " << value.sizes() << ", model expects "
+      ss << "shape mismatch for '" << key << "': file has " << value.sizes() << ", model expects "
          << it->second.sizes();
-      throw Error(ss.str());
+      problems.push_back(ss.str());
     }
   }
   for (const auto& kv : mine)
-    if (!state.count(kv.first)) throw Error(source + ": missing tensor '" + kv.first + "'");
+    if (!state.count(kv.first)) problems.push_back("missing tensor '" + kv.first + "'");
+  if (!problems.empty()) {
+    std::string message = source + ": " + problems[0];
+    const size_t shown = std::min<size_t>(problems.size(), 12);
+    for (size_t i = 1; i < shown; ++i) message += "; " + problems[i];
+    if (problems.size() > shown) message += "; and " + std::to_string(problems.size() - shown) + " more";
+    throw Error(message);
+  }
   torch::NoGradGuard no_grad;
   for (auto& [key, target] : mine) target.copy_(state.at(key));
 }
@@ -182,6 +190,28 @@ std::string latest_checkpoint(const std::string& run_dir) {
   const auto all = list_checkpoints(run_dir);
   if (all.empty()) throw Error(run_dir + ": no checkpoint found in " + run_dir + "/checkpoints");
   return all.back().second;
+}
+
+StateDict ema_weights(const LoadedCheckpoint& ck) {
+  StateDict out;
+  for (const auto& [k, v] : ck.extra)
+    if (starts_with(k, "ema.")) out[k.substr(4)] = v;
+  return out;
+}
+
+StateDict read_weights(const std::string& path_or_run, bool prefer_ema, bool* used_ema) {
+  const std::string path = std::filesystem::is_directory(path_or_run) ? latest_checkpoint(path_or_run) : path_or_run;
+  const c10::IValue v = unpickle(path);
+  if (used_ema) *used_ema = false;
+  if (!is_hrm_checkpoint(v)) return load_reference_state_dict(path);
+  const LoadedCheckpoint ck = checkpoint_from(v, path);
+  StateDict weights = ck.model;
+  if (prefer_ema) {
+    const StateDict ema = ema_weights(ck);
+    for (const auto& [k, t] : ema) weights[k] = t;
+    if (used_ema) *used_ema = !ema.empty();
+  }
+  return weights;
 }
 
 }  // namespace hrm

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -17,6 +18,7 @@
 
 #include "hrm/data/loader.h"
 #include "hrm/model/registry.h"
+#include "hrm/optim/ema.h"
 #include "hrm/optim/model_optimizer.h"
 #include "hrm/train/checkpoint.h"
 #include "hrm/train/metrics_log.h"
@@ -71,6 +73,7 @@ class Trainer {
       : cfg_(std::move(config)), progress_(options.progress), evaluate_(options.evaluate) {}
 
   TrainOutcome run(const std::string& resume_checkpoint) {
+    log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
     set_threads(cfg_.threads);
     device_ = torch::Device(resolve_device(cfg_.device));
     data::LoaderConfig lc;
@@ -100,11 +103,15 @@ class Trainer {
     torch::manual_seed(cfg_.seed);
     model_ = make_model(mc);
     model_->to(device_);
+    if (resume_checkpoint.empty() && !cfg_.init_from.empty()) init_weights(cfg_.init_from);
+    // Frozen weights get no gradient, so AdamATan2 (which skips gradient-less parameters) leaves them untouched.
+    if (cfg_.freeze_weights)
+      for (auto& p : model_->parameters()) p.requires_grad_(false);
+    if (cfg_.ema) ema_ = std::make_unique<EMA>(model_, cfg_.ema_rate);
     optimizer_ =
         std::make_unique<ModelOptimizer>(model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2,
                                                                  cfg_.puzzle_emb_lr, cfg_.puzzle_emb_weight_decay});
     log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
-    log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
     if (!resume_checkpoint.empty())
       restore(resume_checkpoint);
     else
@@ -205,6 +212,7 @@ class Trainer {
     model_->train();
     StepResult r = forward_backward(model_, *carry_, batch, loss_type_, static_cast<double>(cfg_.global_batch_size));
     optimizer_->step(lr, plr);
+    if (ema_) ema_->update();
     optimizer_->zero_grad();
     carry_ = std::move(r.carry);
     // One host sync for all metrics.
@@ -236,7 +244,10 @@ class Trainer {
 
   void evaluate_now(TrainOutcome& outcome) {
     if (!evaluate_) return;
+    std::optional<SwappedWeights> averaged;  // the published trainer evaluates the EMA
+    if (ema_) averaged.emplace(model_, ema_->weights());
     std::map<std::string, double> e = evaluate_(model_, cfg_);
+    averaged.reset();
     if (e.empty()) return;
     log_->write("eval", step_, epoch(), e);
     log::info(fmt::format(
@@ -257,12 +268,36 @@ class Trainer {
     return n;
   }
 
+  // Fine-tuning: the weights of another run or a published checkpoint (its EMA when it has one). A puzzle-embedding
+  // table of another size (a new puzzle set) is replaced by one whose rows all equal the mean trained row.
+  void init_weights(const std::string& path) {
+    bool used_ema = false;
+    StateDict w = read_weights(path, /*prefer_ema=*/true, &used_ema);
+    const std::string key = "inner.puzzle_emb.weights";
+    const StateDict mine = model_state(model_);
+    auto it = w.find(key);
+    if (it != w.end() && mine.count(key) && it->second.dim() == 2 && it->second.size(0) != mine.at(key).size(0) &&
+        it->second.size(1) == mine.at(key).size(1)) {
+      const int64_t before = it->second.size(0), now = mine.at(key).size(0);
+      it->second =
+          it->second.to(torch::kFloat).mean(0, /*keepdim=*/true).expand({now, it->second.size(1)}).contiguous();
+      log::info(
+          fmt::format("init_from {}: {} puzzle identifiers there, {} here: every puzzle embedding starts as the "
+                      "mean of the trained ones",
+                      path, before, now));
+    }
+    load_model_state(model_, w, path);
+    log::info(fmt::format("init_from {}: started from its {} weights", path, used_ema ? "EMA" : "trained"));
+  }
+
   std::string save() {
     const std::string dir = cfg_.run_dir + "/checkpoints";
     fs::create_directories(dir);
     StateDict extra;
     for (const auto& [k, v] : optimizer_->adam().state_dict()) extra["adam." + k] = v;
     extra["train.step"] = torch::tensor(step_, torch::kLong);
+    if (ema_)
+      for (const auto& [k, v] : ema_->weights()) extra["ema." + k] = v;
     extra["train.iteration"] = torch::tensor(iteration_, torch::kLong);
     extra["train.batch_in_iter"] = torch::tensor(batch_in_iter_, torch::kLong);
     {
@@ -292,6 +327,13 @@ class Trainer {
     for (const auto& [k, v] : ck.extra)
       if (k.rfind("adam.", 0) == 0) adam[k.substr(5)] = v.to(device_);
     optimizer_->adam().load_state_dict(adam, path);
+    if (ema_) {
+      const StateDict averages = ema_weights(ck);
+      if (averages.empty())
+        log::warn("warning: " + path + " has no EMA: the EMA starts from its weights");
+      else
+        ema_->load(averages, path);
+    }
     step_ = get("train.step").item<int64_t>();
     iteration_ = get("train.iteration").item<int64_t>();
     batch_in_iter_ = get("train.batch_in_iter").item<int64_t>();
@@ -315,6 +357,7 @@ class Trainer {
   std::unique_ptr<ModelOptimizer> optimizer_;
   std::unique_ptr<MetricsLog> log_;
   std::unique_ptr<log::FileSink> log_file_;
+  std::unique_ptr<EMA> ema_;
   std::optional<Carry> carry_;
   int64_t step_ = 0, iteration_ = 0, batch_in_iter_ = 0, total_steps_ = 0, epochs_per_iter_ = 1, total_iters_ = 1;
 };

@@ -90,10 +90,21 @@ TEST(TrainConfig, ErrorsNameTheKeyTheFileAndTheClosestKey) {
 TEST(TrainConfig, ShippedConfigsLoad) {
   const std::string configs = std::string(HRM_SOURCE_DIR) + "/configs";
   for (const char* name :
-       {"arc1", "arc2", "sudoku_extreme_1k", "maze_hard_1k", "sudoku_extreme_full", "quickstart_cpu"}) {
+       {"arc1", "arc2", "sudoku_extreme_1k", "maze_hard_1k", "sudoku_extreme_full", "quickstart_cpu",
+        "trm/sudoku_extreme_mlp_t", "trm/sudoku_extreme_attention", "trm/maze_hard", "trm/arc1", "trm/arc2"}) {
     const TrainConfig c = TrainConfig::load(configs + "/" + name + ".yaml");
     EXPECT_FALSE(c.data_path.empty()) << name;
+    EXPECT_TRUE(has_model(c.arch.name)) << name;
   }
+  const TrainConfig trm = TrainConfig::load(configs + "/trm/sudoku_extreme_mlp_t.yaml");
+  EXPECT_EQ(trm.arch.name, "trm");
+  EXPECT_TRUE(trm.arch.mlp_t);
+  EXPECT_EQ(trm.arch.pos_encodings, "none");
+  EXPECT_EQ(trm.arch.puzzle_emb_len, 16);
+  EXPECT_TRUE(trm.arch.no_ACT_continue);
+  EXPECT_TRUE(trm.ema);
+  const TrainConfig baseline = TrainConfig::load(configs + "/sudoku_extreme_1k.yaml", {"arch.name=transformer"});
+  EXPECT_EQ(baseline.arch.name, "transformer");
   const TrainConfig full = TrainConfig::load(configs + "/sudoku_extreme_full.yaml");
   EXPECT_EQ(full.loss_type, "softmax_cross_entropy");
   EXPECT_EQ(full.arch.L_cycles, 8);

@@ -11,7 +11,7 @@ TEST(Model, ShapesWithWidePuzzleEmbeddingAndLearnedPositions) {
   c.pos_encodings = "learned";
   torch::manual_seed(0);
   ACTModel model = make_model(c);
-  EXPECT_EQ(c.puzzle_emb_len(), 3);
+  EXPECT_EQ(c.prefix_len(), 3);
   ASSERT_TRUE(model->inner->embed_pos);
   EXPECT_EQ(model->inner->embed_pos->embedding_weight.size(0), c.seq_len + 3);
   const Batch b = random_batch(c, 4);
@@ -207,7 +207,9 @@ TEST(ACT, ExplorationDrawsDoNotDependOnHowTheGlobalBatchIsSplit) {
 }
 
 TEST(Registry, NamesPublishedSpellingsAndUnknownModels) {
-  EXPECT_EQ(model_names(), std::vector<std::string>{"hrm"});
+  EXPECT_EQ(model_names(), (std::vector<std::string>{"hrm", "trm", "transformer"}));
+  EXPECT_EQ(canonical_model_name("recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"), "trm");
+  EXPECT_EQ(canonical_model_name("recursive_reasoning.transformers_baseline@Model_ACTV2"), "transformer");
   EXPECT_EQ(canonical_model_name("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"), "hrm");
   const std::string e = error_of([] { canonical_model_name("recursive_reasoning.nope@X"); });
   EXPECT_NE(e.find("unknown model 'recursive_reasoning.nope@X'"), std::string::npos) << e;
@@ -218,8 +220,6 @@ TEST(Registry, NamesPublishedSpellingsAndUnknownModels) {
   EXPECT_NE(std::dynamic_pointer_cast<HRMCore>(model->inner), nullptr);
   c.name = "nope";
   EXPECT_THROW(make_model(c), hrm::Error);
-  // The name is written to JSON only when it is not hrm (HRM checkpoints read as before).
-  EXPECT_EQ(tiny_config().to_json().find("\"name\""), std::string::npos);
   c.name = "trm";
   EXPECT_NE(c.to_json().find("\"name\": \"trm\""), std::string::npos);
   EXPECT_EQ(ModelConfig::from_json(c.to_json(), "json").name, "trm");

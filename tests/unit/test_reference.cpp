@@ -47,3 +47,27 @@ TEST(Reference, MissingFixtureFilesAreNamed) {
     EXPECT_NE(std::string(e.what()).find("manifest.json"), std::string::npos) << e.what();
   }
 }
+
+TEST(Reference, TheEmaOfTheTrmFixtureIsCompared) {
+  const std::string fixture = hrm::test::fixtures_root() + "/trm_attn_rope";
+  if (!fs::exists(fixture + "/manifest.json")) GTEST_SKIP() << "no fixture at " << fixture << ": skipped";
+  hrm::test::TempDir dir;
+  fs::copy(fixture, dir.str(), fs::copy_options::recursive);
+  for (auto& e : fs::recursive_directory_iterator(dir.str()))
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  VerifyOptions opt;
+  opt.free_running = false;
+  std::ostringstream clean;
+  const VerifyResult ok = verify_reference(dir.str(), opt, clean);
+  EXPECT_TRUE(ok.ok) << clean.str();
+  EXPECT_NE(clean.str().find("train seg 2 EMA after step"), std::string::npos) << clean.str();
+  // Nudge one EMA element after segment 2: that group (and the next segment's, which starts from it) must fail.
+  const std::string path = dir.str() + "/steps/2/ema_model.inner.lm_head.weight.npy";
+  torch::Tensor w = npy::load(path);
+  w[0][0] += 1e-3;
+  npy::save(path, w);
+  std::ostringstream log;
+  const VerifyResult r = verify_reference(dir.str(), opt, log);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(log.str().find("[FAIL] train seg 2 EMA after step"), std::string::npos) << log.str();
+}

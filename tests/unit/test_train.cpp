@@ -58,6 +58,11 @@ class ToyRun : public ::testing::Test {
     const std::string exe = fs::read_symlink("/proc/self/exe").string();
     root_ = exe + ".toy_run_" + std::to_string(static_cast<long long>(st.st_mtime));
     fs::create_directories(root_);
+    // Runs of earlier builds of this binary are stale.
+    for (const auto& e : fs::directory_iterator(fs::path(exe).parent_path())) {
+      const std::string p = e.path().string();
+      if (p.rfind(exe + ".toy_run_", 0) == 0 && p != root_ && p != root_ + ".lock") fs::remove_all(e.path());
+    }
     const int lock = ::open((root_ + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
     ASSERT_GE(lock, 0);
     ::flock(lock, LOCK_EX);
@@ -190,6 +195,132 @@ TEST_F(ToyRun, AnIncompatibleDatasetIsAClearError) {
   const std::string e = error_of([&] { load_for_inference(latest_checkpoint(run_a()), other, "", {}, "cpu"); });
   EXPECT_NE(e.find("is incompatible with"), std::string::npos) << e;
   EXPECT_NE(e.find("seq_len 16, vocab 6"), std::string::npos) << e;
+}
+
+// The checkpoint's tensors by name (model, and extras under "extra.").
+StateDict checkpoint_tensors(const std::string& path) {
+  LoadedCheckpoint ck = read_checkpoint(path);
+  StateDict all = ck.model;
+  for (const auto& [k, v] : ck.extra) all["extra." + k] = v;
+  return all;
+}
+
+TEST_F(ToyRun, EmaRunResumesExactlyAndEvaluatesTheAverage) {
+  const std::vector<std::string> ema = {"ema=true", "ema_rate=0.9"};
+  auto with = [&](std::vector<std::string> o) {
+    o.insert(o.end(), ema.begin(), ema.end());
+    return o;
+  };
+  const TrainOutcome whole =
+      train(TrainConfig::load(config(), with({"run_dir=" + dir_.file("x"), "max_steps=40"})), quiet());
+  ASSERT_EQ(whole.steps, 40);
+  train(TrainConfig::load(config(), with({"run_dir=" + dir_.file("y"), "max_steps=20"})), quiet());
+  const TrainOutcome resumed = resume_training(dir_.file("y"), {"max_steps=40"}, quiet());
+  ASSERT_EQ(resumed.steps, 40);
+  EXPECT_EQ(rows(dir_.file("y"), "train"), rows(dir_.file("x"), "train"));
+  const StateDict a = checkpoint_tensors(latest_checkpoint(dir_.file("x")));
+  const StateDict b = checkpoint_tensors(latest_checkpoint(dir_.file("y")));
+  ASSERT_EQ(a.size(), b.size());
+  int64_t ema_tensors = 0;
+  for (const auto& [k, t] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    EXPECT_TRUE(torch::equal(t, b.at(k))) << k;
+    ema_tensors += k.rfind("extra.ema.", 0) == 0;
+  }
+  EXPECT_GT(ema_tensors, 0);
+  // eval/solve take the EMA by default; --weights raw the trained weights.
+  InferenceSetup averaged = load_for_inference(dir_.file("x"), "", "", {}, "cpu");
+  InferenceSetup raw = load_for_inference(dir_.file("x"), "", "", {}, "cpu", "raw");
+  EXPECT_TRUE(averaged.ema);
+  EXPECT_FALSE(raw.ema);
+  const std::string w = "inner.lm_head.weight";
+  EXPECT_TRUE(torch::equal(model_state(averaged.model).at(w), a.at("extra.ema." + w)));
+  EXPECT_TRUE(torch::equal(model_state(raw.model).at(w), a.at(w)));
+  EXPECT_FALSE(torch::equal(a.at(w), a.at("extra.ema." + w)));
+  EXPECT_NE(error_of([&] { load_for_inference(run_a(), "", "", {}, "cpu", "ema"); }).find("has no EMA"),
+            std::string::npos);
+}
+
+TEST_F(ToyRun, EveryModelTrainsFromOneConfigLine) {
+  for (const char* name : {"trm", "transformer", "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"}) {
+    const std::string run = dir_.file(std::string("run_") + (name[0] == 'r' ? "published" : name));
+    const TrainOutcome o = train(
+        TrainConfig::load(config(), {"run_dir=" + run, "max_steps=3", std::string("arch.name=") + name}), quiet());
+    EXPECT_EQ(o.steps, 3) << name;
+    InferenceSetup s = load_for_inference(run, "", "", {}, "cpu");
+    EXPECT_EQ(canonical_model_name(s.model->config().name), canonical_model_name(name));
+    data::PuzzleDataset test(data::LoaderConfig{s.data_path, "test", 32, true});
+    EXPECT_EQ(evaluate(s.model, test, s.loss_type, false).metrics.at("count"), 64) << name;
+  }
+  EXPECT_NE(error_of([&] {
+              train(TrainConfig::load(config(), {"run_dir=" + dir_.file("bad"), "arch.name=nope"}), quiet());
+            }).find("unknown model 'nope'"),
+            std::string::npos);
+}
+
+namespace {
+// A dataset of random 16-token puzzles over vocab 7 with `identifiers` puzzle identifiers (1..identifiers-1 used).
+std::string make_identified(const std::string& out, int identifiers) {
+  data::DatasetFolder folder(out);
+  data::DatasetMetadata meta;
+  meta.vocab_size = 7;
+  meta.num_puzzle_identifiers = identifiers;
+  std::mt19937_64 rng(static_cast<uint64_t>(identifiers));
+  for (const char* split : {"train", "test"}) {
+    data::SplitBuilder b(16);
+    for (int i = 0; i < 64; ++i) {
+      std::vector<uint8_t> x(16), y(16);
+      for (int c = 0; c < 16; ++c) {
+        x[c] = static_cast<uint8_t>(1 + rng() % 6);
+        y[c] = static_cast<uint8_t>(1 + (x[c] + i) % 6);
+      }
+      b.add_example(x, y);
+      b.end_puzzle(1 + i % (identifiers - 1));
+      b.end_group();
+    }
+    b.write(folder.split_dir(split), meta);
+  }
+  folder.commit();
+  return out;
+}
+}  // namespace
+
+TEST_F(ToyRun, FineTuningResizesThePuzzleEmbeddingAndFreezesTheRest) {
+  const std::string a = make_identified(dir_.file("ids4"), 4), b = make_identified(dir_.file("ids9"), 9);
+  const std::vector<std::string> arch = {"arch.puzzle_emb_ndim=64", "global_batch_size=16", "max_steps=4"};
+  auto with = [&](std::vector<std::string> o) {
+    o.insert(o.end(), arch.begin(), arch.end());
+    return o;
+  };
+  train(TrainConfig::load(config(), with({"run_dir=" + dir_.file("pre"), "data_path=" + a})), quiet());
+  const StateDict before = checkpoint_tensors(latest_checkpoint(dir_.file("pre")));
+  const TrainOutcome tuned =
+      train(TrainConfig::load(config(), with({"run_dir=" + dir_.file("tuned"), "data_path=" + b,
+                                              "init_from=" + dir_.file("pre"), "freeze_weights=true"})),
+            quiet());
+  ASSERT_EQ(tuned.steps, 4);
+  const StateDict after = checkpoint_tensors(latest_checkpoint(dir_.file("tuned")));
+  int64_t compared = 0;
+  for (const auto& [k, t] : after) {
+    if (k.rfind("extra.", 0) == 0 || k == "inner.puzzle_emb.weights") continue;
+    EXPECT_TRUE(torch::equal(t, before.at(k))) << k << " changed";
+    ++compared;
+  }
+  EXPECT_GT(compared, 10);
+  const torch::Tensor table = after.at("inner.puzzle_emb.weights");
+  EXPECT_EQ(table.size(0), 9);
+  // Rows the fine-tuning never used still hold the mean of the pre-trained rows; used rows moved.
+  const torch::Tensor mean = before.at("inner.puzzle_emb.weights").mean(0);
+  EXPECT_TRUE(torch::allclose(table[0], mean));
+  EXPECT_FALSE(torch::equal(table, mean.expand_as(table)));
+  EXPECT_NE(read_file(dir_.file("tuned/train.log")).find("the mean of the trained ones"), std::string::npos);
+  // Another architecture is an error naming the keys.
+  const std::string e = error_of([&] {
+    train(TrainConfig::load(config(), with({"run_dir=" + dir_.file("other"), "data_path=" + b,
+                                            "init_from=" + dir_.file("pre"), "arch.hidden_size=32"})),
+          quiet());
+  });
+  EXPECT_NE(e.find("shape mismatch for"), std::string::npos) << e;
 }
 
 TEST(Train, NonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {

@@ -1,6 +1,7 @@
 #pragma once
-// The HRM architecture config. Field names are the published implementation's (HierarchicalReasoningModel_ACTV1Config)
-// so that its configs and checkpoints' configs load unchanged.
+// The architecture config of every model of the family. Field names are the published implementations'
+// (HierarchicalReasoningModel_ACTV1Config, TinyRecursiveReasoningModel_ACTV1Config, Model_ACTV2Config) so that their
+// configs and checkpoints' configs load unchanged; fields a model does not use are ignored by it.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -10,36 +11,45 @@
 namespace hrm {
 
 struct ModelConfig {
-  std::string name = "hrm";  // the model (model/registry.h); written to JSON only when not hrm
+  std::string name = "hrm";  // the model: hrm | trm | transformer (model/registry.h; published spellings too)
   int64_t batch_size = 1;    // the published config's per-process batch; kept for its configs, unused
   int64_t seq_len = 0;
   int64_t puzzle_emb_ndim = 0;  // 0: no puzzle embedding
   int64_t num_puzzle_identifiers = 1;
   int64_t vocab_size = 0;
 
-  int64_t H_cycles = 2;  // N: high-level cycles per segment
+  int64_t H_cycles = 2;  // N: high-level cycles per segment (the Transformer baseline: unused)
   int64_t L_cycles = 2;  // T: low-level steps per high-level cycle
-  int64_t H_layers = 4;
-  int64_t L_layers = 4;
+  int64_t H_layers = 4;  // TRM: unused (one network, L_level)
+  int64_t L_layers = 4;  // the Transformer baseline: unused
 
   int64_t hidden_size = 512;
   double expansion = 4.0;
   int64_t num_heads = 8;
-  std::string pos_encodings = "rope";  // "rope" | "learned"
+  std::string pos_encodings = "rope";  // "rope" | "learned" | "none"
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
 
   int64_t halt_max_steps = 16;  // M_max segments
   double halt_exploration_prob = 0.1;
-  bool no_ACT_continue = false;  // TRM variant: halt on q_halt > 0 alone, no continue target / loss
+  bool no_ACT_continue = false;  // halt on q_halt > 0 alone, no continue target / loss (TRM's published default)
+  bool act_enabled = true;       // Transformer baseline: Q halting while training (else halt_max_steps segments)
+  bool act_inference = false;    // Transformer baseline: Q halting at evaluation too
+
+  bool mlp_t = false;          // TRM: a SwiGLU across the sequence in place of self-attention
+  int64_t puzzle_emb_len = 0;  // puzzle-embedding positions; 0 = ceil(puzzle_emb_ndim / hidden_size)
 
   std::string forward_dtype = "bfloat16";  // "float32" | "bfloat16"
 
   // Derived quantities.
-  int64_t puzzle_emb_len() const { return (puzzle_emb_ndim + hidden_size - 1) / hidden_size; }  // prefix positions
-  int64_t total_seq_len() const { return seq_len + puzzle_emb_len(); }
+  int64_t prefix_len() const {  // positions before the sequence: the puzzle embedding
+    return puzzle_emb_len > 0 ? puzzle_emb_len : (puzzle_emb_ndim + hidden_size - 1) / hidden_size;
+  }
+  int64_t total_seq_len() const { return seq_len + prefix_len(); }
   int64_t head_dim() const { return hidden_size / num_heads; }
-  int64_t mlp_intermediate() const;  // round(expansion*hidden*2/3) rounded up to a multiple of 256
+  // SwiGLU width for an input of `width` features: round(expansion*width*2/3) rounded up to a multiple of 256.
+  int64_t mlp_intermediate(int64_t width) const;
+  int64_t mlp_intermediate() const { return mlp_intermediate(hidden_size); }
   c10::ScalarType dtype() const;
 
   // Throws hrm::Error (prefixed by `source`) when the values are inconsistent.

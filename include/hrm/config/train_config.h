@@ -36,6 +36,10 @@ struct TrainConfig {
   int64_t max_steps = 0;          // stop (with a checkpoint) after this many steps; 0 = run to the end. The learning
                                   // rate schedule still spans the whole run.
   double time_limit_minutes = 0;  // stop (with a checkpoint and a final evaluation) after this long; 0 = none
+  bool ema = false;               // keep an EMA of the weights; evaluation uses it, checkpoints hold both
+  double ema_rate = 0.999;        // ema = rate * ema + (1 - rate) * weights, after every optimizer step
+  std::string init_from;          // start from this checkpoint's weights (hrm checkpoint, run folder or published)
+  bool freeze_weights = false;    // train the puzzle embeddings alone (every other weight stays bit-identical)
   std::string loss_type = "stablemax_cross_entropy";  // arch.loss_type
   ModelConfig arch;  // data-dependent fields (seq_len, vocab_size, ...) are set from the dataset
 

@@ -41,6 +41,7 @@ struct EvalRequest {
   std::string data_dir, config_path;   // default: the checkpoint's dataset; config: for published state dicts
   std::vector<std::string> overrides;  // e.g. arch.halt_max_steps=32
   std::string device = "auto";
+  std::string weights = "auto";    // auto (EMA when present) | ema | raw
   int64_t batch_size = 0;          // 0: the training global batch size, at most 1024
   std::string predictions_prefix;  // writes PREFIX_{predictions,q_halt_logits,inputs,labels}.npy
   std::string submission_path;     // ARC: a Kaggle submission.json
@@ -51,6 +52,7 @@ struct EvalReport {
   std::string data_path;
   data::TaskKind kind = data::TaskKind::Generic;
   int64_t halt_max_steps = 0;
+  bool ema = false;  // evaluated with the checkpoint's EMA weights
 };
 EvalReport evaluate_checkpoint(const EvalRequest& request);
 

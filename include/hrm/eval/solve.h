@@ -27,7 +27,7 @@ std::string trace_html(const SolveTrace& trace, const data::TaskPuzzle& puzzle);
 
 // `hrm solve`: one of sudoku (the puzzle text), maze_path (a maze file) or arc_path (an ARC task file).
 struct SolveRequest {
-  std::string checkpoint, data_dir, device = "auto";
+  std::string checkpoint, data_dir, device = "auto", weights = "auto";
   std::vector<std::string> overrides;
   std::string sudoku, maze_path, arc_path;
   bool trace = false;     // every segment's grid in the report

@@ -36,12 +36,24 @@ enum class HaltRule {
 };
 struct HaltingPolicy {
   HaltRule rule = HaltRule::QHaltAboveQContinue;
-  bool target_q = true;           // Q_continue target from one more no-grad segment, and its loss (HRM)
-  bool adaptive_at_eval = false;  // the rule also halts at evaluation (else every sample runs halt_max_steps)
+  bool target_q = true;              // Q_continue target from one more no-grad segment, and its loss (HRM)
+  bool adaptive_in_training = true;  // the rule halts while training (else every sample runs halt_max_steps)
+  bool adaptive_at_eval = false;     // the rule also halts at evaluation (else every sample runs halt_max_steps)
   bool halts(double q_halt, double q_continue) const {
     return rule == HaltRule::QHaltPositive ? q_halt > 0 : q_halt > q_continue;
   }
 };
+
+// A stack of the config's blocks (H or L of HRM, L of TRM, H of the Transformer baseline); the input injection is
+// added to the state first. With mlp_t each block mixes along the sequence instead of attending.
+class ReasoningModuleImpl : public torch::nn::Module {
+ public:
+  ReasoningModuleImpl(const ModelConfig& config, int64_t num_layers);
+  torch::Tensor forward(const torch::Tensor& state, const torch::Tensor& injection, const nn::RopeTables& rope);
+
+  torch::nn::ModuleList layers;
+};
+TORCH_MODULE(ReasoningModule);
 
 class ReasoningCore : public torch::nn::Module {
  public:

@@ -8,16 +8,6 @@
 
 namespace hrm {
 
-// H or L: a stack of Transformer blocks; the input injection is added to the state first.
-class ReasoningModuleImpl : public torch::nn::Module {
- public:
-  ReasoningModuleImpl(const ModelConfig& config, int64_t num_layers);
-  torch::Tensor forward(const torch::Tensor& state, const torch::Tensor& injection, const nn::RopeTables& rope);
-
-  torch::nn::ModuleList layers;
-};
-TORCH_MODULE(ReasoningModule);
-
 class HRMCore : public ReasoningCore {
  public:
   explicit HRMCore(const ModelConfig& config);

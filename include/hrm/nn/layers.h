@@ -99,10 +99,14 @@ TORCH_MODULE(SwiGLU);
 // Post-norm Transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x)).
 class TransformerBlockImpl : public torch::nn::Module {
  public:
-  TransformerBlockImpl(int64_t hidden_size, int64_t num_heads, int64_t intermediate_size, double norm_eps);
+  // sequence_len > 0: the token mixer is `mlp_t`, a SwiGLU across the sequence (width sequence_intermediate) with
+  // its residual and RMSNorm over the sequence axis (TRM's mlp_t), instead of self-attention.
+  TransformerBlockImpl(int64_t hidden_size, int64_t num_heads, int64_t intermediate_size, double norm_eps,
+                       int64_t sequence_len = 0, int64_t sequence_intermediate = 0);
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope);
 
-  Attention self_attn{nullptr};
+  Attention self_attn{nullptr};  // null with mlp_t
+  SwiGLU mlp_t{nullptr};         // null with self-attention
   SwiGLU mlp{nullptr};
 
  private:

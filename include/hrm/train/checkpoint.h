@@ -43,6 +43,11 @@ struct LoadedCheckpoint {
   TextDict text;
 };
 LoadedCheckpoint read_checkpoint(const std::string& path);
+// The EMA weights a checkpoint holds (its "ema.<name>" extras), by parameter name; empty when it has none.
+StateDict ema_weights(const LoadedCheckpoint& checkpoint);
+// Model weights to start or run from: an hrm checkpoint (with prefer_ema, its EMA in place of the raw weights when it
+// has one; *used_ema says so) or a published state dict (keys mapped); a run folder means its latest checkpoint.
+StateDict read_weights(const std::string& path, bool prefer_ema, bool* used_ema = nullptr);
 
 // Builds a model from a checkpoint (ours, or a published state dict together with `config` when given).
 ACTModel load_model(const std::string& path, const ModelConfig* config = nullptr);
