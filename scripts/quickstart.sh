@@ -27,4 +27,5 @@ echo "== evaluate on the held-out test split ($(( $(date +%s) - start )) s so fa
 "$HRM" eval --checkpoint "$RUN" --json "$RUN/eval.json" > "$RUN/eval.log"
 grep -v '^{' "$RUN/eval.log"
 echo "quick start took $(( $(date +%s) - start )) s"
+echo "report: $("$HRM" report "$RUN")"
 cat "$RUN/eval.json"

@@ -8,6 +8,7 @@ PACKAGES=(
   libopenblas0-pthread    # without it Debian's LibTorch falls back to the reference BLAS (~30x slower fp32 GEMM)
   libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   qqwing                  # independent Sudoku generator/solver used to cross-check ours in tests
+  chromium                # headless browser: the report test renders a run's report page
   ccache
 )
 

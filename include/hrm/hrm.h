@@ -1,5 +1,7 @@
 #pragma once
 // Umbrella header: the public API of the hrm library.
+#include "hrm/analysis/analysis.h"
+#include "hrm/analysis/report.h"
 #include "hrm/config/model_config.h"
 #include "hrm/config/train_config.h"
 #include "hrm/data/arc.h"

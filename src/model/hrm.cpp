@@ -26,14 +26,14 @@ SegmentOutput HRMCore::forward(const InnerCarry& carry, const Batch& batch) {
     for (int64_t h = 0; h < N; ++h) {
       for (int64_t l = 0; l < T; ++l) {
         if (h == N - 1 && l == T - 1) break;
-        z_L = L_level(z_L, z_H + x, rope);
+        z_L = observed("z_L", L_level(z_L, z_H + x, rope));
       }
-      if (h < N - 1) z_H = H_level(z_H, z_L, rope);
+      if (h < N - 1) z_H = observed("z_H", H_level(z_H, z_L, rope));
     }
   }
   // One-step gradient: the last L and H updates.
-  z_L = L_level(z_L, z_H + x, rope);
-  z_H = H_level(z_H, z_L, rope);
+  z_L = observed("z_L", L_level(z_L, z_H + x, rope));
+  z_H = observed("z_H", H_level(z_H, z_L, rope));
   return output_heads(z_H, InnerCarry{z_H.detach(), z_L.detach()});
 }
 

@@ -14,7 +14,7 @@ TransformerCore::TransformerCore(const ModelConfig& config) : ReasoningCore(conf
 SegmentOutput TransformerCore::forward(const InnerCarry& carry, const Batch& batch) {
   const nn::RopeTables rope = rope_tables(carry.z_H.device());
   // One pass, with gradient.
-  const torch::Tensor z_H = H_level(carry.z_H, input_embeddings(batch), rope);
+  const torch::Tensor z_H = observed("z_H", H_level(carry.z_H, input_embeddings(batch), rope));
   return output_heads(z_H, InnerCarry{z_H.detach(), {}});
 }
 

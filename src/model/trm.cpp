@@ -23,13 +23,13 @@ SegmentOutput TRMCore::forward(const InnerCarry& carry, const Batch& batch) {
     // The first N - 1 cycles run without gradient.
     torch::NoGradGuard no_grad;
     for (int64_t h = 0; h < N - 1; ++h) {
-      for (int64_t l = 0; l < T; ++l) z_L = L_level(z_L, z_H + x, rope);
-      z_H = L_level(z_H, z_L, rope);
+      for (int64_t l = 0; l < T; ++l) z_L = observed("z_L", L_level(z_L, z_H + x, rope));
+      z_H = observed("z_H", L_level(z_H, z_L, rope));
     }
   }
   // The last cycle with gradient through all of its T + 1 updates, by the same network.
-  for (int64_t l = 0; l < T; ++l) z_L = L_level(z_L, z_H + x, rope);
-  z_H = L_level(z_H, z_L, rope);
+  for (int64_t l = 0; l < T; ++l) z_L = observed("z_L", L_level(z_L, z_H + x, rope));
+  z_H = observed("z_H", L_level(z_H, z_L, rope));
   return output_heads(z_H, InnerCarry{z_H.detach(), z_L.detach()});
 }
 

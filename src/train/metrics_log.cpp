@@ -16,9 +16,9 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 const std::vector<std::string> kCsvColumns = {
-    "split",          "step",           "epoch",           "lr",    "samples_per_s", "loss",        "count",
-    "accuracy",       "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss",       "q_halt_loss", "q_continue_loss",
-    "valid_solutions"};
+    "split",           "step",           "epoch",           "lr",    "samples_per_s", "loss",        "count",
+    "accuracy",        "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss",       "q_halt_loss", "q_continue_loss",
+    "valid_solutions", "elapsed_s"};
 
 }  // namespace
 

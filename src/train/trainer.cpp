@@ -15,6 +15,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "hrm/data/loader.h"
 #include "hrm/model/registry.h"
@@ -28,6 +29,7 @@
 #include "hrm/util/file.h"
 #include "hrm/util/log.h"
 #include "hrm/util/memory.h"
+#include "hrm/version.h"
 
 namespace hrm {
 namespace {
@@ -70,7 +72,7 @@ std::string format_duration(double s) {
 class Trainer {
  public:
   Trainer(TrainConfig config, const TrainOptions& options)
-      : cfg_(std::move(config)), progress_(options.progress), evaluate_(options.evaluate) {}
+      : cfg_(std::move(config)), progress_(options.progress), evaluate_(options.evaluate), on_end_(options.on_end) {}
 
   TrainOutcome run(const std::string& resume_checkpoint) {
     log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
@@ -117,7 +119,10 @@ class Trainer {
     else
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     log_->truncate_after(step_);
-    return loop();
+    write_run_info(meta);
+    TrainOutcome outcome = loop();
+    if (on_end_) on_end_(cfg_.run_dir);
+    return outcome;
   }
 
  private:
@@ -127,6 +132,7 @@ class Trainer {
     outcome.run_dir = cfg_.run_dir;
     outcome.total_steps = total_steps_;
     const auto start = std::chrono::steady_clock::now();
+    loop_start_ = start;
     const bool tty = progress_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
     log::info(
@@ -161,6 +167,7 @@ class Trainer {
       ema_rate = ema_rate == 0 ? rate : 0.9 * ema_rate + 0.1 * rate;
       std::map<std::string, double> row = m;
       row["samples_per_s"] = rate;
+      row["elapsed_s"] = elapsed_seconds();
       log_->write("train", step_, epoch(), row);
       if (!std::isfinite(m.at("loss"))) {
         if (tty) std::fprintf(stderr, "\n");
@@ -249,6 +256,7 @@ class Trainer {
     std::map<std::string, double> e = evaluate_(model_, cfg_);
     averaged.reset();
     if (e.empty()) return;
+    e["elapsed_s"] = elapsed_seconds();
     log_->write("eval", step_, epoch(), e);
     log::info(fmt::format(
         "eval at step {}: exact_accuracy {:.4f}  accuracy {:.4f}  q_halt_accuracy {:.4f}  steps {:.2f}{}", step_,
@@ -290,12 +298,33 @@ class Trainer {
     log::info(fmt::format("init_from {}: started from its {} weights", path, used_ema ? "EMA" : "trained"));
   }
 
+  // RUN_DIR/run_info.json: what the report shows besides the metrics (this invocation's machine and the dataset).
+  void write_run_info(const data::DatasetMetadata& meta) {
+    nlohmann::json info;
+    info["hardware"] = {{"cpu", cpu_description()},
+                        {"device", device_.str()},
+                        {"threads", torch::get_num_threads()},
+                        {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR)},
+                        {"hrm", HRM_VERSION_STRING}};
+    info["dataset"] = {{"path", cfg_.data_path},
+                       {"train examples", train_ds_->num_examples()},
+                       {"train groups", meta.total_groups},
+                       {"seq_len", meta.seq_len},
+                       {"vocab_size", meta.vocab_size},
+                       {"puzzle identifiers", meta.num_puzzle_identifiers}};
+    info["model"] = {{"name", model_->config().name},
+                     {"parameters", count_parameters()},
+                     {"forward_dtype", model_->config().forward_dtype}};
+    write_file_atomic(cfg_.run_dir + "/run_info.json", info.dump(1) + "\n");
+  }
+
   std::string save() {
     const std::string dir = cfg_.run_dir + "/checkpoints";
     fs::create_directories(dir);
     StateDict extra;
     for (const auto& [k, v] : optimizer_->adam().state_dict()) extra["adam." + k] = v;
     extra["train.step"] = torch::tensor(step_, torch::kLong);
+    extra["train.elapsed_s"] = torch::tensor(elapsed_seconds(), torch::kDouble);
     if (ema_)
       for (const auto& [k, v] : ema_->weights()) extra["ema." + k] = v;
     extra["train.iteration"] = torch::tensor(iteration_, torch::kLong);
@@ -335,6 +364,7 @@ class Trainer {
         ema_->load(averages, path);
     }
     step_ = get("train.step").item<int64_t>();
+    if (ck.extra.count("train.elapsed_s")) elapsed_before_ = ck.extra.at("train.elapsed_s").item<double>();
     iteration_ = get("train.iteration").item<int64_t>();
     batch_in_iter_ = get("train.batch_in_iter").item<int64_t>();
     {
@@ -351,6 +381,7 @@ class Trainer {
   bool progress_;
   torch::Device device_{torch::kCPU};
   Evaluator evaluate_;
+  std::function<void(const std::string&)> on_end_;
   std::shared_ptr<data::PuzzleDataset> train_ds_;
   LossType loss_type_ = LossType::StablemaxCrossEntropy;
   ACTModel model_{nullptr};
@@ -359,6 +390,12 @@ class Trainer {
   std::unique_ptr<log::FileSink> log_file_;
   std::unique_ptr<EMA> ema_;
   std::optional<Carry> carry_;
+  // Training time of this run: before this invocation (from the checkpoint) plus since the loop started.
+  double elapsed_seconds() const {
+    return elapsed_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start_).count();
+  }
+  double elapsed_before_ = 0;
+  std::chrono::steady_clock::time_point loop_start_ = std::chrono::steady_clock::now();
   int64_t step_ = 0, iteration_ = 0, batch_in_iter_ = 0, total_steps_ = 0, epochs_per_iter_ = 1, total_iters_ = 1;
 };
 

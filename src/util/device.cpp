@@ -1,6 +1,7 @@
 #include "hrm/util/device.h"
 
 #include <algorithm>
+#include <fstream>
 #include <thread>
 
 #include <torch/torch.h>
@@ -22,6 +23,23 @@ void set_threads(int64_t threads) {
       threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
   keep_freed_cpu_memory();
+}
+
+std::string cpu_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model, flags;
+  while (std::getline(in, line) && (model.empty() || flags.empty())) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+    if (key == "model name" && model.empty()) model = line.substr(colon + 2);
+    if (key == "flags" && flags.empty()) flags = " " + line.substr(colon + 1) + " ";
+  }
+  std::string simd;
+  for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16"})
+    if (flags.find(std::string(" ") + f + " ") != std::string::npos) simd += (simd.empty() ? "" : " ") + std::string(f);
+  return (model.empty() ? std::string("unknown CPU") : model) + ", " +
+         std::to_string(std::thread::hardware_concurrency()) + " cores" + (simd.empty() ? "" : ", " + simd);
 }
 
 }  // namespace hrm

@@ -39,8 +39,23 @@ Level parse_level(const std::string& name) {
   throw Error("unknown log level '" + name + "' (expected trace, debug, info, warn, error or off)");
 }
 
-void set_level(Level level) { logger().set_level(static_cast<spdlog::level::level_enum>(static_cast<int>(level))); }
-Level level() { return static_cast<Level>(static_cast<int>(logger().level())); }
+namespace {
+spdlog::level::level_enum spd(Level l) { return static_cast<spdlog::level::level_enum>(static_cast<int>(l)); }
+Level g_console_level = Level::info;
+// Log files keep at least the info lines whatever the console shows.
+spdlog::level::level_enum file_level() { return std::min(spd(g_console_level), spdlog::level::info); }
+}  // namespace
+
+// The console sink shows `level`; the logger passes what either the console or a file wants.
+void set_level(Level level) {
+  std::lock_guard<std::mutex> lock(sinks_mutex());
+  g_console_level = level;
+  auto& sinks = logger().sinks();
+  sinks.front()->set_level(spd(level));
+  for (size_t i = 1; i < sinks.size(); ++i) sinks[i]->set_level(file_level());
+  logger().set_level(std::min(spd(level), file_level()));
+}
+Level level() { return g_console_level; }
 
 FileSink::FileSink(const std::string& path) {
   std::shared_ptr<spdlog::sinks::basic_file_sink_mt> sink;
@@ -50,6 +65,7 @@ FileSink::FileSink(const std::string& path) {
     throw Error("cannot open log file " + path + ": " + e.what());
   }
   sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  sink->set_level(file_level());
   std::lock_guard<std::mutex> lock(sinks_mutex());
   logger().sinks().push_back(sink);
   sink_ = sink;

@@ -14,6 +14,28 @@ Assignment split_assignment(const std::string& text, const std::string& source) 
   return Assignment{text.substr(0, eq), text.substr(eq + 1)};
 }
 
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(start, end - start);
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size())
+      throw Error(what + ": expected integers separated by commas, got '" + text + "'");
+    out.push_back(v);
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string closest_match(const std::string& name, const std::vector<std::string>& candidates) {
   auto lower = [](std::string s) {
     for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));

@@ -80,8 +80,9 @@ TEST(Log, LevelsByName) {
   const log::Level before = log::level();
   {
     log::FileSink sink(dir.file("x.log"));
-    log::set_level(log::Level::warn);
-    log::info("hidden");
+    log::set_level(log::Level::warn);  // the console shows warnings; the file still keeps info lines
+    log::debug("hidden");
+    log::info("kept in the file");
     log::warn("shown");
   }
   log::info("after the sink");
@@ -89,5 +90,6 @@ TEST(Log, LevelsByName) {
   const std::string text = read_file(dir.file("x.log"));
   EXPECT_EQ(text.find("hidden"), std::string::npos);
   EXPECT_NE(text.find("[warning] shown"), std::string::npos) << text;
+  EXPECT_NE(text.find("[info] kept in the file"), std::string::npos) << text;
   EXPECT_EQ(text.find("after the sink"), std::string::npos);
 }

@@ -7,6 +7,7 @@
 // published initial weights: token embedding, output heads (lm_head, q_head), the sparse puzzle embedding and the
 // position encoding (RoPE or learned). Names follow the published state dicts ("inner.lm_head.weight").
 #include <cstdint>
+#include <functional>
 
 #include <torch/torch.h>
 
@@ -78,6 +79,10 @@ class ReasoningCore : public torch::nn::Module {
   nn::SparsePuzzleEmbedding puzzle_emb{nullptr};  // null when puzzle_emb_ndim == 0
   nn::CastedEmbedding embed_pos{nullptr};         // null unless pos_encodings == "learned"
 
+  // When set, called with every state update inside a segment ("z_L" or "z_H" and the new state), in order: the
+  // analyses (forward residuals, participation ratio) watch the recursion through it.
+  std::function<void(const char* state, const torch::Tensor& value)> observer;
+
   // sqrt(hidden) * [puzzle embedding prefix ; token embedding] (+ learned positions), forward dtype.
   torch::Tensor input_embeddings(const Batch& batch);
   nn::RopeTables rope_tables(const torch::Device& device);
@@ -87,6 +92,11 @@ class ReasoningCore : public torch::nn::Module {
 
   // lm_head on the sequence positions and q_head on the first position of the final state; carry = states detached.
   SegmentOutput output_heads(const torch::Tensor& z_final, InnerCarry carry);
+  // `value`, after telling the observer (if any) that `state` became it.
+  const torch::Tensor& observed(const char* state, const torch::Tensor& value) {
+    if (observer) observer(state, value);
+    return value;
+  }
 
   ModelConfig config_;
 

@@ -20,7 +20,8 @@ using Evaluator = std::function<std::map<std::string, double>(ACTModel& model, c
 
 struct TrainOptions {
   bool progress = true;
-  Evaluator evaluate;  // empty: no evaluation
+  Evaluator evaluate;                                      // empty: no evaluation
+  std::function<void(const std::string& run_dir)> on_end;  // after the run stops (e.g. write its report)
 };
 
 struct TrainOutcome {

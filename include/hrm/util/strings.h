@@ -1,5 +1,6 @@
 #pragma once
 // Small string helpers shared by the config parsers and error messages.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,9 @@ struct Assignment {
   std::string key, value;
 };
 Assignment split_assignment(const std::string& text, const std::string& source);
+
+// "1,2,4" -> {1, 2, 4}; errors name `what` and the bad item.
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what);
 
 // Closest string by edit distance (for "did you mean" messages); empty when `candidates` is empty.
 std::string closest_match(const std::string& name, const std::vector<std::string>& candidates);
