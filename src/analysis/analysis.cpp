@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "hrm/eval/evaluate.h"
 #include "hrm/analysis/report.h"
+#include "hrm/eval/evaluate.h"
 #include "hrm/eval/inference.h"
 #include "hrm/model/registry.h"
 #include "hrm/util/device.h"
@@ -136,8 +136,8 @@ ParticipationRatio participation_ratio(ACTModel& trained, ACTModel& untrained, c
   }
   for (int64_t k : {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}) {
     if (k > r.trajectories) break;
-    r.pr_vs_trajectories.push_back(
-        {k, participation(pooled(mine.at("z_H"), k)), mine.count("z_L") ? participation(pooled(mine.at("z_L"), k)) : -1});
+    r.pr_vs_trajectories.push_back({k, participation(pooled(mine.at("z_H"), k)),
+                                    mine.count("z_L") ? participation(pooled(mine.at("z_L"), k)) : -1});
   }
   if (r.pr_vs_trajectories.empty() || r.pr_vs_trajectories.back().trajectories != r.trajectories)
     r.pr_vs_trajectories.push_back({r.trajectories, r.pr_z_H, r.pr_z_L});
@@ -223,7 +223,8 @@ std::string run_analysis(const AnalysisRequest& r) {
   ensure_parent_dir(path);
   write_file_atomic(path, json + "\n");
   // A run folder's report shows the analysis at once.
-  fs::path run = fs::is_directory(r.checkpoint) ? fs::path(r.checkpoint) : fs::path(r.checkpoint).parent_path().parent_path();
+  fs::path run =
+      fs::is_directory(r.checkpoint) ? fs::path(r.checkpoint) : fs::path(r.checkpoint).parent_path().parent_path();
   if (fs::exists(run / "metrics.jsonl") && fs::exists(run / "config.yaml")) write_report(run.string());
   return path;
 }

@@ -99,7 +99,8 @@ std::string plot(const std::string& title, const std::string& x_label, std::vect
                              "\" data-x=\"" + xs.str() + "\" data-y=\"" + ys.str() + "\"";
     if (s.points) {
       o << "<g class=\"series points\" " << data << " fill=\"" << colour << "\">";
-      for (size_t i = 0; i < s.x.size(); ++i) o << "<circle cx=\"" << px(s.x[i]) << "\" cy=\"" << py(s.y[i]) << "\" r=\"3.5\"/>";
+      for (size_t i = 0; i < s.x.size(); ++i)
+        o << "<circle cx=\"" << px(s.x[i]) << "\" cy=\"" << py(s.y[i]) << "\" r=\"3.5\"/>";
       o << "</g>";
     } else {
       o << "<polyline class=\"series line\" " << data << " stroke=\"" << colour << "\" points=\"";
@@ -174,7 +175,8 @@ std::string analyses(const std::string& dir) {
     for (const char* state : {"z_H", "z_L"}) {
       Series line{std::string("residual of ") + state, {}, {}, false};
       for (const auto& seg : res.value(state, Json::array()))
-        for (const auto& v : seg) line.x.push_back(static_cast<double>(line.x.size())), line.y.push_back(v.get<double>());
+        for (const auto& v : seg)
+          line.x.push_back(static_cast<double>(line.x.size())), line.y.push_back(v.get<double>());
       if (!line.x.empty()) s.push_back(line);
     }
     o << "<h3>Forward residuals (paper Fig. 3)</h3><p>||z<sub>t</sub> - z<sub>t-1</sub>|| / ||z<sub>t-1</sub>||, "
@@ -197,10 +199,12 @@ std::string analyses(const std::string& dir) {
       if (p["pr_z_L"].is_number())
         curve_L.x.push_back(p["trajectories"].get<double>()), curve_L.y.push_back(p["pr_z_L"].get<double>());
     }
-    o << "<h3>Participation ratio (paper Fig. 8)</h3>" << table(Json{{"pr_z_H", pr["pr_z_H"]}, {"pr_z_L", pr["pr_z_L"]},
-                                                                       {"untrained_pr_z_H", pr["untrained_pr_z_H"]},
-                                                                       {"untrained_pr_z_L", pr["untrained_pr_z_L"]},
-                                                                       {"trajectories", pr["trajectories"]}})
+    o << "<h3>Participation ratio (paper Fig. 8)</h3>"
+      << table(Json{{"pr_z_H", pr["pr_z_H"]},
+                    {"pr_z_L", pr["pr_z_L"]},
+                    {"untrained_pr_z_H", pr["untrained_pr_z_H"]},
+                    {"untrained_pr_z_L", pr["untrained_pr_z_L"]},
+                    {"trajectories", pr["trajectories"]}})
       << plot("participation ratio (x: 0 = z_H, 1 = z_L)", "state", {trained, untrained})
       << plot("participation ratio against trajectories", "trajectories", {curve_H, curve_L});
   }
@@ -208,7 +212,8 @@ std::string analyses(const std::string& dir) {
   if (!sc.is_null()) {
     Series exact{"exact accuracy", {}, {}, false};
     const auto m = sc.value("halt_max_steps", Json::array()), e = sc.value("exact_accuracy", Json::array());
-    for (size_t i = 0; i < m.size() && i < e.size(); ++i) exact.x.push_back(m[i].get<double>()), exact.y.push_back(e[i].get<double>());
+    for (size_t i = 0; i < m.size() && i < e.size(); ++i)
+      exact.x.push_back(m[i].get<double>()), exact.y.push_back(e[i].get<double>());
     o << "<h3>Inference-time scaling (paper Fig. 5c)</h3>"
       << plot("exact accuracy against halt_max_steps at evaluation", "halt_max_steps", {exact});
   }
@@ -253,9 +258,8 @@ std::string report_html(const std::string& run_dir) {
   const Json info = read_json_or_null(run_dir + "/run_info.json");
 
   std::ostringstream o;
-  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>hrm report: " << escape(run_dir)
-    << "</title><style>" << kStyle << "</style></head><body><div id=\"tip\"></div><h1>hrm run " << escape(run_dir)
-    << "</h1>";
+  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>hrm report: " << escape(run_dir) << "</title><style>"
+    << kStyle << "</style></head><body><div id=\"tip\"></div><h1>hrm run " << escape(run_dir) << "</h1>";
   Json summary = Json::object();
   summary["training steps logged"] = train.size();
   if (!train.empty()) summary["last step"] = train.back().value("step", 0);
@@ -266,13 +270,18 @@ std::string report_html(const std::string& run_dir) {
   o << "<h2>Summary</h2>" << table(summary);
 
   // The curves: every metric against step and against training time; evaluations as points.
-  const std::vector<std::pair<const char*, const char*>> metrics = {
-      {"lm_loss", "lm loss"}, {"q_halt_loss", "Q-halt loss"}, {"q_continue_loss", "Q-continue loss"},
-      {"accuracy", "token accuracy"}, {"exact_accuracy", "exact accuracy"}, {"q_halt_accuracy", "Q-halt accuracy"},
-      {"steps", "mean segments"}, {"valid_solutions", "checker-valid solutions"}, {"lr", "learning rate"},
-      {"samples_per_s", "samples/s"}};
-  for (const auto& [x_key, x_name] : std::vector<std::pair<const char*, const char*>>{{"step", "step"},
-                                                                                     {"elapsed_s", "training time (s)"}}) {
+  const std::vector<std::pair<const char*, const char*>> metrics = {{"lm_loss", "lm loss"},
+                                                                    {"q_halt_loss", "Q-halt loss"},
+                                                                    {"q_continue_loss", "Q-continue loss"},
+                                                                    {"accuracy", "token accuracy"},
+                                                                    {"exact_accuracy", "exact accuracy"},
+                                                                    {"q_halt_accuracy", "Q-halt accuracy"},
+                                                                    {"steps", "mean segments"},
+                                                                    {"valid_solutions", "checker-valid solutions"},
+                                                                    {"lr", "learning rate"},
+                                                                    {"samples_per_s", "samples/s"}};
+  for (const auto& [x_key, x_name] :
+       std::vector<std::pair<const char*, const char*>>{{"step", "step"}, {"elapsed_s", "training time (s)"}}) {
     std::ostringstream plots;
     for (const auto& [key, name] : metrics)
       plots << plot(std::string(name) + " against " + x_name, x_name,

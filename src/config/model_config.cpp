@@ -1,12 +1,14 @@
 #include "hrm/config/model_config.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <functional>
 
 #include <nlohmann/json.hpp>
 
+#include "hrm/util/device.h"
 #include "hrm/util/error.h"
 #include "hrm/util/strings.h"
 
@@ -101,10 +103,22 @@ int64_t ModelConfig::mlp_intermediate(int64_t width) const {
   return (r + 255) / 256 * 256;
 }
 
+namespace {
+std::atomic<bool> g_auto_on_cuda{false};
+}  // namespace
+
+void set_auto_dtype_device(bool cuda) { g_auto_on_cuda = cuda; }
+
+std::string ModelConfig::resolved_forward_dtype() const {
+  if (forward_dtype != "auto") return forward_dtype;
+  return g_auto_on_cuda || cpu_has_native_bf16() ? "bfloat16" : "float32";
+}
+
 c10::ScalarType ModelConfig::dtype() const {
-  if (forward_dtype == "float32") return c10::kFloat;
-  if (forward_dtype == "bfloat16") return c10::kBFloat16;
-  throw Error("forward_dtype must be float32 or bfloat16, got '" + forward_dtype + "'");
+  const std::string d = resolved_forward_dtype();
+  if (d == "float32") return c10::kFloat;
+  if (d == "bfloat16") return c10::kBFloat16;
+  throw Error("forward_dtype must be float32, bfloat16 or auto, got '" + forward_dtype + "'");
 }
 
 void ModelConfig::validate(const std::string& source) const {
@@ -131,8 +145,8 @@ void ModelConfig::validate(const std::string& source) const {
   req(halt_max_steps >= 1, "halt_max_steps must be >= 1");
   req(halt_exploration_prob >= 0 && halt_exploration_prob <= 1, "halt_exploration_prob must be in [0, 1]");
   req(rms_norm_eps > 0, "rms_norm_eps must be > 0");
-  req(forward_dtype == "float32" || forward_dtype == "bfloat16",
-      "forward_dtype must be float32 or bfloat16, got '" + forward_dtype + "'");
+  req(forward_dtype == "float32" || forward_dtype == "bfloat16" || forward_dtype == "auto",
+      "forward_dtype must be float32, bfloat16 or auto, got '" + forward_dtype + "'");
 }
 
 void ModelConfig::set(const std::string& key, const std::string& value, const std::string& source) {

@@ -78,6 +78,8 @@ const std::vector<Key>& table() {
       key("threads", &TrainConfig::threads),
       key("checkpoint_every_eval", &TrainConfig::checkpoint_every_eval),
       key("keep_checkpoints", &TrainConfig::keep_checkpoints),
+      key("checkpoint_every_steps", &TrainConfig::checkpoint_every_steps),
+      key("checkpoint_every_minutes", &TrainConfig::checkpoint_every_minutes),
       key("log_every", &TrainConfig::log_every),
       key("max_steps", &TrainConfig::max_steps),
       key("time_limit_minutes", &TrainConfig::time_limit_minutes),
@@ -258,6 +260,8 @@ void TrainConfig::validate(const std::string& source) const {
   req(lr_min_ratio >= 0 && lr_min_ratio <= 1, "lr_min_ratio must be in [0, 1]");
   req(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   req(keep_checkpoints >= 1, "keep_checkpoints must be >= 1");
+  req(checkpoint_every_steps >= 0 && checkpoint_every_minutes >= 0,
+      "checkpoint_every_steps and checkpoint_every_minutes must be >= 0");
   req(ema_rate >= 0 && ema_rate <= 1, "ema_rate must be in [0, 1]");
   req(!freeze_weights || arch.puzzle_emb_ndim > 0,
       "freeze_weights trains the puzzle embeddings alone, but arch.puzzle_emb_ndim is 0");

@@ -169,6 +169,42 @@ std::string render_grid(TaskKind kind, const std::vector<int32_t>& tokens, int r
   return out;
 }
 
+std::vector<bool> violating_cells(TaskKind kind, const std::vector<int32_t>& input,
+                                  const std::vector<int32_t>& prediction) {
+  const int64_t n = static_cast<int64_t>(prediction.size());
+  std::vector<bool> bad(prediction.size(), false);
+  const int side = square_side(n);
+  if (kind == TaskKind::Sudoku && (side == 4 || side == 6 || side == 9)) {
+    const SudokuShape shape = SudokuShape::of(side);
+    auto mark = [&](const std::vector<int>& cells) {  // repeated digits among these cells
+      for (size_t a = 0; a < cells.size(); ++a)
+        for (size_t b = a + 1; b < cells.size(); ++b)
+          if (prediction[cells[a]] > 1 && prediction[cells[a]] == prediction[cells[b]])
+            bad[cells[a]] = bad[cells[b]] = true;
+    };
+    for (int i = 0; i < side; ++i) {
+      std::vector<int> row, col, box;
+      for (int j = 0; j < side; ++j) {
+        row.push_back(i * side + j);
+        col.push_back(j * side + i);
+        const int per_row = side / shape.box_cols;  // boxes side by side
+        const int br = (i / per_row) * shape.box_rows, bc = (i % per_row) * shape.box_cols;
+        box.push_back((br + j / shape.box_cols) * side + bc + j % shape.box_cols);
+      }
+      mark(row), mark(col), mark(box);
+    }
+  } else if (kind == TaskKind::Maze && input.size() == prediction.size()) {
+    for (int64_t c = 0; c < n; ++c) bad[c] = prediction[c] == maze_token('o') && input[c] == maze_token('#');
+  }
+  return bad;
+}
+
+bool is_given(TaskKind kind, int32_t t) {
+  if (kind == TaskKind::Sudoku) return t > 1;
+  if (kind == TaskKind::Maze) return t == maze_token('#') || t == maze_token('S') || t == maze_token('G');
+  return false;
+}
+
 bool has_checker(TaskKind kind) { return kind == TaskKind::Sudoku || kind == TaskKind::Maze; }
 
 bool is_valid_solution(TaskKind kind, const int32_t* input, const int32_t* prediction, int64_t n) {

@@ -78,6 +78,7 @@ InferenceSetup load_for_inference(const std::string& checkpoint_or_run, const st
                   std::to_string(meta.seq_len) + ", " + std::to_string(meta.vocab_size) + ", " +
                   std::to_string(meta.num_puzzle_identifiers));
   }
+  set_auto_dtype_device(torch::Device(device).is_cuda());
   out.model = make_model(model_config);
   load_model_state(out.model, weights, checkpoint);
   out.model->to(torch::Device(device));

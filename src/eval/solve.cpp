@@ -47,22 +47,36 @@ SolveTrace solve_with_trace(ACTModel& model, const std::vector<int32_t>& input_t
 }
 
 std::string trace_html(const SolveTrace& trace, const data::TaskPuzzle& puzzle) {
+  // The report's page style: givens bold, rule violations red, cells changed since the previous segment shaded,
+  // the maze path green, ARC colours as ARC draws them.
+  static const char* arc[] = {"#000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00",
+                              "#aaa", "#f012be", "#ff851b", "#7fdbff", "#870c25"};
   std::ostringstream h;
   h << "<!doctype html><meta charset=utf-8><title>" << puzzle.title << "</title><style>"
-    << "body{font-family:sans-serif}table{border-collapse:collapse;margin:4px}td{width:18px;height:18px;"
-    << "text-align:center;border:1px solid #ccc;font:12px monospace}td.c{background:#fd8}"
-    << ".seg{display:inline-block;vertical-align:top;margin:8px}</style><h3>" << puzzle.title << "</h3>";
+    << "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:4px}"
+    << "td{width:20px;height:20px;text-align:center;border:1px solid #ccc;font:12px monospace}"
+    << "td.g{font-weight:700}td.c{background:#ffe8a8}td.v{color:#fff;background:#e03131}td.p{background:#b2f2bb}"
+    << ".seg{display:inline-block;vertical-align:top;margin:8px;font-size:13px}</style><h3>" << puzzle.title
+    << "</h3><p>bold: given; shaded: changed since the previous segment; red: breaks a rule</p>";
   const int rows = puzzle.rows, cols = puzzle.cols;
   for (size_t s = 0; s < trace.segments.size(); ++s) {
     const auto& seg = trace.segments[s];
+    const std::vector<bool> bad = data::violating_cells(puzzle.kind, puzzle.tokens, seg.prediction);
     h << "<div class=seg>segment " << s + 1 << (static_cast<int64_t>(s + 1) == trace.halt_segment ? " (halt)" : "")
       << "<br>q_halt " << seg.q_halt << "<table>";
     for (int r = 0; r < rows; ++r) {
       h << "<tr>";
       for (int c = 0; c < cols; ++c) {
-        const int32_t t = seg.prediction[static_cast<size_t>(r * cols + c)];
-        const bool changed = s > 0 && trace.segments[s - 1].prediction[static_cast<size_t>(r * cols + c)] != t;
-        h << "<td" << (changed ? " class=c" : "") << ">" << data::cell_text(puzzle.kind, t) << "</td>";
+        const size_t i = static_cast<size_t>(r * cols + c);
+        const int32_t t = seg.prediction[i];
+        std::string cls;
+        if (data::is_given(puzzle.kind, puzzle.tokens[i])) cls += " g";
+        if (s > 0 && trace.segments[s - 1].prediction[i] != t) cls += " c";
+        if (!bad.empty() && bad[i]) cls += " v";
+        if (puzzle.kind == data::TaskKind::Maze && data::cell_text(puzzle.kind, t) == "o") cls += " p";
+        h << "<td" << (cls.empty() ? "" : " class=\"" + cls.substr(1) + "\"");
+        if (puzzle.kind == data::TaskKind::Arc && t >= 2 && t <= 11) h << " style=\"background:" << arc[t - 2] << "\"";
+        h << ">" << (puzzle.kind == data::TaskKind::Arc ? "" : data::cell_text(puzzle.kind, t)) << "</td>";
       }
       h << "</tr>";
     }

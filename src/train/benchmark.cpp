@@ -45,7 +45,7 @@ ModelConfig bench_preset(const std::string& name) {
   c.H_cycles = c.L_cycles = 2;
   c.halt_max_steps = 16;
   c.halt_exploration_prob = 0.1;
-  c.forward_dtype = "bfloat16";
+  c.forward_dtype = "auto";
   if (name == "paper") return c;
   if (name == "small") {
     c.hidden_size = 128;
@@ -62,6 +62,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   ModelConfig c = config;
   c.batch_size = options.batch_size;
   torch::manual_seed(0);
+  set_auto_dtype_device(device.is_cuda());
   ACTModel model = make_model(c);
   model->to(device);
   model->train();
@@ -106,16 +107,17 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
 std::string bench_report(const std::string& preset, const ModelConfig& config, const BenchOptions& options,
                          const BenchResult& r) {
   char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
-                "%d threads, fused CPU kernels %s, %.2fM params\n"
-                "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
-                "%.1f MiB\n",
-                preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
-                (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len,
-                (long long)options.batch_size, config.forward_dtype.c_str(), torch::get_num_threads(),
-                nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second, r.median_step_ms,
-                r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
+  std::snprintf(
+      buf, sizeof buf,
+      "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
+      "%d threads, fused CPU kernels %s, %.2fM params\n"
+      "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
+      "%.1f MiB\n",
+      preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
+      (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len, (long long)options.batch_size,
+      (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
+      torch::get_num_threads(), nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second,
+      r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
   return buf;
 }
 

@@ -103,6 +103,7 @@ class Trainer {
     total_iters_ = cfg_.epochs / epochs_per_iter_;
 
     torch::manual_seed(cfg_.seed);
+    set_auto_dtype_device(device_.is_cuda());
     model_ = make_model(mc);
     model_->to(device_);
     if (resume_checkpoint.empty() && !cfg_.init_from.empty()) init_weights(cfg_.init_from);
@@ -114,10 +115,14 @@ class Trainer {
         std::make_unique<ModelOptimizer>(model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2,
                                                                  cfg_.puzzle_emb_lr, cfg_.puzzle_emb_weight_decay});
     log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
-    if (!resume_checkpoint.empty())
+    if (!resume_checkpoint.empty()) {
+      // A run killed while writing a checkpoint leaves its temporary file: the renamed ones are complete.
+      for (const auto& e : fs::directory_iterator(cfg_.run_dir + "/checkpoints"))
+        if (e.path().filename().string().find(".pt.tmp.") != std::string::npos) fs::remove(e.path());
       restore(resume_checkpoint);
-    else
+    } else {
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
+    }
     log_->truncate_after(step_);
     write_run_info(meta);
     TrainOutcome outcome = loop();
@@ -133,12 +138,14 @@ class Trainer {
     outcome.total_steps = total_steps_;
     const auto start = std::chrono::steady_clock::now();
     loop_start_ = start;
+    auto last_checkpoint = start;
     const bool tty = progress_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
-    log::info(
-        fmt::format("training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {} threads",
-                    cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size,
-                    count_parameters(), device_.str(), torch::get_num_threads()));
+    log::info(fmt::format(
+        "training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {}{}, {} threads",
+        cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size, count_parameters(),
+        device_.str(), model_->config().resolved_forward_dtype(),
+        model_->config().forward_dtype == "auto" ? " (auto)" : "", torch::get_num_threads()));
 
     data::BackgroundLoader loader(train_ds_, iteration_, 8, total_iters_ - iteration_);
     int64_t skip = batch_in_iter_;
@@ -193,6 +200,15 @@ class Trainer {
                std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60)
         stop_reason = "time limit reached";
       if (!stop_reason.empty()) break;
+      // Periodic checkpoints: a run killed at any instant loses at most the work since the last one.
+      const bool by_steps = cfg_.checkpoint_every_steps > 0 && step_ % cfg_.checkpoint_every_steps == 0;
+      const bool by_time =
+          cfg_.checkpoint_every_minutes > 0 &&
+          std::chrono::duration<double>(now - last_checkpoint).count() >= cfg_.checkpoint_every_minutes * 60;
+      if ((by_steps || by_time) && step_ < total_steps_) {
+        save();
+        last_checkpoint = std::chrono::steady_clock::now();
+      }
     }
     if (tty) std::fprintf(stderr, "\n");
     if (!stop_reason.empty()) {
@@ -314,7 +330,8 @@ class Trainer {
                        {"puzzle identifiers", meta.num_puzzle_identifiers}};
     info["model"] = {{"name", model_->config().name},
                      {"parameters", count_parameters()},
-                     {"forward_dtype", model_->config().forward_dtype}};
+                     {"forward_dtype", model_->config().forward_dtype},
+                     {"resolved_forward_dtype", model_->config().resolved_forward_dtype()}};
     write_file_atomic(cfg_.run_dir + "/run_info.json", info.dump(1) + "\n");
   }
 

@@ -25,16 +25,32 @@ void set_threads(int64_t threads) {
   keep_freed_cpu_memory();
 }
 
-std::string cpu_description() {
+namespace {
+// The first "model name" and "flags" lines of /proc/cpuinfo (flags padded with spaces for whole-word search).
+std::pair<std::string, std::string> cpuinfo() {
   std::ifstream in("/proc/cpuinfo");
   std::string line, model, flags;
   while (std::getline(in, line) && (model.empty() || flags.empty())) {
     const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
+    if (colon == std::string::npos || colon == 0) continue;
     const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-    if (key == "model name" && model.empty()) model = line.substr(colon + 2);
+    if (key == "model name" && model.empty()) model = line.substr(std::min(line.size(), colon + 2));
     if (key == "flags" && flags.empty()) flags = " " + line.substr(colon + 1) + " ";
   }
+  return {model, flags};
+}
+}  // namespace
+
+bool cpu_has_native_bf16() {
+  static const bool native = [] {
+    const std::string flags = cpuinfo().second;
+    return flags.find(" avx512_bf16 ") != std::string::npos || flags.find(" amx_bf16 ") != std::string::npos;
+  }();
+  return native;
+}
+
+std::string cpu_description() {
+  const auto [model, flags] = cpuinfo();
   std::string simd;
   for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16"})
     if (flags.find(std::string(" ") + f + " ") != std::string::npos) simd += (simd.empty() ? "" : " ") + std::string(f);

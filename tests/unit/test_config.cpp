@@ -15,7 +15,7 @@ const char* kBase = R"({"seq_len": 81, "vocab_size": 11, "hidden_size": 64, "num
 TEST(Config, ParsesAndRoundTrips) {
   const ModelConfig c = ModelConfig::from_json(std::string(kBase) + ", \"causal\": false}", "cfg.json");
   EXPECT_EQ(c.seq_len, 81);
-  EXPECT_EQ(c.forward_dtype, "bfloat16");
+  EXPECT_EQ(c.forward_dtype, "auto");
   EXPECT_EQ(c.head_dim(), 16);
   const ModelConfig again = ModelConfig::from_json(c.to_json(), "again");
   EXPECT_EQ(again.to_json(), c.to_json());
@@ -113,5 +113,22 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   const TrainConfig arc = TrainConfig::load(configs + "/arc1.yaml");
   EXPECT_EQ(arc.arch.hidden_size, 512);
   EXPECT_EQ(arc.arch.halt_max_steps, 16);
-  EXPECT_EQ(arc.arch.forward_dtype, "bfloat16");
+  EXPECT_EQ(arc.arch.forward_dtype, "auto");
+}
+
+TEST(Config, AutoDtypeIsBfloat16WhereNativeElseFloat32) {
+  ModelConfig c;
+  EXPECT_EQ(c.forward_dtype, "auto");
+  EXPECT_EQ(c.resolved_forward_dtype(), cpu_has_native_bf16() ? "bfloat16" : "float32");
+  set_auto_dtype_device(/*cuda=*/true);  // CUDA computes bf16 natively
+  EXPECT_EQ(c.dtype(), torch::kBFloat16);
+  set_auto_dtype_device(false);
+  c.forward_dtype = "float32";  // an explicit dtype wins
+  EXPECT_EQ(c.dtype(), torch::kFloat);
+  c.forward_dtype = "half";
+  EXPECT_THROW(c.validate(), hrm::Error);
+  // Configs and checkpoints keep "auto", so another machine resolves it again.
+  c.forward_dtype = "auto";
+  c.seq_len = c.vocab_size = 4;
+  EXPECT_NE(c.to_json().find("\"forward_dtype\": \"auto\""), std::string::npos);
 }

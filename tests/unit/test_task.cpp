@@ -93,3 +93,24 @@ TEST(Log, LevelsByName) {
   EXPECT_NE(text.find("[info] kept in the file"), std::string::npos) << text;
   EXPECT_EQ(text.find("after the sink"), std::string::npos);
 }
+
+TEST(Task, ViolatingCellsAndGivens) {
+  // 6x6 (2x3 boxes): a valid solution has no violation; swapping two digits within a row breaks two columns.
+  const std::string solution = "123456456123231564564231312645645312";
+  std::vector<int32_t> good;
+  for (char ch : solution) good.push_back(ch - '0' + 1);
+  const std::vector<bool> none = violating_cells(TaskKind::Sudoku, good, good);
+  EXPECT_EQ(std::count(none.begin(), none.end(), true), 0);
+  std::vector<int32_t> bad = good;
+  std::swap(bad[0], bad[1]);  // row 0 and box 0 stay permutations; columns 0 and 1 now repeat digits
+  const std::vector<bool> flagged = violating_cells(TaskKind::Sudoku, good, bad);
+  EXPECT_TRUE(flagged[0] && flagged[1]);
+  EXPECT_GT(std::count(flagged.begin(), flagged.end(), true), 2);
+  EXPECT_TRUE(is_given(TaskKind::Sudoku, 2));
+  EXPECT_FALSE(is_given(TaskKind::Sudoku, 1));  // a blank
+  const TaskPuzzle m = parse_maze_puzzle("S #\n # \n  G", "m");
+  std::vector<int32_t> path = m.tokens;
+  path[4] = maze_token('o');  // through the wall in the middle
+  EXPECT_TRUE(violating_cells(TaskKind::Maze, m.tokens, path)[4]);
+  EXPECT_TRUE(is_given(TaskKind::Maze, maze_token('#')));
+}

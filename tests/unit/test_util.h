@@ -72,11 +72,10 @@ inline Batch random_batch(const ModelConfig& c, int64_t B, uint64_t seed = 0) {
 // configs/arch/tiny.yaml (a hidden-64 1+1-layer bf16 HRM) and configs/toy.yaml training it on `data` in `dir`.
 inline std::string write_toy_config(const std::string& dir, const std::string& data, const std::string& extra = "") {
   std::filesystem::create_directories(dir + "/configs/arch");
-  std::ofstream(dir + "/configs/arch/tiny.yaml")
-      << "loss_type: stablemax_cross_entropy\nhalt_exploration_prob: 0.1\n"
-         "halt_max_steps: 3\nH_cycles: 2\nL_cycles: 2\nH_layers: 1\n"
-         "L_layers: 1\nhidden_size: 64\nnum_heads: 4\nexpansion: 2\n"
-         "puzzle_emb_ndim: 0\npos_encodings: rope\nforward_dtype: bfloat16\n";
+  std::ofstream(dir + "/configs/arch/tiny.yaml") << "loss_type: stablemax_cross_entropy\nhalt_exploration_prob: 0.1\n"
+                                                    "halt_max_steps: 3\nH_cycles: 2\nL_cycles: 2\nH_layers: 1\n"
+                                                    "L_layers: 1\nhidden_size: 64\nnum_heads: 4\nexpansion: 2\n"
+                                                    "puzzle_emb_ndim: 0\npos_encodings: rope\nforward_dtype: auto\n";
   std::ofstream(dir + "/configs/toy.yaml") << "defaults: {arch: tiny}\ndata_path: " << data
                                            << "\nglobal_batch_size: 32\nepochs: 12\neval_interval: 6\nlr: 3e-3\n"
                                               "lr_min_ratio: 0.1\nlr_warmup_steps: 10\nweight_decay: 0.1\n"

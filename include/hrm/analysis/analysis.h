@@ -24,7 +24,7 @@ Residuals forward_residuals(ACTModel& model, const data::PuzzleDataset& test);
 // say): each trajectory (test puzzle, halt_max_steps segments from a fresh carry) contributes its state after every
 // update, averaged over positions; the ratio is taken over all of them. Computed as trace(C)^2 / ||C||_F^2.
 struct ParticipationRatio {
-  double pr_z_H = 0, pr_z_L = -1;                    // -1: the model has no z_L
+  double pr_z_H = 0, pr_z_L = -1;  // -1: the model has no z_L
   double untrained_pr_z_H = 0, untrained_pr_z_L = -1;
   struct Point {
     int64_t trajectories;
@@ -52,9 +52,9 @@ Scaling inference_scaling(const std::string& checkpoint, const std::string& data
 struct AnalysisRequest {
   std::string kind;  // residuals | pr | scaling
   std::string checkpoint, data_dir, json_path, device = "auto", weights = "auto";
-  int64_t batch_size = 0;                                 // residuals: the batch; 0 = the training batch, at most 256
-  int64_t trajectories = 100;                             // pr
-  std::vector<int64_t> max_steps = {1, 2, 4, 8, 16};      // scaling
+  int64_t batch_size = 0;                             // residuals: the batch; 0 = the training batch, at most 256
+  int64_t trajectories = 100;                         // pr
+  std::vector<int64_t> max_steps = {1, 2, 4, 8, 16};  // scaling
 };
 std::string run_analysis(const AnalysisRequest& request);
 

@@ -39,7 +39,9 @@ struct ModelConfig {
   bool mlp_t = false;          // TRM: a SwiGLU across the sequence in place of self-attention
   int64_t puzzle_emb_len = 0;  // puzzle-embedding positions; 0 = ceil(puzzle_emb_ndim / hidden_size)
 
-  std::string forward_dtype = "bfloat16";  // "float32" | "bfloat16"
+  // "float32" | "bfloat16" | "auto": bfloat16 where it is native (AVX512-BF16/AMX CPUs, CUDA), float32 elsewhere;
+  // resolved whenever a model is built, so a checkpoint keeps "auto" and resolves again on another machine.
+  std::string forward_dtype = "auto";
 
   // Derived quantities.
   int64_t prefix_len() const {  // positions before the sequence: the puzzle embedding
@@ -50,7 +52,8 @@ struct ModelConfig {
   // SwiGLU width for an input of `width` features: round(expansion*width*2/3) rounded up to a multiple of 256.
   int64_t mlp_intermediate(int64_t width) const;
   int64_t mlp_intermediate() const { return mlp_intermediate(hidden_size); }
-  c10::ScalarType dtype() const;
+  c10::ScalarType dtype() const;               // forward_dtype, with "auto" resolved
+  std::string resolved_forward_dtype() const;  // "float32" | "bfloat16"
 
   // Throws hrm::Error (prefixed by `source`) when the values are inconsistent.
   void validate(const std::string& source = "model config") const;
@@ -68,5 +71,9 @@ struct ModelConfig {
 
   static std::vector<std::string> keys();
 };
+
+// Where "auto" models run: the trainer, inference and the benchmark say so before they build a model (CUDA takes
+// bfloat16 as published; on a CPU it depends on the CPU).
+void set_auto_dtype_device(bool cuda);
 
 }  // namespace hrm

@@ -32,7 +32,9 @@ struct TrainConfig {
   int64_t threads = 0;          // intra-op CPU threads; 0 = all cores
   bool checkpoint_every_eval = true;
   int64_t keep_checkpoints = 3;
-  int64_t log_every = 0;          // plain log line every N steps when not on a terminal; 0 = ~100 lines per run
+  int64_t checkpoint_every_steps = 0;   // also a checkpoint every N steps; 0 = off
+  double checkpoint_every_minutes = 0;  // also a checkpoint when this long has passed since the last; 0 = off
+  int64_t log_every = 0;                // plain log line every N steps when not on a terminal; 0 = ~100 lines per run
   int64_t max_steps = 0;          // stop (with a checkpoint) after this many steps; 0 = run to the end. The learning
                                   // rate schedule still spans the whole run.
   double time_limit_minutes = 0;  // stop (with a checkpoint and a final evaluation) after this long; 0 = none

@@ -42,6 +42,13 @@ std::vector<TaskPuzzle> parse_arc_task(const std::string& task_json_path, const 
 std::string cell_text(TaskKind kind, int32_t token);
 std::string render_grid(TaskKind kind, const std::vector<int32_t>& tokens, int rows, int cols);
 
+// Cells of a predicted grid that break the task's rules: Sudoku digits repeated in a row, column or box; maze path
+// cells on a wall of the puzzle `input`. Empty for other kinds.
+std::vector<bool> violating_cells(TaskKind kind, const std::vector<int32_t>& input,
+                                  const std::vector<int32_t>& prediction);
+// Whether an input token is given by the puzzle (a Sudoku clue; a maze wall, S or G).
+bool is_given(TaskKind kind, int32_t input_token);
+
 // The checker: whether `prediction` solves the puzzle `input` (token sequences of length seq_len). Sudoku and Maze
 // only (for other kinds there is no checker and this returns false).
 bool has_checker(TaskKind kind);
