@@ -66,14 +66,17 @@ void watch(ACTModel& model, const Batch& batch,
   model->inner->observer = nullptr;
 }
 
-// trace(C)^2 / ||C||_F^2 of the covariance of the rows of x [n, d].
-double participation(const torch::Tensor& x) {
+}  // namespace
+
+double participation_ratio_of(const torch::Tensor& x) {
   if (x.size(0) < 2) return 0;
   const torch::Tensor c = x.to(torch::kDouble) - x.to(torch::kDouble).mean(0, true);
   const torch::Tensor cov = c.t().mm(c) / static_cast<double>(x.size(0) - 1);
   const double tr = cov.trace().item<double>(), fro2 = cov.pow(2).sum().item<double>();
   return fro2 > 0 ? tr * tr / fro2 : 0;
 }
+
+namespace {
 
 // Per trajectory (row of the batch), the position-averaged states after every update: [B, updates, hidden].
 std::map<std::string, torch::Tensor> trajectories_of(ACTModel& model, const Batch& batch) {
@@ -128,16 +131,16 @@ ParticipationRatio participation_ratio(ACTModel& trained, ACTModel& untrained, c
   r.trajectories = batch.size();
   auto pooled = [](const torch::Tensor& t, int64_t k) { return t.narrow(0, 0, k).reshape({-1, t.size(2)}); };
   const auto mine = trajectories_of(trained, batch), base = trajectories_of(untrained, batch.to(untrained->device()));
-  r.pr_z_H = participation(pooled(mine.at("z_H"), r.trajectories));
-  r.untrained_pr_z_H = participation(pooled(base.at("z_H"), r.trajectories));
+  r.pr_z_H = participation_ratio_of(pooled(mine.at("z_H"), r.trajectories));
+  r.untrained_pr_z_H = participation_ratio_of(pooled(base.at("z_H"), r.trajectories));
   if (mine.count("z_L")) {
-    r.pr_z_L = participation(pooled(mine.at("z_L"), r.trajectories));
-    r.untrained_pr_z_L = participation(pooled(base.at("z_L"), r.trajectories));
+    r.pr_z_L = participation_ratio_of(pooled(mine.at("z_L"), r.trajectories));
+    r.untrained_pr_z_L = participation_ratio_of(pooled(base.at("z_L"), r.trajectories));
   }
   for (int64_t k : {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}) {
     if (k > r.trajectories) break;
-    r.pr_vs_trajectories.push_back({k, participation(pooled(mine.at("z_H"), k)),
-                                    mine.count("z_L") ? participation(pooled(mine.at("z_L"), k)) : -1});
+    r.pr_vs_trajectories.push_back({k, participation_ratio_of(pooled(mine.at("z_H"), k)),
+                                    mine.count("z_L") ? participation_ratio_of(pooled(mine.at("z_L"), k)) : -1});
   }
   if (r.pr_vs_trajectories.empty() || r.pr_vs_trajectories.back().trajectories != r.trajectories)
     r.pr_vs_trajectories.push_back({r.trajectories, r.pr_z_H, r.pr_z_L});

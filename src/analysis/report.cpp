@@ -143,7 +143,7 @@ Json read_json_or_null(const std::string& path) {
   }
 }
 
-// The series of `key` in `rows` against `x_key`, strided for lines; non-finite values (null) are left out.
+// The series of `key` in `rows` against `x_key` (strided beyond kMaxPlotPoints); non-finite values (null) are left out.
 Series series_of(const std::vector<Json>& rows, const std::string& key, const std::string& x_key,
                  const std::string& name, bool points) {
   Series s{name, {}, {}, points};
@@ -151,10 +151,7 @@ Series series_of(const std::vector<Json>& rows, const std::string& key, const st
   for (const auto& r : rows)
     if (r.contains(key) && r[key].is_number() && r.contains(x_key) && r[x_key].is_number())
       all.emplace_back(r[x_key].get<double>(), r[key].get<double>());
-  for (size_t i : points ? kept(std::min(all.size(), kMaxPlotPoints)) : kept(all.size())) {
-    if (i >= all.size()) break;
-    s.x.push_back(all[i].first), s.y.push_back(all[i].second);
-  }
+  for (size_t i : kept(all.size())) s.x.push_back(all[i].first), s.y.push_back(all[i].second);
   return s;
 }
 

@@ -259,3 +259,47 @@ TEST(Carry, StateDictRoundTrips) {
   const std::string e = error_of([&] { Carry::from_state_dict(missing, "carry.", c.dtype(), torch::kCPU, "ck.pt"); });
   EXPECT_NE(e.find("ck.pt: the carry has no 'carry.steps'"), std::string::npos) << e;
 }
+
+TEST(Analysis, ParticipationRatioCountsTheDimensionsInUse) {
+  torch::manual_seed(1);
+  // Three equal, independent directions in 8 dimensions: PR close to 3; one direction: 1.
+  torch::Tensor x = torch::zeros({20000, 8});
+  x.narrow(1, 0, 3).normal_();
+  EXPECT_NEAR(analysis::participation_ratio_of(x), 3.0, 0.05);
+  torch::Tensor line = torch::randn({1000, 1}) * torch::tensor({{1.0f, 2.0f, -1.0f, 0.5f}});
+  EXPECT_NEAR(analysis::participation_ratio_of(line), 1.0, 1e-6);
+  EXPECT_EQ(analysis::participation_ratio_of(torch::ones({1, 4})), 0.0);
+}
+
+TEST(Analysis, ResidualsHaveOneValuePerUpdateOfEverySegment) {
+  ModelConfig c = tiny_config();  // H_cycles 2 x L_cycles 2, halt_max_steps 3
+  torch::manual_seed(9);
+  ACTModel model = make_model(c);
+  hrm::test::TempDir dir;
+  data::DatasetFolder folder(dir.file("d"));
+  data::DatasetMetadata meta;
+  meta.vocab_size = c.vocab_size;
+  meta.num_puzzle_identifiers = c.num_puzzle_identifiers;
+  for (const char* split : {"train", "test"}) {
+    data::SplitBuilder b(c.seq_len);
+    for (int i = 0; i < 6; ++i) {
+      std::vector<uint8_t> x(static_cast<size_t>(c.seq_len), static_cast<uint8_t>(1 + i % 5));
+      b.add_example(x, x);
+      b.end_puzzle(0);
+      b.end_group();
+    }
+    b.write(folder.split_dir(split), meta);
+  }
+  folder.commit();
+  const data::PuzzleDataset test(data::LoaderConfig{dir.file("d"), "test", 4, true});
+  const analysis::Residuals r = analysis::forward_residuals(model, test);
+  ASSERT_EQ(r.z_L.size(), 3u);
+  ASSERT_EQ(r.z_H.size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    EXPECT_EQ(r.z_L[s].size(), 4u);  // N * T updates of z_L
+    EXPECT_EQ(r.z_H[s].size(), 2u);  // N updates of z_H
+    for (double v : r.z_L[s]) EXPECT_TRUE(std::isfinite(v) && v > 0);
+  }
+  EXPECT_EQ(r.batch_size, 4);
+  EXPECT_FALSE(model->inner->observer);  // the analysis leaves no observer behind
+}

@@ -34,6 +34,9 @@ struct ParticipationRatio {
   int64_t trajectories = 0;
   std::string to_json() const;
 };
+// The participation ratio of the covariance of the rows of `states` [n, d]: trace(C)^2 / ||C||_F^2 (= (sum lambda)^2 /
+// sum lambda^2); 0 for fewer than two rows.
+double participation_ratio_of(const torch::Tensor& states);
 ParticipationRatio participation_ratio(ACTModel& trained, ACTModel& untrained, const data::PuzzleDataset& test,
                                        int64_t trajectories);
 
