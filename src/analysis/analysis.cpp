@@ -168,12 +168,8 @@ Scaling inference_scaling(const std::string& checkpoint, const std::string& data
     check(m >= 1, "scaling: --max-steps values must be >= 1, got " + std::to_string(m));
     InferenceSetup setup = load_for_inference(checkpoint, data_dir, "", {"arch.halt_max_steps=" + std::to_string(m)},
                                               resolve_device(device));
-    data::LoaderConfig lc;
-    lc.dataset_path = setup.data_path;
-    lc.split = "test";
-    lc.test_mode = true;
-    lc.global_batch_size = batch_size > 0 ? batch_size : std::min<int64_t>(setup.global_batch_size, 1024);
-    const data::PuzzleDataset test(lc);
+    const data::PuzzleDataset test(data::LoaderConfig::test_split(
+        setup.data_path, batch_size > 0 ? batch_size : std::min<int64_t>(setup.global_batch_size, 1024)));
     const EvalOutput out = evaluate(setup.model, test, setup.loss_type, false);
     s.max_steps.push_back(m);
     s.exact_accuracy.push_back(out.metrics.at("exact_accuracy"));
@@ -206,12 +202,8 @@ std::string run_analysis(const AnalysisRequest& r) {
     json = inference_scaling(r.checkpoint, r.data_dir, r.max_steps, r.device, r.batch_size).to_json();
   } else if (r.kind == "residuals" || r.kind == "pr") {
     InferenceSetup s = load_for_inference(r.checkpoint, r.data_dir, "", {}, resolve_device(r.device), r.weights);
-    data::LoaderConfig lc;
-    lc.dataset_path = s.data_path;
-    lc.split = "test";
-    lc.test_mode = true;
-    lc.global_batch_size = r.batch_size > 0 ? r.batch_size : std::min<int64_t>(s.global_batch_size, 256);
-    const data::PuzzleDataset test(lc);
+    const data::PuzzleDataset test(data::LoaderConfig::test_split(
+        s.data_path, r.batch_size > 0 ? r.batch_size : std::min<int64_t>(s.global_batch_size, 256)));
     if (r.kind == "residuals") {
       json = forward_residuals(s.model, test).to_json();
     } else {

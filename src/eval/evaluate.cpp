@@ -82,12 +82,8 @@ Evaluator test_split_evaluator(bool progress) {
     if (cache->data_path != config.data_path || cache->batch_size != config.global_batch_size) {
       *cache = TestSplit{config.data_path, config.global_batch_size, nullptr, data::TaskKind::Generic};
       if (fs::exists(config.data_path + "/test")) {
-        data::LoaderConfig lc;
-        lc.dataset_path = config.data_path;
-        lc.split = "test";
-        lc.test_mode = true;
-        lc.global_batch_size = config.global_batch_size;
-        cache->dataset = std::make_shared<data::PuzzleDataset>(lc);
+        cache->dataset = std::make_shared<data::PuzzleDataset>(
+            data::LoaderConfig::test_split(config.data_path, config.global_batch_size));
         cache->kind = data::detect_task_kind(config.data_path, cache->dataset->metadata());
       }
     }
@@ -102,12 +98,8 @@ Evaluator test_split_evaluator(bool progress) {
 EvalReport evaluate_checkpoint(const EvalRequest& r) {
   InferenceSetup s =
       load_for_inference(r.checkpoint, r.data_dir, r.config_path, r.overrides, resolve_device(r.device), r.weights);
-  data::LoaderConfig lc;
-  lc.dataset_path = s.data_path;
-  lc.split = "test";
-  lc.test_mode = true;
-  lc.global_batch_size = r.batch_size > 0 ? r.batch_size : std::min<int64_t>(s.global_batch_size, 1024);
-  const data::PuzzleDataset test(lc);
+  const data::PuzzleDataset test(data::LoaderConfig::test_split(
+      s.data_path, r.batch_size > 0 ? r.batch_size : std::min<int64_t>(s.global_batch_size, 1024)));
   EvalOutput out = evaluate(s.model, test, s.loss_type, r.progress);
   EvalReport report;
   report.data_path = s.data_path;

@@ -26,6 +26,16 @@ struct LoaderConfig {
   int64_t epochs_per_iter = 1;
   uint64_t seed = 0;
   int64_t rank = 0, world_size = 1;
+
+  // The test split of a dataset, read in order (evaluation).
+  static LoaderConfig test_split(const std::string& dataset_path, int64_t global_batch_size) {
+    LoaderConfig c;
+    c.dataset_path = dataset_path;
+    c.split = "test";
+    c.test_mode = true;
+    c.global_batch_size = global_batch_size;
+    return c;
+  }
 };
 
 struct LoadedBatch {
