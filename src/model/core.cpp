@@ -43,6 +43,27 @@ ReasoningCore::ReasoningCore(const ModelConfig& config) : config_(config) {
   q_head->bias.fill_(-5);
 }
 
+torch::Tensor ReasoningCore::register_initial_state(const std::string& name) {
+  torch::Tensor init = torch::empty({config_.hidden_size}, torch::TensorOptions().dtype(config_.dtype()));
+  return register_buffer(name, nn::trunc_normal_(init, 1.0));
+}
+
+InnerCarry ReasoningCore::zero_carry(int64_t batch_size, const InnerCarry& inits) const {
+  auto zeros = [&](const torch::Tensor& like) {
+    return like.defined() ? torch::zeros({batch_size, config_.total_seq_len(), config_.hidden_size}, like.options())
+                          : torch::Tensor();
+  };
+  return InnerCarry{zeros(inits.z_H), zeros(inits.z_L)};
+}
+
+InnerCarry ReasoningCore::reset_to(const torch::Tensor& reset, const InnerCarry& carry, const InnerCarry& inits) {
+  const torch::Tensor r = reset.view({-1, 1, 1});
+  auto pick = [&](const torch::Tensor& init, const torch::Tensor& state) {
+    return init.defined() ? torch::where(r, init, state) : torch::Tensor();
+  };
+  return InnerCarry{pick(inits.z_H, carry.z_H), pick(inits.z_L, carry.z_L)};
+}
+
 nn::RopeTables ReasoningCore::rope_tables(const torch::Device& device) {
   if (!rotary_.defined()) return {};
   auto [cos, sin] = rotary_.tables(device);

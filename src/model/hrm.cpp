@@ -8,10 +8,8 @@ HRMCore::HRMCore(const ModelConfig& config) : ReasoningCore(config) {
   check(config_.H_layers >= 1 && config_.L_layers >= 1, "hrm: H_layers and L_layers must be >= 1");
   H_level = register_module("H_level", ReasoningModule(config_, config_.H_layers));
   L_level = register_module("L_level", ReasoningModule(config_, config_.L_layers));
-  const auto opts = torch::TensorOptions().dtype(config_.dtype());
-  torch::Tensor h0 = torch::empty({config_.hidden_size}, opts), l0 = torch::empty({config_.hidden_size}, opts);
-  H_init = register_buffer("H_init", nn::trunc_normal_(h0, 1.0));
-  L_init = register_buffer("L_init", nn::trunc_normal_(l0, 1.0));
+  H_init = register_initial_state("H_init");
+  L_init = register_initial_state("L_init");
 }
 
 SegmentOutput HRMCore::forward(const InnerCarry& carry, const Batch& batch) {
@@ -37,15 +35,10 @@ SegmentOutput HRMCore::forward(const InnerCarry& carry, const Batch& batch) {
   return output_heads(z_H, InnerCarry{z_H.detach(), z_L.detach()});
 }
 
-InnerCarry HRMCore::empty_carry(int64_t batch_size) {
-  const auto opts = H_init.options();
-  return InnerCarry{torch::zeros({batch_size, config_.total_seq_len(), config_.hidden_size}, opts),
-                    torch::zeros({batch_size, config_.total_seq_len(), config_.hidden_size}, opts)};
-}
+InnerCarry HRMCore::empty_carry(int64_t batch_size) { return zero_carry(batch_size, {H_init, L_init}); }
 
 InnerCarry HRMCore::reset_carry(const torch::Tensor& reset, const InnerCarry& carry) {
-  const torch::Tensor r = reset.view({-1, 1, 1});
-  return InnerCarry{torch::where(r, H_init, carry.z_H), torch::where(r, L_init, carry.z_L)};
+  return reset_to(reset, carry, {H_init, L_init});
 }
 
 HaltingPolicy HRMCore::halting() const {

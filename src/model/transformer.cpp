@@ -7,8 +7,7 @@ namespace hrm {
 TransformerCore::TransformerCore(const ModelConfig& config) : ReasoningCore(config) {
   check(config_.H_layers >= 1, "transformer: H_layers must be >= 1");
   H_level = register_module("H_level", ReasoningModule(config_, config_.H_layers));
-  torch::Tensor h0 = torch::empty({config_.hidden_size}, torch::TensorOptions().dtype(config_.dtype()));
-  H_init = register_buffer("H_init", nn::trunc_normal_(h0, 1.0));
+  H_init = register_initial_state("H_init");
 }
 
 SegmentOutput TransformerCore::forward(const InnerCarry& carry, const Batch& batch) {
@@ -18,12 +17,10 @@ SegmentOutput TransformerCore::forward(const InnerCarry& carry, const Batch& bat
   return output_heads(z_H, InnerCarry{z_H.detach(), {}});
 }
 
-InnerCarry TransformerCore::empty_carry(int64_t batch_size) {
-  return InnerCarry{torch::zeros({batch_size, config_.total_seq_len(), config_.hidden_size}, H_init.options()), {}};
-}
+InnerCarry TransformerCore::empty_carry(int64_t batch_size) { return zero_carry(batch_size, {H_init, {}}); }
 
 InnerCarry TransformerCore::reset_carry(const torch::Tensor& reset, const InnerCarry& carry) {
-  return InnerCarry{torch::where(reset.view({-1, 1, 1}), H_init, carry.z_H), {}};
+  return reset_to(reset, carry, {H_init, {}});
 }
 
 HaltingPolicy TransformerCore::halting() const {

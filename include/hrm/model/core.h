@@ -90,6 +90,13 @@ class ReasoningCore : public torch::nn::Module {
  protected:
   explicit ReasoningCore(const ModelConfig& config);
 
+  // A trunc-normal(1) initial state [hidden] in the forward dtype, registered as buffer `name` (H_init, L_init).
+  torch::Tensor register_initial_state(const std::string& name);
+  // Zeros shaped like the states `inits` has (every sample starts halted, so they are replaced before use), and
+  // the carry with halted samples reset to `inits` (a model with one state leaves inits.z_L undefined).
+  InnerCarry zero_carry(int64_t batch_size, const InnerCarry& inits) const;
+  static InnerCarry reset_to(const torch::Tensor& reset, const InnerCarry& carry, const InnerCarry& inits);
+
   // lm_head on the sequence positions and q_head on the first position of the final state; carry = states detached.
   SegmentOutput output_heads(const torch::Tensor& z_final, InnerCarry carry);
   // `value`, after telling the observer (if any) that `state` became it.
