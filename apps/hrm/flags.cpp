@@ -75,19 +75,27 @@ void add_train(CLI::App& app, TrainFlags& f) {
   c->add_flag("--quiet", f.quiet, "no progress output");
 }
 
+namespace {
+// --data, --device, --weights and the model overrides: every command that loads a checkpoint for inference.
+void add_inference_options(CLI::App* c, std::string& data, const char* data_help, std::string& device,
+                           std::string& weights, std::vector<std::string>* overrides) {
+  c->add_option("--data", data, data_help);
+  c->add_option("--device", device, "auto | cpu | cuda[:N]")->capture_default_str();
+  c->add_option("--weights", weights, "auto (the EMA when the checkpoint has one) | ema | raw")->capture_default_str();
+  if (overrides) c->add_option("overrides", *overrides, "model overrides, e.g. arch.halt_max_steps=32");
+}
+}  // namespace
+
 void add_eval(CLI::App& app, hrm::EvalRequest& r, std::string& json_path) {
   auto* c = app.add_subcommand("eval", "evaluate a checkpoint on a dataset's test split");
   c->add_option("--checkpoint", r.checkpoint, "hrm checkpoint, run folder, or published state dict")->required();
-  c->add_option("--data", r.data_dir, "dataset folder (default: the one the checkpoint was trained on)");
+  add_inference_options(c, r.data_dir, "dataset folder (default: the one the checkpoint was trained on)", r.device,
+                        r.weights, &r.overrides);
   c->add_option("--config", r.config_path, "training config YAML (needed for published state dicts)");
   c->add_option("--json", json_path, "write the final metrics as one JSON object");
   c->add_option("--save-predictions", r.predictions_prefix, "write predictions and q_halt logits (.npy prefix)");
   c->add_option("--submission", r.submission_path, "ARC: write a Kaggle-style submission.json here");
   c->add_option("--batch-size", r.batch_size, "evaluation batch size (default: the training global batch)");
-  c->add_option("--device", r.device, "auto | cpu | cuda[:N]")->capture_default_str();
-  c->add_option("--weights", r.weights, "auto (the EMA when the checkpoint has one) | ema | raw")
-      ->capture_default_str();
-  c->add_option("overrides", r.overrides, "model overrides, e.g. arch.halt_max_steps=32");
 }
 
 void add_solve(CLI::App& app, hrm::SolveRequest& r) {
@@ -96,13 +104,10 @@ void add_solve(CLI::App& app, hrm::SolveRequest& r) {
   c->add_option("--sudoku", r.sudoku, "the puzzle: 16, 36 or 81 characters, '.' or '0' for blanks");
   c->add_option("--maze", r.maze_path, "a maze file: one row per line, '#' wall, ' ' open, 'S', 'G'");
   c->add_option("--arc", r.arc_path, "an ARC task JSON (its test inputs are solved)");
-  c->add_option("--data", r.data_dir, "dataset folder (ARC: for the task's puzzle identifier)");
+  add_inference_options(c, r.data_dir, "dataset folder (ARC: for the task's puzzle identifier)", r.device, r.weights,
+                        &r.overrides);
   c->add_flag("--trace", r.trace, "print the decoded prediction after every segment");
   c->add_option("--html", r.html_path, "write the trace as an HTML page");
-  c->add_option("--device", r.device, "auto | cpu | cuda[:N]")->capture_default_str();
-  c->add_option("--weights", r.weights, "auto (the EMA when the checkpoint has one) | ema | raw")
-      ->capture_default_str();
-  c->add_option("overrides", r.overrides, "model overrides, e.g. arch.halt_max_steps=32");
 }
 
 void add_report(CLI::App& app, std::string& run_dir, std::string& out) {
@@ -122,10 +127,8 @@ void add_analyze(CLI::App& app, AnalyzeFlags& f) {
   scaling->add_option("--max-steps", f.max_steps, "comma-separated halt_max_steps values")->capture_default_str();
   for (auto* s : {residuals, pr, scaling}) {
     s->add_option("--checkpoint", r.checkpoint, "hrm checkpoint or run folder")->required();
-    s->add_option("--data", r.data_dir, "dataset folder (default: the checkpoint's)");
+    add_inference_options(s, r.data_dir, "dataset folder (default: the checkpoint's)", r.device, r.weights, nullptr);
     s->add_option("--json", r.json_path, "output JSON (default RUN_DIR/analysis/<analysis>.json)");
-    s->add_option("--device", r.device, "auto | cpu | cuda[:N]")->capture_default_str();
-    s->add_option("--weights", r.weights, "auto | ema | raw")->capture_default_str();
     s->add_option("--batch-size", r.batch_size, "test batch size");
     s->callback([&r, s] { r.kind = s->get_name(); });
   }

@@ -18,3 +18,15 @@ halt_max_steps: 2
 forward_dtype: float32
 YAML
 }
+# make_sudoku4 N_TRAIN N_TEST SEED [more flags]: a generated 4x4 Sudoku dataset in ./data.
+make_sudoku4() {
+  "$HRM" dataset sudoku --generate "$1" --generate-test "$2" --size 4 --min-blanks 4 --max-blanks 8 \
+    --output-dir data --seed "$3" "${@:4}" > /dev/null 2>&1
+}
+# wait_for_line FILE REGEX: polls FILE (up to 30 s) until a line matches.
+wait_for_line() {
+  for _ in $(seq 1 600); do
+    if grep -q "$2" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+}

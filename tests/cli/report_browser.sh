@@ -9,8 +9,7 @@ BROWSER=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$BROWSER" ]; then echo "SKIPPED: no chromium (scripts/setup.sh installs it)"; exit 77; fi
 source "$(dirname "$0")/common.sh"
 fresh_workdir "$WORK"
-"$HRM" dataset sudoku --generate 120 --generate-test 16 --size 4 --min-blanks 4 --max-blanks 8 --output-dir data \
-  --seed 3 > /dev/null 2>&1
+make_sudoku4 120 16 3
 write_tiny_arch 0
 printf 'defaults: {arch: tiny}\ndata_path: data\nglobal_batch_size: 8\nepochs: 4\neval_interval: 2\nlr_warmup_steps: 2\n' \
   > configs/toy.yaml

@@ -7,18 +7,14 @@ HRM=$1
 WORK=$2
 source "$(dirname "$0")/common.sh"
 fresh_workdir "$WORK"
-"$HRM" dataset sudoku --generate 200 --generate-test 16 --size 4 --min-blanks 4 --max-blanks 8 --output-dir data \
-  --seed 5 > /dev/null 2>&1
+make_sudoku4 200 16 5
 write_tiny_arch 0
 printf 'defaults: {arch: tiny}\ndata_path: data\nglobal_batch_size: 8\nepochs: 20\neval_interval: 10\nlr_warmup_steps: 2\nlog_every: 1\ncheckpoint_every_steps: 10\nkeep_checkpoints: 2\n' \
   > configs/toy.yaml
 "$HRM" --threads 1 train configs/toy.yaml run_dir=whole > whole.log 2>&1
 "$HRM" --threads 1 train configs/toy.yaml run_dir=killed > killed.log 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
-  if grep -q "^step 45/" killed.log 2>/dev/null; then break; fi
-  sleep 0.05
-done
+wait_for_line killed.log "^step 45/"
 kill -KILL "$pid" 2>/dev/null || { echo "FAIL: the run ended before the kill"; exit 1; }
 wait "$pid" || true
 last=$(ls killed/checkpoints | sed 's/step_\([0-9]*\).pt/\1/' | sort -n | tail -1)

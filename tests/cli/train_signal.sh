@@ -6,8 +6,7 @@ HRM=$1
 WORK=$2
 source "$(dirname "$0")/common.sh"
 fresh_workdir "$WORK"
-"$HRM" dataset sudoku --generate 300 --generate-test 32 --size 4 --min-blanks 4 --max-blanks 8 \
-  --output-dir data --export-csv puzzles.csv --seed 3 > /dev/null 2>&1
+make_sudoku4 300 32 3 --export-csv puzzles.csv
 write_tiny_arch 0
 cat > configs/toy.yaml <<'YAML'
 defaults: {arch: tiny}
@@ -21,10 +20,7 @@ log_every: 1
 YAML
 "$HRM" --threads 1 train configs/toy.yaml run_dir=run > train.log 2>&1 &
 pid=$!
-for _ in $(seq 1 300); do
-  if grep -q "^step 20/" train.log 2>/dev/null; then break; fi
-  sleep 0.1
-done
+wait_for_line train.log "^step 20/"
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
