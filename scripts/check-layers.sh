@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rank() {
   case "$1" in
-    util) echo 0 ;; config) echo 1 ;; data) echo 2 ;; nn) echo 3 ;; model) echo 4 ;; loss) echo 5 ;;
-    optim) echo 6 ;; train) echo 7 ;; eval | analysis) echo 8 ;; *) echo 99 ;;
+    util) echo 0 ;; dist) echo 1 ;; config) echo 2 ;; data) echo 3 ;; nn) echo 4 ;; model) echo 5 ;; loss) echo 6 ;;
+    optim) echo 7 ;; train) echo 8 ;; eval | analysis) echo 9 ;; *) echo 99 ;;
   esac
 }
 bad=0

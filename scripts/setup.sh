@@ -5,6 +5,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libtorch-dev            # LibTorch (CPU) with its CMake config
+  libgloo-dev             # headers of Gloo, the CPU backend of LibTorch's c10d (data-parallel training)
   libopenblas0-pthread    # without it Debian's LibTorch falls back to the reference BLAS (~30x slower fp32 GEMM)
   libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   qqwing                  # independent Sudoku generator/solver used to cross-check ours in tests

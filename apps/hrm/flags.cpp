@@ -22,6 +22,9 @@ void add_bench(CLI::App& app, BenchFlags& f) {
   c->add_option("--warmup", f.options.warmup, "untimed steps first")->capture_default_str();
   c->add_option("--device", f.options.device, "cpu | cuda[:N]")->capture_default_str();
   c->add_option("--profile", f.options.profile_path, "write a chrome://tracing profile of the timed steps");
+  c->add_option("--world-size", f.options.world_size,
+                "data-parallel ranks started on this machine (Gloo on loopback); --batch is the global batch")
+      ->capture_default_str();
   c->add_option("overrides", f.overrides, "model config overrides key=value (e.g. H_cycles=4)");
 }
 

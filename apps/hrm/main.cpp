@@ -47,12 +47,16 @@ int run_eval(const hrm::EvalRequest& r, const std::string& json_path) {
   return 0;
 }
 
-int run_bench(const BenchFlags& f) {
+int run_bench(const BenchFlags& f, int argc, char** argv) {
+  // --world-size K: this process starts the K ranks, which run the benchmark.
+  if (f.options.world_size > 1 && !hrm::dist::launch_info_from_environment().distributed())
+    return hrm::dist::run_local_ranks(std::vector<std::string>(argv, argv + argc), f.options.world_size);
   hrm::ModelConfig config = hrm::bench_preset(f.preset);
   for (const auto& o : f.overrides) config.apply_override(o, "command line");
   config.validate("command line");
   const hrm::BenchResult r = hrm::benchmark_training_step(config, f.options);
-  std::printf("%s", hrm::bench_report(f.preset, config, f.options, r).c_str());
+  if (hrm::dist::launch_info_from_environment().rank == 0)
+    std::printf("%s", hrm::bench_report(f.preset, config, f.options, r).c_str());
   return 0;
 }
 
@@ -100,7 +104,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return run_eval(eval, eval_json);
     if (command == "solve") return std::printf("%s", hrm::solve(solve).c_str()) < 0;
     if (command == "dataset") return std::printf("%s", hrm::data::build_dataset(dataset).c_str()) < 0;
-    if (command == "bench") return run_bench(bench);
+    if (command == "bench") return run_bench(bench, argc, argv);
     if (command == "report")
       return std::printf("%s\n", hrm::analysis::write_report(report_dir, report_out).c_str()) < 0;
     if (command == "analyze") {

@@ -88,6 +88,9 @@ const std::vector<Key>& table() {
       key("ema_rate", &TrainConfig::ema_rate),
       key("init_from", &TrainConfig::init_from),
       key("freeze_weights", &TrainConfig::freeze_weights),
+      key("dist.backend", &TrainConfig::dist_backend),
+      key("dist.timeout_s", &TrainConfig::dist_timeout_s),
+      key("dist.bucket_mb", &TrainConfig::dist_bucket_mb),
   };
   return k;
 }
@@ -150,6 +153,13 @@ void apply_top_map(TrainConfig& c, const YAML::Node& root, const std::string& so
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (k == "defaults" || k == "arch") continue;
+    if (k == "dist" && kv.second.IsMap()) {  // dist: {backend: gloo} is dist.backend: gloo
+      for (const auto& d : kv.second) {
+        const std::string dk = "dist." + d.first.as<std::string>();
+        set_top(c, dk, scalar_text(d.second, dk, source), source);
+      }
+      continue;
+    }
     set_top(c, k, scalar_text(kv.second, k, source), source);
   }
 }
@@ -263,6 +273,9 @@ void TrainConfig::validate(const std::string& source) const {
   req(checkpoint_every_steps >= 0 && checkpoint_every_minutes >= 0,
       "checkpoint_every_steps and checkpoint_every_minutes must be >= 0");
   req(ema_rate >= 0 && ema_rate <= 1, "ema_rate must be in [0, 1]");
+  req(dist_backend == "auto" || dist_backend == "gloo" || dist_backend == "nccl",
+      "dist.backend must be auto, gloo or nccl");
+  req(dist_timeout_s > 0 && dist_bucket_mb > 0, "dist.timeout_s and dist.bucket_mb must be > 0");
   req(!freeze_weights || arch.puzzle_emb_ndim > 0,
       "freeze_weights trains the puzzle embeddings alone, but arch.puzzle_emb_ndim is 0");
   req(device == "auto" || device == "cpu" || device.rfind("cuda", 0) == 0, "device must be auto, cpu or cuda[:N]");

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "hrm/dist/group.h"
 #include "hrm/util/error.h"
 
 namespace hrm::optim {
@@ -100,9 +101,13 @@ void SparseSignSGD::step(double lr) {
   torch::NoGradGuard no_grad;
   const torch::Tensor& local = embedding_->local_weights;
   if (!local.defined() || !local.grad().defined()) return;
-  const torch::Tensor& grad = local.grad();
+  // Data-parallel: every rank's ids and gradients, in rank order (the global batch's order), so that every rank
+  // applies the same update.
+  dist::Group& group = dist::world();
+  const torch::Tensor grad = group.all_gather_cat(local.grad());
+  const torch::Tensor all_ids = group.all_gather_cat(embedding_->local_ids);
   // Sum the gradients of repeated ids, then update each used row once.
-  const auto uniq = at::_unique2(embedding_->local_ids, /*sorted=*/true, /*return_inverse=*/true);
+  const auto uniq = at::_unique2(all_ids, /*sorted=*/true, /*return_inverse=*/true);
   const torch::Tensor ids = std::get<0>(uniq);
   const torch::Tensor inverse = std::get<1>(uniq);
   const torch::Tensor summed = torch::zeros({ids.size(0), grad.size(1)}, grad.options()).index_add_(0, inverse, grad);

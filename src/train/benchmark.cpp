@@ -9,6 +9,9 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #endif
 
+#include "hrm/dist/grad_reducer.h"
+#include "hrm/dist/group.h"
+#include "hrm/dist/launch.h"
 #include "hrm/model/registry.h"
 #include "hrm/nn/fused.h"
 #include "hrm/optim/model_optimizer.h"
@@ -58,6 +61,20 @@ ModelConfig bench_preset(const std::string& name) {
 
 BenchResult benchmark_training_step(const ModelConfig& config, const BenchOptions& options) {
   const torch::Device device(options.device);
+  // Data-parallel: join the ranks this process was started with.
+  std::shared_ptr<dist::Group> group = std::make_shared<dist::Group>();
+  if (options.world_size > 1) {
+    const dist::LaunchInfo where = dist::launch_info_from_environment();
+    check(where.world_size == options.world_size, "bench --world-size " + std::to_string(options.world_size) +
+                                                      ": this process was started as one of " +
+                                                      std::to_string(where.world_size) + " ranks");
+    check(options.batch_size % options.world_size == 0, "bench: --batch must be a multiple of --world-size");
+    dist::GroupOptions go;
+    go.timeout_s = 120;
+    go.cuda = device.is_cuda();
+    group = std::make_shared<dist::Group>(where, go);
+  }
+  dist::WorldScope world(group);
   auto& tracker = CpuMemoryTracker::install();
   ModelConfig c = config;
   c.batch_size = options.batch_size;
@@ -70,10 +87,17 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   BenchResult r;
   for (const auto& p : model->parameters()) r.parameters += p.numel();
 
-  const int64_t B = options.batch_size;
+  std::unique_ptr<dist::GradientReducer> reducer;
+  if (group->distributed()) {
+    std::vector<torch::Tensor> params;
+    for (const auto& p : model->parameters()) params.push_back(p);
+    reducer = std::make_unique<dist::GradientReducer>(params, *group, 4 << 20);
+  }
+  const int64_t B = options.batch_size / options.world_size;  // this rank's rows
   auto batch = [&]() {
     return Batch{torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt),
-                 torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt), torch::zeros({B}, torch::kInt)}
+                 torch::randint(1, c.vocab_size, {B, c.seq_len}, torch::kInt), torch::zeros({B}, torch::kInt),
+                 options.batch_size, group->rank() * B}
         .to(device);
   };
   Carry carry = model->initial_carry(batch());
@@ -84,14 +108,20 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     const Batch b = batch();
     if (i == options.warmup) {
       tracker.reset_peak();
+      group->stats().reset();
       if (!options.profile_path.empty()) profile = std::make_unique<ProfileRecorder>(options.profile_path);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    StepResult s = forward_backward(model, carry, b, LossType::StablemaxCrossEntropy, static_cast<double>(B));
+    if (reducer) reducer->prepare();
+    StepResult s =
+        forward_backward(model, carry, b, LossType::StablemaxCrossEntropy, static_cast<double>(options.batch_size));
+    if (reducer) reducer->finish();
     optimizer.step(1e-4, 1e-2);
     optimizer.zero_grad();
     carry = std::move(s.carry);
-    (void)s.loss.loss.item<double>();  // one sync per step, as logging would do
+    std::vector<torch::Tensor> loss{s.loss.loss.detach().reshape({1}).to(torch::kDouble)};
+    group->all_reduce_sum(loss);   // the metrics all-reduce of a training step
+    (void)loss[0].item<double>();  // one sync per step, as logging would do
     const auto t1 = std::chrono::steady_clock::now();
     if (i >= options.warmup) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
@@ -99,7 +129,10 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   std::sort(times.begin(), times.end());
   r.median_step_ms = times[times.size() / 2];
   r.min_step_ms = times.front();
-  r.samples_per_second = 1000.0 * static_cast<double>(B) / r.median_step_ms;
+  r.samples_per_second = 1000.0 * static_cast<double>(options.batch_size) / r.median_step_ms;
+  r.world_size = options.world_size;
+  r.comm_wait_ms = 1000.0 * group->stats().wait_s / static_cast<double>(options.steps);
+  r.comm_bytes = static_cast<double>(group->stats().bytes) / static_cast<double>(options.steps);
   r.peak_bytes = tracker.peak_bytes();
   return r;
 }
@@ -118,7 +151,17 @@ std::string bench_report(const std::string& preset, const ModelConfig& config, c
       (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
       torch::get_num_threads(), nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second,
       r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
-  return buf;
+  std::string out = buf;
+  if (r.world_size > 1) {
+    std::snprintf(buf, sizeof buf,
+                  "  %lld ranks (global batch %lld, %lld per rank): waiting on communication %.1f ms per step "
+                  "(%.0f%% of the step), %.2f MiB all-reduced per rank per step\n",
+                  (long long)r.world_size, (long long)options.batch_size,
+                  (long long)(options.batch_size / r.world_size), r.comm_wait_ms,
+                  100.0 * r.comm_wait_ms / r.median_step_ms, r.comm_bytes / 1048576.0);
+    out += buf;
+  }
+  return out;
 }
 
 }  // namespace hrm

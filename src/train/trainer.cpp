@@ -18,6 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "hrm/data/loader.h"
+#include "hrm/dist/grad_reducer.h"
+#include "hrm/dist/group.h"
+#include "hrm/dist/launch.h"
 #include "hrm/model/registry.h"
 #include "hrm/optim/ema.h"
 #include "hrm/optim/model_optimizer.h"
@@ -69,21 +72,60 @@ std::string format_duration(double s) {
   return buf;
 }
 
+// This rank's device: with several ranks on a node, "cuda" is the GPU of LOCAL_RANK.
+std::string rank_device(const std::string& device, const dist::LaunchInfo& where) {
+  const std::string d = resolve_device(device);
+  return where.distributed() && d == "cuda" ? "cuda:" + std::to_string(where.local_rank) : d;
+}
+
+// Joins the data-parallel run this process was launched into; one process when no launcher variable is set.
+std::shared_ptr<dist::Group> join_run(const dist::LaunchInfo& where, const TrainConfig& c) {
+  if (!where.distributed()) return std::make_shared<dist::Group>();
+  dist::GroupOptions o;
+  o.backend = c.dist_backend;
+  o.timeout_s = c.dist_timeout_s;
+  o.cuda = torch::Device(rank_device(c.device, where)).is_cuda();
+  auto group = std::make_shared<dist::Group>(where, o);
+  if (where.rank != 0) log::set_level(log::Level::warn);  // rank 0 speaks for the run
+  return group;
+}
+
+// Every rank's rows of a batch-first tensor, in rank order (bool and reduced floats travel widened).
+torch::Tensor gather_rows(dist::Group& group, const torch::Tensor& t) {
+  const auto dtype = t.scalar_type();
+  const bool widen = dtype == torch::kBool || dtype == torch::kBFloat16 || dtype == torch::kHalf;
+  const torch::Tensor wide = widen ? t.to(dtype == torch::kBool ? torch::kUInt8 : torch::kFloat) : t;
+  torch::Tensor all = group.all_gather_cat(wide);
+  return widen ? all.to(dtype) : all;
+}
+
 class Trainer {
  public:
-  Trainer(TrainConfig config, const TrainOptions& options)
-      : cfg_(std::move(config)), progress_(options.progress), evaluate_(options.evaluate), on_end_(options.on_end) {}
+  Trainer(TrainConfig config, const TrainOptions& options, dist::LaunchInfo where)
+      : cfg_(std::move(config)),
+        progress_(options.progress),
+        evaluate_(options.evaluate),
+        on_end_(options.on_end),
+        where_(std::move(where)),
+        group_(dist::world()),
+        lead_(group_.rank() == 0) {}
 
   TrainOutcome run(const std::string& resume_checkpoint) {
-    log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
-    set_threads(cfg_.threads);
-    device_ = torch::Device(resolve_device(cfg_.device));
+    if (lead_) log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
+    // Ranks sharing a node share its cores.
+    set_threads(cfg_.threads > 0 || where_.local_world_size <= 1
+                    ? cfg_.threads
+                    : std::max<int64_t>(
+                          1, static_cast<int64_t>(std::thread::hardware_concurrency()) / where_.local_world_size));
+    device_ = torch::Device(rank_device(cfg_.device, where_));
     data::LoaderConfig lc;
     lc.dataset_path = cfg_.data_path;
     lc.split = "train";
     lc.global_batch_size = cfg_.global_batch_size;
     lc.epochs_per_iter = cfg_.eval_interval ? cfg_.eval_interval : cfg_.epochs;
     lc.seed = cfg_.seed;
+    lc.rank = group_.rank();
+    lc.world_size = group_.world_size();
     train_ds_ = std::make_shared<data::PuzzleDataset>(lc);
     const auto& meta = train_ds_->metadata();
     ModelConfig mc = cfg_.arch;
@@ -107,6 +149,7 @@ class Trainer {
     model_ = make_model(mc);
     model_->to(device_);
     if (resume_checkpoint.empty() && !cfg_.init_from.empty()) init_weights(cfg_.init_from);
+    broadcast_weights();
     // Frozen weights get no gradient, so AdamATan2 (which skips gradient-less parameters) leaves them untouched.
     if (cfg_.freeze_weights)
       for (auto& p : model_->parameters()) p.requires_grad_(false);
@@ -114,19 +157,29 @@ class Trainer {
     optimizer_ =
         std::make_unique<ModelOptimizer>(model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2,
                                                                  cfg_.puzzle_emb_lr, cfg_.puzzle_emb_weight_decay});
-    log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
+    if (group_.distributed()) {
+      std::vector<torch::Tensor> trained;
+      for (const auto& p : model_->parameters())
+        if (p.requires_grad()) trained.push_back(p);
+      reducer_ = std::make_unique<dist::GradientReducer>(trained, group_,
+                                                         static_cast<int64_t>(cfg_.dist_bucket_mb * 1048576.0));
+    }
+    if (lead_) log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
     if (!resume_checkpoint.empty()) {
       // A run killed while writing a checkpoint leaves its temporary file: the renamed ones are complete.
-      for (const auto& e : fs::directory_iterator(cfg_.run_dir + "/checkpoints"))
-        if (e.path().filename().string().find(".pt.tmp.") != std::string::npos) fs::remove(e.path());
+      if (lead_)
+        for (const auto& e : fs::directory_iterator(cfg_.run_dir + "/checkpoints"))
+          if (e.path().filename().string().find(".pt.tmp.") != std::string::npos) fs::remove(e.path());
       restore(resume_checkpoint);
-    } else {
+    } else if (lead_) {
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     }
-    log_->truncate_after(step_);
-    write_run_info(meta);
+    if (lead_) {
+      log_->truncate_after(step_);
+      write_run_info(meta);
+    }
     TrainOutcome outcome = loop();
-    if (on_end_) on_end_(cfg_.run_dir);
+    if (on_end_ && lead_) on_end_(cfg_.run_dir);
     return outcome;
   }
 
@@ -139,13 +192,16 @@ class Trainer {
     const auto start = std::chrono::steady_clock::now();
     loop_start_ = start;
     auto last_checkpoint = start;
-    const bool tty = progress_ && ::isatty(STDERR_FILENO);
+    const bool tty = progress_ && lead_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
     log::info(fmt::format(
-        "training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {}{}, {} threads",
+        "training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {}{}, {} threads{}",
         cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size, count_parameters(),
         device_.str(), model_->config().resolved_forward_dtype(),
-        model_->config().forward_dtype == "auto" ? " (auto)" : "", torch::get_num_threads()));
+        model_->config().forward_dtype == "auto" ? " (auto)" : "", torch::get_num_threads(),
+        group_.distributed() ? fmt::format(" per rank; {} ranks ({}, {}), {} gradient buckets", group_.world_size(),
+                                           where_.launcher, group_.backend(), reducer_->num_buckets())
+                             : std::string()));
 
     data::BackgroundLoader loader(train_ds_, iteration_, 8, total_iters_ - iteration_);
     int64_t skip = batch_in_iter_;
@@ -165,7 +221,8 @@ class Trainer {
         --skip;
         continue;
       }
-      const std::map<std::string, double> m = train_step(lb->batch);
+      const StepReport report = train_step(lb->batch, start, last_checkpoint);
+      const std::map<std::string, double>& m = report.metrics;
       ++batch_in_iter_;
       const auto now = std::chrono::steady_clock::now();
       const double dt = std::chrono::duration<double>(now - last).count();
@@ -175,7 +232,7 @@ class Trainer {
       std::map<std::string, double> row = m;
       row["samples_per_s"] = rate;
       row["elapsed_s"] = elapsed_seconds();
-      log_->write("train", step_, epoch(), row);
+      if (log_) log_->write("train", step_, epoch(), row);
       if (!std::isfinite(m.at("loss"))) {
         if (tty) std::fprintf(stderr, "\n");
         log::error(
@@ -187,25 +244,24 @@ class Trainer {
         std::fprintf(stderr, "\rstep %lld/%lld | %.1f samples/s | eta %s | loss %.4f | acc %.3f | exact %.3f   ",
                      (long long)step_, (long long)total_steps_, ema_rate, format_duration(eta).c_str(), m.at("loss"),
                      m.at("accuracy"), m.at("exact_accuracy"));
-      } else if (progress_ && (step_ % log_every == 0 || step_ == 1)) {
+      } else if (progress_ && lead_ && (step_ % log_every == 0 || step_ == 1)) {
         log::info(fmt::format("step {}/{}  {:.1f} samples/s  eta {}  loss {:.4f}  acc {:.3f}  exact {:.3f}  lr {:.3g}",
                               step_, total_steps_, ema_rate, format_duration(eta), m.at("loss"), m.at("accuracy"),
                               m.at("exact_accuracy"), m.at("lr")));
       }
-      if (g_stop_signal)
-        stop_reason = g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
+      // Decisions from clocks and signals were agreed on by every rank in train_step.
+      if (report.signal)
+        stop_reason = g_stop_signal == SIGINT    ? "interrupted (SIGINT)"
+                      : g_stop_signal == SIGTERM ? "terminated (SIGTERM)"
+                                                 : "stopped by a signal to another rank";
       else if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps)
         stop_reason = "max_steps reached";
-      else if (cfg_.time_limit_minutes > 0 &&
-               std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60)
+      else if (report.time_up)
         stop_reason = "time limit reached";
       if (!stop_reason.empty()) break;
       // Periodic checkpoints: a run killed at any instant loses at most the work since the last one.
       const bool by_steps = cfg_.checkpoint_every_steps > 0 && step_ % cfg_.checkpoint_every_steps == 0;
-      const bool by_time =
-          cfg_.checkpoint_every_minutes > 0 &&
-          std::chrono::duration<double>(now - last_checkpoint).count() >= cfg_.checkpoint_every_minutes * 60;
-      if ((by_steps || by_time) && step_ < total_steps_) {
+      if ((by_steps || report.checkpoint_due) && step_ < total_steps_) {
         save();
         last_checkpoint = std::chrono::steady_clock::now();
       }
@@ -224,7 +280,13 @@ class Trainer {
     return outcome;
   }
 
-  std::map<std::string, double> train_step(const Batch& cpu_batch) {
+  struct StepReport {
+    std::map<std::string, double> metrics;                         // summed over ranks, divided as in one process
+    bool signal = false, time_up = false, checkpoint_due = false;  // on any rank
+  };
+
+  StepReport train_step(const Batch& cpu_batch, std::chrono::steady_clock::time_point start,
+                        std::chrono::steady_clock::time_point last_checkpoint) {
     ++step_;
     const double lr =
         optim::cosine_schedule_with_warmup(step_, cfg_.lr, cfg_.lr_warmup_steps, total_steps_, cfg_.lr_min_ratio);
@@ -233,7 +295,9 @@ class Trainer {
     const Batch batch = cpu_batch.to(device_);
     if (!carry_) carry_ = model_->initial_carry(batch);
     model_->train();
+    if (reducer_) reducer_->prepare();
     StepResult r = forward_backward(model_, *carry_, batch, loss_type_, static_cast<double>(cfg_.global_batch_size));
+    if (reducer_) reducer_->finish();  // every rank now holds the global batch's gradient
     optimizer_->step(lr, plr);
     if (ema_) ema_->update();
     optimizer_->zero_grad();
@@ -247,8 +311,28 @@ class Trainer {
     }
     keys.push_back("loss");
     values.push_back(r.loss.loss.detach().to(torch::kDouble));
-    const torch::Tensor all = torch::stack(values).cpu();
-    std::map<std::string, double> m;
+    // The clocks and signals of every rank travel with the metrics: one all-reduce per step.
+    const auto now = std::chrono::steady_clock::now();
+    const double flags[3] = {
+        g_stop_signal ? 1.0 : 0.0,
+        cfg_.time_limit_minutes > 0 &&
+                std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60
+            ? 1.0
+            : 0.0,
+        cfg_.checkpoint_every_minutes > 0 &&
+                std::chrono::duration<double>(now - last_checkpoint).count() >= cfg_.checkpoint_every_minutes * 60
+            ? 1.0
+            : 0.0};
+    for (double f : flags) values.push_back(torch::tensor(f, torch::kDouble).to(device_));
+    std::vector<torch::Tensor> summed{torch::stack(values)};
+    group_.all_reduce_sum(summed);
+    const torch::Tensor all = summed[0].cpu();
+    StepReport report;
+    const int64_t n = static_cast<int64_t>(keys.size());
+    report.signal = all[n].item<double>() > 0;
+    report.time_up = all[n + 1].item<double>() > 0;
+    report.checkpoint_due = all[n + 2].item<double>() > 0;
+    std::map<std::string, double>& m = report.metrics;
     for (size_t i = 0; i < keys.size(); ++i) m[keys[i]] = all[static_cast<int64_t>(i)].item<double>();
     const double count = std::max(1.0, m["count"]);
     for (auto& [k, v] : m) {
@@ -257,7 +341,7 @@ class Trainer {
                                                                       : count;
     }
     m["lr"] = lr;
-    return m;
+    return report;
   }
 
   double epoch() const {
@@ -273,7 +357,7 @@ class Trainer {
     averaged.reset();
     if (e.empty()) return;
     e["elapsed_s"] = elapsed_seconds();
-    log_->write("eval", step_, epoch(), e);
+    if (log_) log_->write("eval", step_, epoch(), e);
     log::info(fmt::format(
         "eval at step {}: exact_accuracy {:.4f}  accuracy {:.4f}  q_halt_accuracy {:.4f}  steps {:.2f}{}", step_,
         e["exact_accuracy"], e["accuracy"], e["q_halt_accuracy"], e["steps"],
@@ -337,7 +421,7 @@ class Trainer {
 
   std::string save() {
     const std::string dir = cfg_.run_dir + "/checkpoints";
-    fs::create_directories(dir);
+    if (lead_) fs::create_directories(dir);
     StateDict extra;
     for (const auto& [k, v] : optimizer_->adam().state_dict()) extra["adam." + k] = v;
     extra["train.step"] = torch::tensor(step_, torch::kLong);
@@ -351,9 +435,12 @@ class Trainer {
       std::lock_guard<std::mutex> lock(gen.mutex());
       extra["rng.state"] = gen.get_state();
     }
+    // The carry of the whole global batch (every rank's rows), so that a resume may use another number of ranks.
     if (carry_)
-      for (auto& [k, v] : carry_->state_dict("carry.")) extra[k] = v;
+      for (auto& [k, v] : carry_->state_dict("carry.")) extra[k] = gather_rows(group_, v);
+    extra["train.world_size"] = torch::tensor(group_.world_size(), torch::kLong);
     const std::string path = dir + "/step_" + std::to_string(step_) + ".pt";
+    if (!lead_) return path;  // rank 0 writes
     save_checkpoint(path, model_, extra, {{"train_config", cfg_.to_yaml()}});
     // Keep the last K.
     const auto all = list_checkpoints(cfg_.run_dir);
@@ -389,9 +476,49 @@ class Trainer {
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(get("rng.state"));
     }
-    if (ck.extra.count("carry.z_H"))
-      carry_ = Carry::from_state_dict(ck.extra, "carry.", model_->config().dtype(), device_, path);
+    if (ck.extra.count("carry.z_H")) {
+      // The checkpoint holds the global batch's carry: this rank takes its rows.
+      StateDict mine;
+      const int64_t local = train_ds_->local_batch_size(), offset = group_.rank() * local;
+      for (const auto& [k, v] : ck.extra) {
+        if (k.rfind("carry.", 0) != 0) continue;
+        if (v.dim() == 0 || v.size(0) != cfg_.global_batch_size)
+          throw Error(fmt::format("{}: '{}' has {} rows, but the global batch is {}", path, k, v.dim() ? v.size(0) : 0,
+                                  cfg_.global_batch_size));
+        mine[k] = v.narrow(0, offset, local);
+      }
+      carry_ = Carry::from_state_dict(mine, "carry.", model_->config().dtype(), device_, path);
+      carry_->current.global_size = cfg_.global_batch_size;
+      carry_->current.row_offset = offset;
+    }
+    const int64_t saved_world =
+        ck.extra.count("train.world_size") ? ck.extra.at("train.world_size").item<int64_t>() : 1;
+    if (saved_world != group_.world_size())
+      log::info(
+          fmt::format("{} was written by {} process(es); continuing with {}", path, saved_world, group_.world_size()));
     log::info(fmt::format("resumed {} at step {}", path, step_));
+  }
+
+  // Every rank starts from rank 0's weights (puzzle embeddings and other buffers included).
+  void broadcast_weights() {
+    if (!group_.distributed()) return;
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> all;
+    for (const auto& p : model_->parameters()) all.push_back(p);
+    for (const auto& b : model_->buffers())
+      if (b.defined()) all.push_back(b);
+    for (auto& t : all) {
+      std::vector<torch::Tensor> one{gather_safe(t)};
+      group_.broadcast(one, 0);
+      if (one[0].data_ptr() != t.data_ptr()) t.copy_(one[0]);
+    }
+  }
+  // A tensor as the backends take it: contiguous, without bool or reduced float types.
+  static torch::Tensor gather_safe(const torch::Tensor& t) {
+    const auto dtype = t.scalar_type();
+    if (dtype == torch::kBool) return t.to(torch::kUInt8).contiguous();
+    if (dtype == torch::kBFloat16 || dtype == torch::kHalf) return t.to(torch::kFloat).contiguous();
+    return t.is_contiguous() ? t : t.contiguous();
   }
 
   TrainConfig cfg_;
@@ -399,6 +526,10 @@ class Trainer {
   torch::Device device_{torch::kCPU};
   Evaluator evaluate_;
   std::function<void(const std::string&)> on_end_;
+  dist::LaunchInfo where_;
+  dist::Group& group_;
+  bool lead_;  // rank 0: writes the logs, the metrics and the checkpoints
+  std::unique_ptr<dist::GradientReducer> reducer_;
   std::shared_ptr<data::PuzzleDataset> train_ds_;
   LossType loss_type_ = LossType::StablemaxCrossEntropy;
   ACTModel model_{nullptr};
@@ -419,20 +550,31 @@ class Trainer {
 }  // namespace
 
 TrainOutcome train(TrainConfig config, const TrainOptions& options) {
-  if (config.run_dir.empty())
-    config.run_dir = "runs/" + (config.name.empty() ? "hrm" : config.name) + "-" + timestamp();
   check(!config.data_path.empty(), "train: data_path is not set (give data_path=DIR)");
-  if (fs::exists(config.run_dir + "/checkpoints") && !fs::is_empty(config.run_dir + "/checkpoints"))
-    throw Error(config.run_dir + ": the run folder already has checkpoints (use hrm train --resume " + config.run_dir +
-                ")");
-  fs::create_directories(config.run_dir);
-  for (const char* f : {"/metrics.jsonl", "/metrics.csv", "/train.log"}) fs::remove(config.run_dir + f);
-  return Trainer(std::move(config), options).run("");
+  const dist::LaunchInfo where = dist::launch_info_from_environment();
+  dist::WorldScope world(join_run(where, config));
+  dist::Group& group = dist::world();
+  if (group.rank() == 0) {
+    if (config.run_dir.empty())
+      config.run_dir = "runs/" + (config.name.empty() ? "hrm" : config.name) + "-" + timestamp();
+    if (fs::exists(config.run_dir + "/checkpoints") && !fs::is_empty(config.run_dir + "/checkpoints"))
+      throw Error(config.run_dir + ": the run folder already has checkpoints (use hrm train --resume " +
+                  config.run_dir + ")");
+    fs::create_directories(config.run_dir);
+    for (const char* f : {"/metrics.jsonl", "/metrics.csv", "/train.log"}) fs::remove(config.run_dir + f);
+  }
+  // Every rank runs rank 0's config (its run folder included).
+  if (group.distributed()) {
+    const int64_t threads = config.threads;  // a per-process setting
+    config = TrainConfig::from_yaml(group.broadcast_string(config.to_yaml()), "the config of rank 0");
+    config.threads = threads;
+  }
+  return Trainer(std::move(config), options, where).run("");
 }
 
 TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::string>& overrides,
                              const TrainOptions& options) {
-  const std::string checkpoint = latest_checkpoint(run_dir);
+  const std::string checkpoint = latest_checkpoint(run_dir);  // every rank reads it: the run folder is shared
   const std::string cfg_path = run_dir + "/config.yaml";
   TrainConfig c = TrainConfig::from_yaml(read_file(cfg_path), cfg_path);
   c.max_steps = 0;  // stop conditions belong to one invocation, not to the run
@@ -440,7 +582,13 @@ TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::
   for (const auto& o : overrides) c.apply_override(o, "command line");
   c.run_dir = run_dir;
   c.validate(cfg_path);
-  return Trainer(std::move(c), options).run(checkpoint);
+  const dist::LaunchInfo where = dist::launch_info_from_environment();
+  dist::WorldScope world(join_run(where, c));
+  const std::string agreed = dist::world().broadcast_string(checkpoint);
+  check(agreed == checkpoint, "resume: rank 0 resumes from " + agreed + " but this rank (" +
+                                  std::to_string(dist::world().rank()) + ") found " + checkpoint +
+                                  " (the run folder must be the same on every node)");
+  return Trainer(std::move(c), options, where).run(checkpoint);
 }
 
 }  // namespace hrm

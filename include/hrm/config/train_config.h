@@ -42,6 +42,10 @@ struct TrainConfig {
   double ema_rate = 0.999;        // ema = rate * ema + (1 - rate) * weights, after every optimizer step
   std::string init_from;          // start from this checkpoint's weights (hrm checkpoint, run folder or published)
   bool freeze_weights = false;    // train the puzzle embeddings alone (every other weight stays bit-identical)
+  // Data-parallel runs (launched by torchrun, Slurm or their environment variables; docs/distributed.md).
+  std::string dist_backend = "auto";  // dist.backend: auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+  double dist_timeout_s = 300;        // dist.timeout_s: rendezvous and every collective; a dead peer fails sooner
+  double dist_bucket_mb = 4;          // dist.bucket_mb: gradient all-reduce bucket size
   std::string loss_type = "stablemax_cross_entropy";  // arch.loss_type
   ModelConfig arch;  // data-dependent fields (seq_len, vocab_size, ...) are set from the dataset
 

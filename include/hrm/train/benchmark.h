@@ -13,6 +13,8 @@ struct BenchOptions {
   int64_t warmup = 2;  // untimed steps first
   std::string device = "cpu";
   std::string profile_path;  // when set, the timed steps are traced there (chrome://tracing JSON)
+  int64_t world_size = 1;    // data-parallel ranks (each runs batch_size / world_size rows); the process must have
+                             // been started as one of them (dist::run_local_ranks)
 };
 
 struct BenchResult {
@@ -21,6 +23,10 @@ struct BenchResult {
   double min_step_ms = 0;
   int64_t peak_bytes = 0;  // CPU tensor memory above the model + optimizer state (CPU only)
   int64_t parameters = 0;
+  // Data-parallel runs: per step, the time this rank waited on communication and the bytes it handed to it.
+  double comm_wait_ms = 0;
+  double comm_bytes = 0;
+  int64_t world_size = 1;
 };
 
 // Presets: "paper" (hidden 512, 8 heads, 4+4 layers, 2x2 cycles, seq 81, puzzle emb 512, bf16) and
