@@ -21,15 +21,20 @@ std::vector<char> read_bytes(const std::string& path) {
   return std::vector<char>(s.begin(), s.end());
 }
 
+std::string first_line(const std::string& s) {
+  std::string line = s.substr(0, s.find('\n'));
+  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+}
+
 c10::IValue unpickle(const std::string& path) {
   try {
     return torch::pickle_load(read_bytes(path));
   } catch (const Error&) {
     throw;
+  } catch (const c10::Error& e) {  // its message without LibTorch's C++ backtrace
+    throw Error(path + ": not a readable torch.save file (" + first_line(e.what_without_backtrace()) + ")");
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (what.size() > 300) what = what.substr(0, 300) + "...";
-    throw Error(path + ": not a readable torch.save file (" + what + ")");
+    throw Error(path + ": not a readable torch.save file (" + first_line(e.what()) + ")");
   }
 }
 

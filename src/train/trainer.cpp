@@ -439,6 +439,9 @@ class Trainer {
     if (carry_)
       for (auto& [k, v] : carry_->state_dict("carry.")) extra[k] = gather_rows(group_, v);
     extra["train.world_size"] = torch::tensor(group_.world_size(), torch::kLong);
+    // What the data position (iteration, batch) refers to: a resume on another dataset is refused.
+    extra["data.train_examples"] = torch::tensor(train_ds_->num_examples(), torch::kLong);
+    extra["data.total_groups"] = torch::tensor(train_ds_->metadata().total_groups, torch::kLong);
     const std::string path = dir + "/step_" + std::to_string(step_) + ".pt";
     if (!lead_) return path;  // rank 0 writes
     save_checkpoint(path, model_, extra, {{"train_config", cfg_.to_yaml()}});
@@ -467,6 +470,13 @@ class Trainer {
       else
         ema_->load(averages, path);
     }
+    for (const auto& [key, now] : {std::pair<std::string, int64_t>{"data.train_examples", train_ds_->num_examples()},
+                                   {"data.total_groups", train_ds_->metadata().total_groups}})
+      if (ck.extra.count(key) && ck.extra.at(key).item<int64_t>() != now)
+        throw Error(
+            fmt::format("{}: the dataset changed under this run: {} has {} {} now, the checkpoint was written "
+                        "with {}",
+                        path, cfg_.data_path, now, key.substr(5), ck.extra.at(key).item<int64_t>()));
     step_ = get("train.step").item<int64_t>();
     if (ck.extra.count("train.elapsed_s")) elapsed_before_ = ck.extra.at("train.elapsed_s").item<double>();
     iteration_ = get("train.iteration").item<int64_t>();
@@ -572,9 +582,29 @@ TrainOutcome train(TrainConfig config, const TrainOptions& options) {
   return Trainer(std::move(config), options, where).run("");
 }
 
+namespace {
+// The newest checkpoint of a run that reads completely; a newer unreadable one (truncated, corrupt) is skipped with
+// a warning naming it and why.
+std::string latest_readable_checkpoint(const std::string& run_dir) {
+  const auto all = list_checkpoints(run_dir);
+  if (all.empty()) return latest_checkpoint(run_dir);  // its error names the folder
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      read_checkpoint(it->second);
+      return it->second;
+    } catch (const std::exception& e) {
+      log::warn(fmt::format("warning: skipping an unreadable checkpoint: {}", e.what()));
+    }
+  }
+  throw Error(run_dir + ": none of its " + std::to_string(all.size()) + " checkpoints is readable");
+}
+
+}  // namespace
+
 TrainOutcome resume_training(const std::string& run_dir, const std::vector<std::string>& overrides,
                              const TrainOptions& options) {
-  const std::string checkpoint = latest_checkpoint(run_dir);  // every rank reads it: the run folder is shared
+  // Every rank reads it: the run folder is shared.
+  const std::string checkpoint = latest_readable_checkpoint(run_dir);
   const std::string cfg_path = run_dir + "/config.yaml";
   TrainConfig c = TrainConfig::from_yaml(read_file(cfg_path), cfg_path);
   c.max_steps = 0;  // stop conditions belong to one invocation, not to the run

@@ -58,16 +58,15 @@ TEST(Launch, TorchrunVariables) {
   const dist::LaunchInfo d = launch({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}});
   EXPECT_EQ(d.local_rank, 0);
   EXPECT_EQ(d.local_world_size, 1);
-  EXPECT_FALSE(
-      launch({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "5"}}).distributed());
+  EXPECT_FALSE(launch({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "5"}}).distributed());
 }
 
 TEST(Launch, OneTorchrunVariableRequiresAllFour) {
   const std::string e = launch_error({{"RANK", "0"}, {"MASTER_PORT", "29500"}});
   EXPECT_NE(e.find("WORLD_SIZE, MASTER_ADDR not set"), std::string::npos) << e;
-  EXPECT_NE(launch_error({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}})
-                .find("RANK='x'"),
-            std::string::npos);
+  EXPECT_NE(
+      launch_error({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}}).find("RANK='x'"),
+      std::string::npos);
   EXPECT_NE(launch_error({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}})
                 .find("RANK=2 is not below WORLD_SIZE=2"),
             std::string::npos);
@@ -329,12 +328,12 @@ class TwoRanks : public ::testing::Test {
         // verify-reference compares gradients (|a - b| <= 1e-5 + 1e-4 |b|).
         const bool moment = k.rfind("adam.", 0) == 0;
         const int64_t differ =
-            moment ? ((y.at(k).to(torch::kDouble) - v.to(torch::kDouble)).abs() > 1e-5 + 1e-4 * v.to(torch::kDouble).abs())
-                         .sum()
-                         .item<int64_t>()
-                   : count_different(y.at(k), v, 1e-5);
-        EXPECT_EQ(differ, 0) << what << " " << k << ": max |diff| "
-                                                          << (y.at(k) - v).abs().max().item<double>();
+            moment
+                ? ((y.at(k).to(torch::kDouble) - v.to(torch::kDouble)).abs() > 1e-5 + 1e-4 * v.to(torch::kDouble).abs())
+                      .sum()
+                      .item<int64_t>()
+                : count_different(y.at(k), v, 1e-5);
+        EXPECT_EQ(differ, 0) << what << " " << k << ": max |diff| " << (y.at(k) - v).abs().max().item<double>();
       }
     };
     same(a.model, b.model, "weights");
@@ -358,10 +357,15 @@ class TwoRanks : public ::testing::Test {
   TempDir dir_;
   std::string data_, config_, init_;
   // 32 steps of global batch 16 (4 per epoch), an evaluation every 4 epochs, exploration 0.1 (the toy arch's).
-  const std::vector<std::string> settings_ = {
-      "ema=true",           "ema_rate=0.9",         "epochs=8",           "eval_interval=4",
-      "global_batch_size=16", "arch.puzzle_emb_ndim=32", "arch.hidden_size=32", "arch.halt_max_steps=4",
-      "arch.forward_dtype=float32"};
+  const std::vector<std::string> settings_ = {"ema=true",
+                                              "ema_rate=0.9",
+                                              "epochs=8",
+                                              "eval_interval=4",
+                                              "global_batch_size=16",
+                                              "arch.puzzle_emb_ndim=32",
+                                              "arch.hidden_size=32",
+                                              "arch.halt_max_steps=4",
+                                              "arch.forward_dtype=float32"};
 };
 
 TEST_F(TwoRanks, TrainLikeOneProcessWithThePuzzleEmbeddingEmaAndExploration) {
@@ -389,12 +393,10 @@ TEST_F(TwoRanks, ADeadRankStopsTheOthersAndTheRunResumes) {
   const std::string port = std::to_string(next_port());
   std::vector<Proc> procs;
   for (int r = 0; r < 2; ++r)
-    procs.push_back(start(args(run, {"epochs=4000", "eval_interval=0", "checkpoint_every_steps=5"}),
-                          {{"RANK", std::to_string(r)},
-                           {"WORLD_SIZE", "2"},
-                           {"MASTER_ADDR", "127.0.0.1"},
-                           {"MASTER_PORT", port}},
-                          run + ".rank" + std::to_string(r) + ".log"));
+    procs.push_back(
+        start(args(run, {"epochs=4000", "eval_interval=0", "checkpoint_every_steps=5"}),
+              {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
+              run + ".rank" + std::to_string(r) + ".log"));
   // Kill rank 1 once a periodic checkpoint exists.
   const auto t0 = std::chrono::steady_clock::now();
   while (!fs::exists(run + "/checkpoints/step_10.pt") &&
@@ -422,10 +424,10 @@ TEST(Distributed, AMissingPeerIsAnErrorWithinTheTimeout) {
   const std::string data = make_dataset(dir.file("data"));
   test::write_toy_config(dir.str(), data, "dist:\n  timeout_s: 3\n");
   const auto t0 = std::chrono::steady_clock::now();
-  Proc p = start({"train", dir.file("configs/toy.yaml"), "run_dir=" + dir.file("run")},
-                 {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
-                  {"MASTER_PORT", std::to_string(next_port())}},
-                 dir.file("alone.log"));
+  Proc p = start(
+      {"train", dir.file("configs/toy.yaml"), "run_dir=" + dir.file("run")},
+      {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(next_port())}},
+      dir.file("alone.log"));
   const int code = finish(p, 60);
   EXPECT_NE(code, 0);
   EXPECT_NE(code, -1);

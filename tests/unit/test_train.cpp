@@ -128,6 +128,23 @@ TEST_F(ToyRun, StoppedAndResumedRunLogsTheSameMetrics) {
   EXPECT_EQ(rows(rb2.run_dir, "eval"), rows(run_a(), "eval"));
 }
 
+TEST_F(ToyRun, ResumeSkipsATruncatedNewestCheckpointAndRefusesAChangedDataset) {
+  const std::string run = dir_.file("run_t");
+  fs::copy(run_a(), run, fs::copy_options::recursive);
+  const auto all = list_checkpoints(run);
+  ASSERT_GE(all.size(), 2u);
+  const int64_t previous = all[all.size() - 2].first;
+  fs::resize_file(all.back().second, fs::file_size(all.back().second) / 2);  // the machine lost power mid-write
+  const TrainOutcome r = resume_training(run, {"max_steps=" + std::to_string(previous + 1)}, quiet());
+  EXPECT_EQ(r.steps, previous + 1);  // continued from the previous checkpoint
+  // Another dataset (other counts) under the same run: refused, naming both counts.
+  const std::string other = make_sudoku4(dir_.file("other"), 200, 32);
+  const std::string e = test::error_of([&] { resume_training(run, {"data_path=" + other}, quiet()); });
+  EXPECT_NE(e.find("the dataset changed under this run"), std::string::npos) << e;
+  EXPECT_NE(e.find(other), std::string::npos) << e;
+  EXPECT_NE(e.find("train_examples now, the checkpoint was written with"), std::string::npos) << e;
+}
+
 TEST_F(ToyRun, ResumingAtAnEvaluationBoundaryDoesNotRepeatIt) {
   const auto eval_a = rows(run_a(), "eval");
   fs::copy(run_a(), dir_.file("run_c"), fs::copy_options::recursive);

@@ -26,8 +26,9 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 
 // Once any of RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT is set, all four are required (the error names the missing
 // ones) -- except under Slurm (SLURM_PROCID and SLURM_NTASKS set), where MASTER_ADDR/MASTER_PORT without RANK and
-// WORLD_SIZE only name the rendezvous; LOCAL_RANK defaults to 0 and LOCAL_WORLD_SIZE to 1. Under Slurm the port is MASTER_PORT or 29500.
-// Values are checked (integers, 0 <= rank < world_size, port in 1..65535); errors name the variable.
+// WORLD_SIZE only name the rendezvous; LOCAL_RANK defaults to 0 and LOCAL_WORLD_SIZE to 1. Under Slurm the port is
+// MASTER_PORT or 29500. Values are checked (integers, 0 <= rank < world_size, port in 1..65535); errors name the
+// variable.
 LaunchInfo launch_info(const EnvLookup& env);
 LaunchInfo launch_info_from_environment();
 
