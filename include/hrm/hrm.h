@@ -47,5 +47,7 @@
 #include "hrm/util/log.h"
 #include "hrm/util/memory.h"
 #include "hrm/util/progress.h"
+#include "hrm/util/signals.h"
 #include "hrm/util/strings.h"
+#include "hrm/util/zip.h"
 #include "hrm/version.h"

@@ -176,6 +176,12 @@ Header parse_header(const std::string& bytes, const std::string& what) {
   h.fortran_order = fo == "True";
   if (h.fortran_order) throw Error(what + ": Fortran-ordered arrays are not supported (save with C order)");
   h.shape = parse_shape(get("shape", 't'), parser);
+  // A header may claim any shape: refuse products that no file holds (and that would overflow) before sizes are used.
+  int64_t elements = 1;
+  for (const int64_t d : h.shape) {
+    if (d != 0 && elements > (int64_t(1) << 56) / d) parser.fail("the shape has more than 2^56 elements");
+    elements *= d;
+  }
   h.data_offset = prefix + header_len;
 
   if (h.descr.size() < 3) parser.fail("bad descr '" + h.descr + "'");

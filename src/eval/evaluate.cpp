@@ -16,6 +16,7 @@
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
 #include "hrm/util/progress.h"
+#include "hrm/util/signals.h"
 
 namespace hrm {
 namespace fs = std::filesystem;
@@ -38,6 +39,11 @@ EvalOutput evaluate(ACTModel& model, const data::PuzzleDataset& test, LossType l
   const int64_t total = (test.num_examples() + test.config().global_batch_size - 1) / test.config().global_batch_size;
   ProgressBar bar("eval", total, progress && group.rank() == 0);
   test.for_each_batch(0, [&](data::LoadedBatch&& lb) {
+    // Ctrl-C/SIGTERM (when a caller catches them) ends the evaluation at the next batch. Sharded evaluations run to
+    // the end: ranks stopping at different batches would leave the others in the final collectives.
+    if (!sharded && stop_signal())
+      throw Interrupted("stopped after " + std::to_string(effective.size()) + " of " + std::to_string(total) +
+                        " batches");
     const Batch batch = lb.batch.to(device);
     ACTOutputs out;
     const Carry carry = run_to_halt(model, batch, [&](int64_t, const Carry&, const ACTOutputs& o) { out = o; });

@@ -9,6 +9,7 @@
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
 #include "hrm/util/strings.h"
+#include "hrm/util/zip.h"
 
 namespace hrm {
 namespace {
@@ -16,8 +17,10 @@ constexpr const char* kFormat = "hrm-checkpoint-v1";
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
-std::vector<char> read_bytes(const std::string& path) {
+// The file's bytes once its zip directory and CRC-32s check out.
+std::vector<char> read_checked_bytes(const std::string& path) {
   const std::string s = read_file(path);
+  check_zip_archive(s, path);
   return std::vector<char>(s.begin(), s.end());
 }
 
@@ -28,7 +31,7 @@ std::string first_line(const std::string& s) {
 
 c10::IValue unpickle(const std::string& path) {
   try {
-    return torch::pickle_load(read_bytes(path));
+    return torch::pickle_load(read_checked_bytes(path));
   } catch (const Error&) {
     throw;
   } catch (const c10::Error& e) {  // its message without LibTorch's C++ backtrace

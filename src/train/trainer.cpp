@@ -32,29 +32,12 @@
 #include "hrm/util/file.h"
 #include "hrm/util/log.h"
 #include "hrm/util/memory.h"
+#include "hrm/util/signals.h"
 #include "hrm/version.h"
 
 namespace hrm {
 namespace {
 namespace fs = std::filesystem;
-
-std::atomic<int> g_stop_signal{0};
-void on_signal(int sig) { g_stop_signal = sig; }
-
-// Installs SIGINT/SIGTERM handlers for the duration of a run.
-struct SignalScope {
-  using Handler = void (*)(int);
-  Handler old_int, old_term;
-  SignalScope() {
-    g_stop_signal = 0;
-    old_int = std::signal(SIGINT, on_signal);
-    old_term = std::signal(SIGTERM, on_signal);
-  }
-  ~SignalScope() {
-    std::signal(SIGINT, old_int);
-    std::signal(SIGTERM, old_term);
-  }
-};
 
 std::string timestamp() {
   const std::time_t t = std::time(nullptr);
@@ -185,7 +168,7 @@ class Trainer {
 
  private:
   TrainOutcome loop() {
-    SignalScope signals;
+    StopSignalScope signals;
     TrainOutcome outcome;
     outcome.run_dir = cfg_.run_dir;
     outcome.total_steps = total_steps_;
@@ -251,8 +234,8 @@ class Trainer {
       }
       // Decisions from clocks and signals were agreed on by every rank in train_step.
       if (report.signal)
-        stop_reason = g_stop_signal == SIGINT    ? "interrupted (SIGINT)"
-                      : g_stop_signal == SIGTERM ? "terminated (SIGTERM)"
+        stop_reason = stop_signal() == SIGINT    ? "interrupted (SIGINT)"
+                      : stop_signal() == SIGTERM ? "terminated (SIGTERM)"
                                                  : "stopped by a signal to another rank";
       else if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps)
         stop_reason = "max_steps reached";
@@ -314,7 +297,7 @@ class Trainer {
     // The clocks and signals of every rank travel with the metrics: one all-reduce per step.
     const auto now = std::chrono::steady_clock::now();
     const double flags[3] = {
-        g_stop_signal ? 1.0 : 0.0,
+        stop_signal() ? 1.0 : 0.0,
         cfg_.time_limit_minutes > 0 &&
                 std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60
             ? 1.0
@@ -353,7 +336,13 @@ class Trainer {
     if (!evaluate_) return;
     std::optional<SwappedWeights> averaged;  // the published trainer evaluates the EMA
     if (ema_) averaged.emplace(model_, ema_->weights());
-    std::map<std::string, double> e = evaluate_(model_, cfg_);
+    std::map<std::string, double> e;
+    try {
+      e = evaluate_(model_, cfg_);
+    } catch (const Interrupted& i) {  // Ctrl-C/SIGTERM during evaluation: nothing partial is logged
+      log::info(fmt::format("evaluation at step {} interrupted: {}", step_, i.what()));
+      return;
+    }
     averaged.reset();
     if (e.empty()) return;
     e["elapsed_s"] = elapsed_seconds();

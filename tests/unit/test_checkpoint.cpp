@@ -44,6 +44,32 @@ TEST(Checkpoint, CorruptOrForeignFilesGiveClearErrors) {
   }
 }
 
+// LibTorch's reader does not check the archive's CRC-32s: without hrm's check a flipped byte in a tensor loads as a
+// silently different weight.
+TEST(Checkpoint, AFlippedByteInATensorIsCaughtByItsCrc) {
+  TempDir dir;
+  torch::manual_seed(0);
+  ACTModel model = make_model(hrm::test::tiny_config());
+  save_checkpoint(dir.file("ck.pt"), model);
+  const std::string bytes = read_file(dir.file("ck.pt"));
+  ASSERT_NO_THROW(check_zip_archive(bytes, "ck.pt"));
+  for (const size_t at : {bytes.size() / 3, bytes.size() / 2}) {
+    std::string flipped = bytes;
+    flipped[at] = static_cast<char>(flipped[at] ^ 0x10);
+    std::ofstream(dir.file("flipped.pt"), std::ios::binary | std::ios::trunc) << flipped;
+    const std::string e = hrm::test::error_of([&] { read_checkpoint(dir.file("flipped.pt")); });
+    EXPECT_NE(e.find("corrupt (CRC-32"), std::string::npos) << at << ": " << e;
+    EXPECT_NE(e.find(dir.file("flipped.pt")), std::string::npos) << e;
+  }
+  // A directory offset pointing past the end.
+  std::string moved = bytes;
+  const size_t end = moved.rfind(std::string("PK\x05\x06", 4));
+  ASSERT_NE(end, std::string::npos);
+  moved[end + 19] = static_cast<char>(0x7f);
+  EXPECT_NE(hrm::test::error_of([&] { check_zip_archive(moved, "x.pt"); }).find("x.pt: damaged zip archive"),
+            std::string::npos);
+}
+
 TEST(Checkpoint, ShapeMismatchNamesTheTensor) {
   TempDir dir;
   ModelConfig c = hrm::test::tiny_config();

@@ -98,6 +98,11 @@ TEST(Npy, RejectsMalformedFiles) {
   write_raw(dir.file("bool.npy"), header_v1("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }") + "\x01\x07");
   expect_error(dir.file("bool.npy"), "invalid bool");
   expect_error(dir.file("missing.npy"), "cannot open");
+  // A header claiming an absurd size (each entry below the per-entry limit, their product overflowing int64).
+  write_raw(
+      dir.file("huge.npy"),
+      header_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (281474976710656, 281474976710656, 4), }") + data);
+  expect_error(dir.file("huge.npy"), "more than 2^56 elements");
 }
 
 TEST(Npy, FailedSaveLeavesNothing) {

@@ -2,6 +2,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <filesystem>
 #include <fstream>
@@ -143,6 +144,16 @@ TEST_F(ToyRun, ResumeSkipsATruncatedNewestCheckpointAndRefusesAChangedDataset) {
   EXPECT_NE(e.find("the dataset changed under this run"), std::string::npos) << e;
   EXPECT_NE(e.find(other), std::string::npos) << e;
   EXPECT_NE(e.find("train_examples now, the checkpoint was written with"), std::string::npos) << e;
+}
+
+TEST_F(ToyRun, SigtermDuringEvaluationEndsItAtTheNextBatch) {
+  ACTModel model = load_model(latest_checkpoint(run_a()));
+  const data::PuzzleDataset test(data::LoaderConfig::test_split(data(), 16));
+  StopSignalScope scope;
+  std::raise(SIGTERM);  // caught by the scope: the process goes on
+  const std::string e =
+      test::error_of([&] { evaluate(model, test, loss_type_from_string("stablemax_cross_entropy"), false); });
+  EXPECT_NE(e.find("stopped after 0 of 4 batches"), std::string::npos) << e;
 }
 
 TEST_F(ToyRun, ResumingAtAnEvaluationBoundaryDoesNotRepeatIt) {
