@@ -1,5 +1,7 @@
 #include "hrm/nn/layers.h"
 
+#include <algorithm>
+
 #include "hrm/nn/fused.h"
 
 #include <cmath>
@@ -164,6 +166,25 @@ torch::Tensor attention_ops(const torch::Tensor& qkv, int64_t num_heads, const R
   const torch::Tensor attn = at::scaled_dot_product_attention(q, k, v);
 #else
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  // Without a graph, long sequences (ARC: 900 tokens) take a few (batch, head) pairs at a time, so that no score
+  // matrix exceeds kScoreBytes: a [B, heads, S, S] temporary above glibc's 32 MiB mmap ceiling is a fresh mapping
+  // that the kernel zero-fills page by page at every call. Each pair is computed as in the batched product.
+  constexpr int64_t kScoreBytes = 8 << 20;
+  const int64_t pair_bytes = S * S * static_cast<int64_t>(qkv.element_size());
+  if (!torch::GradMode::is_enabled() && B * H * pair_bytes > kScoreBytes) {
+    const int64_t heads_per_chunk = std::clamp<int64_t>(kScoreBytes / pair_bytes, 1, H);
+    torch::Tensor out = torch::empty({B, S, H, D}, qkv.options());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h0 = 0; h0 < H; h0 += heads_per_chunk) {
+        const int64_t n = std::min(heads_per_chunk, H - h0);
+        const torch::Tensor qc = q.select(0, b).narrow(0, h0, n), kc = k.select(0, b).narrow(0, h0, n);
+        const torch::Tensor vc = v.select(0, b).narrow(0, h0, n);
+        const torch::Tensor part =
+            torch::matmul(torch::softmax(torch::matmul(qc, kc.transpose(-2, -1)) * scale, -1), vc);
+        out.select(0, b).narrow(1, h0, n).copy_(part.transpose(0, 1));
+      }
+    return out.view({B, S, H * D});
+  }
   const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
 #endif
   return attn.transpose(1, 2).reshape({B, S, H * D});

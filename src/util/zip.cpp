@@ -30,8 +30,8 @@ constexpr uint32_t kEnd = 0x06054b50, kEnd64 = 0x06064b50, kLocator64 = 0x07064b
 void check_zip_archive(const std::string& bytes, const std::string& source) {
   const Reader r{bytes, source};
   // The end record: the last signature within the final 22 + 65535 bytes.
-  if (bytes.size() < 22) throw Error(source + ": not a zip archive (torch.save writes one): " +
-                                     std::to_string(bytes.size()) + " bytes");
+  if (bytes.size() < 22)
+    throw Error(source + ": not a zip archive (torch.save writes one): " + std::to_string(bytes.size()) + " bytes");
   int64_t end = -1;
   const int64_t lowest = std::max<int64_t>(0, static_cast<int64_t>(bytes.size()) - 22 - 65535);
   for (int64_t at = static_cast<int64_t>(bytes.size()) - 22; at >= lowest; --at)
@@ -40,8 +40,9 @@ void check_zip_archive(const std::string& bytes, const std::string& source) {
       break;
     }
   if (end < 0)
-    throw Error(source + ": not a zip archive, or a truncated one (no end-of-directory record; torch.save writes a "
-                         "zip)");
+    throw Error(source +
+                ": not a zip archive, or a truncated one (no end-of-directory record; torch.save writes a "
+                "zip)");
   const uint64_t e = static_cast<uint64_t>(end);
   uint64_t entries = r.u(e + 10, 2, "the end record"), dir_size = r.u(e + 12, 4, "the end record"),
            dir_offset = r.u(e + 16, 4, "the end record");

@@ -100,3 +100,20 @@ TEST(Layers, AttentionIsNonCausal) {
   const torch::Tensor y2 = attn(x2, nn::RopeTables{cos, sin});
   EXPECT_GT((y2[0][0] - y[0][0]).abs().max().item<float>(), 1e-4);
 }
+
+// Long sequences without a graph take a few (batch, head) pairs at a time (no score matrix above 8 MiB); each pair
+// is computed as in the batched product, so the result is the same to the bit.
+TEST(Attention, LongSequencesWithoutAGraphMatchTheBatchedProduct) {
+  torch::manual_seed(0);
+  const int64_t B = 2, S = 800, H = 4, D = 8;  // 2.4 MiB per pair: chunks of 3 heads and of 1
+  const torch::Tensor qkv = torch::randn({B, S, 3 * H, D});
+  const nn::RopeTables rope{torch::cos(torch::randn({S, D})), torch::sin(torch::randn({S, D}))};
+  torch::Tensor tiled, whole;
+  {
+    torch::NoGradGuard no_grad;
+    tiled = nn::attention_ops(qkv, H, rope);
+  }
+  whole = nn::attention_ops(qkv.clone().requires_grad_(true), H, rope).detach();
+  ASSERT_EQ(tiled.sizes(), whole.sizes());
+  EXPECT_TRUE(torch::equal(tiled, whole)) << (tiled - whole).abs().max().item<double>();
+}
