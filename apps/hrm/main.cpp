@@ -41,6 +41,8 @@ int run_eval(const hrm::EvalRequest& r, const std::string& json_path) {
   std::printf("eval %s on %s (%s, halt_max_steps %lld, %s weights):\n", r.checkpoint.c_str(), report.data_path.c_str(),
               hrm::data::to_string(report.kind).c_str(), (long long)report.halt_max_steps, report.ema ? "EMA" : "raw");
   for (const auto& [k, v] : report.metrics) std::printf("  %-18s %.6g\n", k.c_str(), v);
+  std::printf("  (%lld batches, %.0f minor page faults per batch)\n", (long long)report.batches,
+              report.minor_faults_per_batch);
   const std::string json = hrm::metrics_json(report.metrics);
   if (!json_path.empty()) hrm::write_file_atomic(json_path, json + "\n");
   std::printf("%s\n", json.c_str());

@@ -83,6 +83,7 @@ const std::vector<Key>& table() {
       key("log_every", &TrainConfig::log_every),
       key("max_steps", &TrainConfig::max_steps),
       key("time_limit_minutes", &TrainConfig::time_limit_minutes),
+      key("fit_time_limit", &TrainConfig::fit_time_limit),
       key("name", &TrainConfig::name),
       key("ema", &TrainConfig::ema),
       key("ema_rate", &TrainConfig::ema_rate),

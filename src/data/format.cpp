@@ -1,5 +1,7 @@
 #include "hrm/data/format.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>

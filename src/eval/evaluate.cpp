@@ -1,5 +1,6 @@
 #include "hrm/eval/evaluate.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cmath>
@@ -145,8 +146,14 @@ EvalReport evaluate_checkpoint(const EvalRequest& r) {
       load_for_inference(r.checkpoint, r.data_dir, r.config_path, r.overrides, resolve_device(r.device), r.weights);
   const data::PuzzleDataset test(data::LoaderConfig::test_split(
       s.data_path, r.batch_size > 0 ? r.batch_size : std::min<int64_t>(s.global_batch_size, 1024)));
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_SELF, &before);
   EvalOutput out = evaluate(s.model, test, s.loss_type, r.progress);
+  ::getrusage(RUSAGE_SELF, &after);
   EvalReport report;
+  report.batches = (test.num_examples() + test.config().global_batch_size - 1) / test.config().global_batch_size;
+  report.minor_faults_per_batch = static_cast<double>(after.ru_minflt - before.ru_minflt) /
+                                  static_cast<double>(std::max<int64_t>(1, report.batches));
   report.data_path = s.data_path;
   report.kind = data::detect_task_kind(s.data_path, test.metadata());
   report.halt_max_steps = s.model->config().halt_max_steps;

@@ -1,5 +1,7 @@
 #include "hrm/train/benchmark.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -34,6 +36,13 @@ struct ProfileRecorder {
 }  // namespace
 
 namespace hrm {
+namespace {
+int64_t minor_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+}  // namespace
 
 ModelConfig bench_preset(const std::string& name) {
   ModelConfig c;
@@ -102,6 +111,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   };
   Carry carry = model->initial_carry(batch());
   std::vector<double> times;
+  int64_t faults_at_start = 0;
   check(kHaveProfiler || options.profile_path.empty(), "bench --profile: this LibTorch has no legacy profiler");
   std::unique_ptr<ProfileRecorder> profile;
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
@@ -109,6 +119,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     if (i == options.warmup) {
       tracker.reset_peak();
       group->stats().reset();
+      faults_at_start = minor_faults();
       if (!options.profile_path.empty()) profile = std::make_unique<ProfileRecorder>(options.profile_path);
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -125,6 +136,8 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     const auto t1 = std::chrono::steady_clock::now();
     if (i >= options.warmup) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  r.minor_faults_per_step =
+      static_cast<double>(minor_faults() - faults_at_start) / static_cast<double>(std::max<int64_t>(1, options.steps));
   profile.reset();
   std::sort(times.begin(), times.end());
   r.median_step_ms = times[times.size() / 2];
@@ -145,12 +158,12 @@ std::string bench_report(const std::string& preset, const ModelConfig& config, c
       "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
       "%d threads, fused CPU kernels %s, %.2fM params\n"
       "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
-      "%.1f MiB\n",
+      "%.1f MiB, %.0f minor page faults per step\n",
       preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
       (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len, (long long)options.batch_size,
       (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
       torch::get_num_threads(), nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second,
-      r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0);
+      r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0, r.minor_faults_per_step);
   std::string out = buf;
   if (r.world_size > 1) {
     std::snprintf(buf, sizeof buf,

@@ -174,6 +174,7 @@ class Trainer {
     outcome.total_steps = total_steps_;
     const auto start = std::chrono::steady_clock::now();
     loop_start_ = start;
+    fit_at_step_ = cfg_.fit_time_limit && cfg_.time_limit_minutes > 0 && !resumed_ ? step_ + kFitMeasureSteps : -1;
     auto last_checkpoint = start;
     const bool tty = progress_ && lead_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
@@ -212,6 +213,7 @@ class Trainer {
       last = now;
       const double rate = static_cast<double>(cfg_.global_batch_size) / std::max(dt, 1e-9);
       ema_rate = ema_rate == 0 ? rate : 0.9 * ema_rate + 0.1 * rate;
+      if (step_ == fit_at_step_) fit_to_time_limit(start);
       std::map<std::string, double> row = m;
       row["samples_per_s"] = rate;
       row["elapsed_s"] = elapsed_seconds();
@@ -414,6 +416,7 @@ class Trainer {
     StateDict extra;
     for (const auto& [k, v] : optimizer_->adam().state_dict()) extra["adam." + k] = v;
     extra["train.step"] = torch::tensor(step_, torch::kLong);
+    extra["train.total_steps"] = torch::tensor(total_steps_, torch::kLong);  // fit_time_limit may have shortened it
     extra["train.elapsed_s"] = torch::tensor(elapsed_seconds(), torch::kDouble);
     if (ema_)
       for (const auto& [k, v] : ema_->weights()) extra["ema." + k] = v;
@@ -467,6 +470,8 @@ class Trainer {
                         "with {}",
                         path, cfg_.data_path, now, key.substr(5), ck.extra.at(key).item<int64_t>()));
     step_ = get("train.step").item<int64_t>();
+    if (ck.extra.count("train.total_steps")) total_steps_ = ck.extra.at("train.total_steps").item<int64_t>();
+    resumed_ = true;
     if (ck.extra.count("train.elapsed_s")) elapsed_before_ = ck.extra.at("train.elapsed_s").item<double>();
     iteration_ = get("train.iteration").item<int64_t>();
     batch_in_iter_ = get("train.batch_in_iter").item<int64_t>();
@@ -519,6 +524,27 @@ class Trainer {
     if (dtype == torch::kBFloat16 || dtype == torch::kHalf) return t.to(torch::kFloat).contiguous();
     return t.is_contiguous() ? t : t.contiguous();
   }
+
+  // fit_time_limit: after kFitMeasureSteps steps, the measured rate sizes the run to end (with its final
+  // evaluation) inside time_limit_minutes. Every rank measures the same steps; rank 0's figure is used by all.
+  static constexpr int64_t kFitMeasureSteps = 20;
+  void fit_to_time_limit(std::chrono::steady_clock::time_point start) {
+    const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::vector<torch::Tensor> seconds{torch::tensor({spent}, torch::kDouble)};
+    group_.broadcast(seconds, 0);
+    const double per_step = seconds[0].item<double>() / static_cast<double>(kFitMeasureSteps);
+    // 85% of the limit for training: the final evaluation and checkpoint need the rest.
+    const double budget = cfg_.time_limit_minutes * 60 * 0.85 - seconds[0].item<double>();
+    const int64_t fits = step_ + std::max<int64_t>(1, static_cast<int64_t>(budget / per_step));
+    if (fits >= total_steps_) return;
+    log::info(
+        fmt::format("fit_time_limit: {:.1f} samples/s over the first {} steps; the run is sized to {} of {} "
+                    "steps to end within time_limit_minutes={} (the learning rate schedule follows)",
+                    cfg_.global_batch_size / per_step, kFitMeasureSteps, fits, total_steps_, cfg_.time_limit_minutes));
+    total_steps_ = fits;
+  }
+  int64_t fit_at_step_ = -1;
+  bool resumed_ = false;
 
   TrainConfig cfg_;
   bool progress_;

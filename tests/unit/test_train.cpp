@@ -156,6 +156,18 @@ TEST_F(ToyRun, SigtermDuringEvaluationEndsItAtTheNextBatch) {
   EXPECT_NE(e.find("stopped after 0 of 4 batches"), std::string::npos) << e;
 }
 
+TEST_F(ToyRun, FitTimeLimitSizesARunThatWouldNotFit) {
+  // 150 steps do not fit into 0.6 s (they take ~1.5 s on AVX-512, longer elsewhere): the run is shortened after 20.
+  const TrainOutcome r = train(TrainConfig::load(config(), {"run_dir=" + dir_.file("fit"), "time_limit_minutes=0.01",
+                                                            "fit_time_limit=true", "eval_interval=0"}),
+                               quiet());
+  EXPECT_EQ(r.total_steps, 150);
+  EXPECT_GT(r.steps, 20);
+  EXPECT_LT(r.steps, 150);
+  EXPECT_NE(read_file(dir_.file("fit/train.log")).find("fit_time_limit: "), std::string::npos);
+  EXPECT_TRUE(r.finished || r.interrupted);
+}
+
 TEST_F(ToyRun, ResumingAtAnEvaluationBoundaryDoesNotRepeatIt) {
   const auto eval_a = rows(run_a(), "eval");
   fs::copy(run_a(), dir_.file("run_c"), fs::copy_options::recursive);

@@ -38,6 +38,8 @@ struct TrainConfig {
   int64_t max_steps = 0;          // stop (with a checkpoint) after this many steps; 0 = run to the end. The learning
                                   // rate schedule still spans the whole run.
   double time_limit_minutes = 0;  // stop (with a checkpoint and a final evaluation) after this long; 0 = none
+  bool fit_time_limit = false;    // with time_limit_minutes: after the first steps, shorten the run (and its learning
+                                  // rate schedule) to the steps the measured throughput fits into the limit
   bool ema = false;               // keep an EMA of the weights; evaluation uses it, checkpoints hold both
   double ema_rate = 0.999;        // ema = rate * ema + (1 - rate) * weights, after every optimizer step
   std::string init_from;          // start from this checkpoint's weights (hrm checkpoint, run folder or published)

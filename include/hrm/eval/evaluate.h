@@ -53,6 +53,8 @@ struct EvalReport {
   data::TaskKind kind = data::TaskKind::Generic;
   int64_t halt_max_steps = 0;
   bool ema = false;  // evaluated with the checkpoint's EMA weights
+  int64_t batches = 0;
+  double minor_faults_per_batch = 0;  // page faults the kernel served during the evaluation, per batch
 };
 EvalReport evaluate_checkpoint(const EvalRequest& request);
 
