@@ -300,7 +300,8 @@ class Trainer {
     const auto now = std::chrono::steady_clock::now();
     const double flags[3] = {
         stop_signal() ? 1.0 : 0.0,
-        cfg_.time_limit_minutes > 0 &&
+        // With fit_time_limit the first steps always run: they measure the rate the run is then sized by.
+        cfg_.time_limit_minutes > 0 && fit_at_step_ < 0 &&
                 std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60
             ? 1.0
             : 0.0,
@@ -536,6 +537,7 @@ class Trainer {
     // 85% of the limit for training: the final evaluation and checkpoint need the rest.
     const double budget = cfg_.time_limit_minutes * 60 * 0.85 - seconds[0].item<double>();
     const int64_t fits = step_ + std::max<int64_t>(1, static_cast<int64_t>(budget / per_step));
+    fit_at_step_ = -1;  // measured: the time limit applies from here on
     if (fits >= total_steps_) return;
     log::info(
         fmt::format("fit_time_limit: {:.1f} samples/s over the first {} steps; the run is sized to {} of {} "
