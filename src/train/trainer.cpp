@@ -73,13 +73,17 @@ std::shared_ptr<dist::Group> join_run(const dist::LaunchInfo& where, const Train
   return group;
 }
 
-// Every rank's rows of a batch-first tensor, in rank order (bool and reduced floats travel widened).
-torch::Tensor gather_rows(dist::Group& group, const torch::Tensor& t) {
+// A tensor as the collectives take it: contiguous, bool as uint8 and reduced floats as float32 (exact both ways).
+torch::Tensor wire_form(const torch::Tensor& t) {
   const auto dtype = t.scalar_type();
-  const bool widen = dtype == torch::kBool || dtype == torch::kBFloat16 || dtype == torch::kHalf;
-  const torch::Tensor wide = widen ? t.to(dtype == torch::kBool ? torch::kUInt8 : torch::kFloat) : t;
-  torch::Tensor all = group.all_gather_cat(wide);
-  return widen ? all.to(dtype) : all;
+  if (dtype == torch::kBool) return t.to(torch::kUInt8).contiguous();
+  if (dtype == torch::kBFloat16 || dtype == torch::kHalf) return t.to(torch::kFloat).contiguous();
+  return t.contiguous();
+}
+
+// Every rank's rows of a batch-first tensor, in rank order.
+torch::Tensor gather_rows(dist::Group& group, const torch::Tensor& t) {
+  return group.all_gather_cat(wire_form(t)).to(t.scalar_type());
 }
 
 class Trainer {
@@ -513,17 +517,10 @@ class Trainer {
     for (const auto& b : model_->buffers())
       if (b.defined()) all.push_back(b);
     for (auto& t : all) {
-      std::vector<torch::Tensor> one{gather_safe(t)};
+      std::vector<torch::Tensor> one{wire_form(t)};
       group_.broadcast(one, 0);
       if (one[0].data_ptr() != t.data_ptr()) t.copy_(one[0]);
     }
-  }
-  // A tensor as the backends take it: contiguous, without bool or reduced float types.
-  static torch::Tensor gather_safe(const torch::Tensor& t) {
-    const auto dtype = t.scalar_type();
-    if (dtype == torch::kBool) return t.to(torch::kUInt8).contiguous();
-    if (dtype == torch::kBFloat16 || dtype == torch::kHalf) return t.to(torch::kFloat).contiguous();
-    return t.is_contiguous() ? t : t.contiguous();
   }
 
   // fit_time_limit: after kFitMeasureSteps steps, the measured rate sizes the run to end (with its final
