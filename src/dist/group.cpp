@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <sstream>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -19,6 +20,12 @@ namespace {
 
 // c10d's messages carry a C++ backtrace after the first line: keep the first line.
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string seconds(double s) {
+  std::ostringstream o;
+  o << s << " s";
+  return o.str();
+}
 
 std::mutex g_world_mutex;
 std::shared_ptr<Group>& world_slot() {
@@ -79,10 +86,14 @@ Group::Group(const LaunchInfo& where, const GroupOptions& options)
     so.numWorkers = static_cast<size_t>(world_size_);
     so.waitWorkers = true;
     so.timeout = timeout;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+    // 2.4 made the libuv server the default, but builds without libuv (Debian's) then refuse to start.
+    so.useLibUV = false;
+#endif
     impl_->store = c10::make_intrusive<c10d::TCPStore>(where.master_addr, so);
   } catch (const std::exception& e) {
     throw Error("distributed rendezvous at " + endpoint + " failed on " + impl_->where + " within " +
-                std::to_string(options.timeout_s) + " s: " + first_line(e.what()) +
+                seconds(options.timeout_s) + ": " + first_line(e.what()) +
                 (rank_ == 0 ? " (is the port free? did every rank start?)" : " (is rank 0 running?)"));
   }
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("hrm/" + backend, impl_->store);
@@ -109,8 +120,8 @@ Group::Group(const LaunchInfo& where, const GroupOptions& options)
     }
   } catch (const std::exception& e) {
     throw Error("distributed " + backend + " group at " + endpoint + " failed on " + impl_->where + ": " +
-                first_line(e.what()) + " (did every rank start within the timeout of " +
-                std::to_string(options.timeout_s) + " s?)");
+                first_line(e.what()) + " (did every rank start within the timeout of " + seconds(options.timeout_s) +
+                "?)");
   }
 }
 
