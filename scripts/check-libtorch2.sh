@@ -21,7 +21,7 @@ libcli11-dev libgtest-dev nlohmann-json3-dev qqwing python3 zlib1g-dev"
 case "$FLAVOR" in
   cpu) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie}; TORCH_PKG=libtorch-dev; PACKAGES="$PACKAGES $TORCH_PKG libgloo-dev" ;;
   cuda) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie-cuda}; TORCH_PKG=libtorch-cuda-dev
-        PACKAGES="$PACKAGES $TORCH_PKG libgloo-cuda-dev nvidia-cuda-toolkit" ;;  # Gloo's CUDA build
+        PACKAGES="$PACKAGES $TORCH_PKG libgloo-cuda-dev libnccl-dev nvidia-cuda-toolkit" ;;  # Gloo's CUDA build, nccl.h
   *) echo "check-libtorch2: HRM_LIBTORCH_FLAVOR must be cpu or cuda, not '$FLAVOR'" >&2; exit 2 ;;
 esac
 

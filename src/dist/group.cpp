@@ -130,7 +130,7 @@ void Group::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
 }
 
 PendingWork Group::all_reduce_sum_async(torch::Tensor tensor) {
-  if (!distributed()) return PendingWork();
+  if (!connected()) return PendingWork();
   stats_.bytes += static_cast<int64_t>(tensor.numel() * tensor.element_size());
   ++stats_.collectives;
   auto work = impl_->run("all-reduce", [&](auto& pg) {
@@ -147,7 +147,7 @@ PendingWork Group::all_reduce_sum_async(torch::Tensor tensor) {
 }
 
 torch::Tensor Group::all_gather_cat(const torch::Tensor& tensor) {
-  if (!distributed()) return tensor;
+  if (!connected()) return tensor;
   const torch::Tensor input = tensor.contiguous();
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int64_t r = 0; r < world_size_; ++r) outputs[0].push_back(torch::empty_like(input));
@@ -163,7 +163,7 @@ torch::Tensor Group::all_gather_cat(const torch::Tensor& tensor) {
 }
 
 void Group::broadcast(std::vector<torch::Tensor>& tensors, int64_t root) {
-  if (!distributed()) return;
+  if (!connected()) return;
   for (auto& t : tensors) {
     check(t.is_contiguous(), "broadcast: tensors must be contiguous");
     stats_.bytes += static_cast<int64_t>(t.numel() * t.element_size());
@@ -178,7 +178,7 @@ void Group::broadcast(std::vector<torch::Tensor>& tensors, int64_t root) {
 }
 
 std::string Group::broadcast_string(const std::string& text, int64_t root) {
-  if (!distributed()) return text;
+  if (!connected()) return text;
   std::vector<torch::Tensor> size{torch::tensor({static_cast<int64_t>(text.size())}, torch::kLong)};
   broadcast(size, root);
   const int64_t n = size[0].item<int64_t>();
@@ -189,7 +189,7 @@ std::string Group::broadcast_string(const std::string& text, int64_t root) {
 }
 
 void Group::barrier() {
-  if (!distributed()) return;
+  if (!connected()) return;
   impl_->run("barrier", [&](auto& pg) { return pg.barrier(c10d::BarrierOptions{})->wait(); });
 }
 

@@ -97,7 +97,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   for (const auto& p : model->parameters()) r.parameters += p.numel();
 
   std::unique_ptr<dist::GradientReducer> reducer;
-  if (group->distributed()) {
+  if (group->connected()) {
     std::vector<torch::Tensor> params;
     for (const auto& p : model->parameters()) params.push_back(p);
     reducer = std::make_unique<dist::GradientReducer>(params, *group, 4 << 20);

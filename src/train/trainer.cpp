@@ -61,9 +61,12 @@ std::string rank_device(const std::string& device, const dist::LaunchInfo& where
   return where.distributed() && d == "cuda" ? "cuda:" + std::to_string(where.local_rank) : d;
 }
 
-// Joins the data-parallel run this process was launched into; one process when no launcher variable is set.
+// Joins the data-parallel run this process was launched into; one process when no launcher variable is set. A
+// launched run of one rank with an explicit dist.backend joins a group of one, so that the backend itself runs (the
+// NCCL check on a single GPU).
 std::shared_ptr<dist::Group> join_run(const dist::LaunchInfo& where, const TrainConfig& c) {
-  if (!where.distributed()) return std::make_shared<dist::Group>();
+  const bool one_rank_group = !where.launcher.empty() && c.dist_backend != "auto";
+  if (!where.distributed() && !one_rank_group) return std::make_shared<dist::Group>();
   dist::GroupOptions o;
   o.backend = c.dist_backend;
   o.timeout_s = c.dist_timeout_s;
@@ -144,7 +147,7 @@ class Trainer {
     optimizer_ =
         std::make_unique<ModelOptimizer>(model_, OptimizerConfig{cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2,
                                                                  cfg_.puzzle_emb_lr, cfg_.puzzle_emb_weight_decay});
-    if (group_.distributed()) {
+    if (group_.connected()) {
       std::vector<torch::Tensor> trained;
       for (const auto& p : model_->parameters())
         if (p.requires_grad()) trained.push_back(p);
@@ -187,9 +190,9 @@ class Trainer {
         cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size, count_parameters(),
         device_.str(), model_->config().resolved_forward_dtype(),
         model_->config().forward_dtype == "auto" ? " (auto)" : "", torch::get_num_threads(),
-        group_.distributed() ? fmt::format(" per rank; {} ranks ({}, {}), {} gradient buckets", group_.world_size(),
-                                           where_.launcher, group_.backend(), reducer_->num_buckets())
-                             : std::string()));
+        group_.connected() ? fmt::format(" per rank; {} ranks ({}, {}), {} gradient buckets", group_.world_size(),
+                                         where_.launcher, group_.backend(), reducer_->num_buckets())
+                           : std::string()));
 
     data::BackgroundLoader loader(train_ds_, iteration_, 8, total_iters_ - iteration_);
     int64_t skip = batch_in_iter_;
@@ -510,7 +513,7 @@ class Trainer {
 
   // Every rank starts from rank 0's weights (puzzle embeddings and other buffers included).
   void broadcast_weights() {
-    if (!group_.distributed()) return;
+    if (!group_.connected()) return;
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> all;
     for (const auto& p : model_->parameters()) all.push_back(p);
@@ -588,7 +591,7 @@ TrainOutcome train(TrainConfig config, const TrainOptions& options) {
     for (const char* f : {"/metrics.jsonl", "/metrics.csv", "/train.log"}) fs::remove(config.run_dir + f);
   }
   // Every rank runs rank 0's config (its run folder included).
-  if (group.distributed()) {
+  if (group.connected()) {
     const int64_t threads = config.threads;  // a per-process setting
     config = TrainConfig::from_yaml(group.broadcast_string(config.to_yaml()), "the config of rank 0");
     config.threads = threads;

@@ -377,6 +377,19 @@ TEST_F(TwoRanks, TrainLikeOneProcessWithThePuzzleEmbeddingEmaAndExploration) {
   EXPECT_NE(read_file(dir_.file("two/train.log")).find("2 ranks (torchrun, gloo)"), std::string::npos);
 }
 
+// WORLD_SIZE=1 with an explicit dist.backend joins a group of one (how NCCL is checked on one GPU): every collective
+// runs through the backend, and the run equals the plain single process.
+TEST_F(TwoRanks, AGroupOfOneTrainsLikeOneProcess) {
+  run_ranks(1, args(dir_.file("one")), dir_.file("one"));
+  Proc p = start(
+      args(dir_.file("group1"), {"dist.backend=gloo"}),
+      {{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(next_port())}},
+      dir_.file("group1.log"));
+  ASSERT_EQ(finish(p), 0) << read_log(p);
+  EXPECT_NE(read_file(dir_.file("group1/train.log")).find("1 ranks (torchrun, gloo)"), std::string::npos);
+  expect_same_run(dir_.file("one"), dir_.file("group1"));
+}
+
 TEST_F(TwoRanks, StopAndResumeWithTheSameAndAnotherWorldSize) {
   run_ranks(1, args(dir_.file("one")), dir_.file("one"));
   const std::string run = dir_.file("resumed");

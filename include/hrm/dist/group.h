@@ -56,6 +56,8 @@ class Group {
   int64_t rank() const { return rank_; }
   int64_t world_size() const { return world_size_; }
   bool distributed() const { return world_size_ > 1; }
+  // Joined through c10d (a run of one rank included): collectives really run. Otherwise they are the identity.
+  bool connected() const { return impl_ != nullptr; }
   const std::string& backend() const { return backend_; }
   CommStats& stats() { return stats_; }
 
