@@ -21,6 +21,15 @@ namespace {
 // c10d's messages carry a C++ backtrace after the first line: keep the first line.
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// A tensor as the backends take it: contiguous, bool as uint8 and reduced floats as float32 (exact both ways), so
+// that callers may hand any tensor to a collective.
+torch::Tensor wire_form(const torch::Tensor& t) {
+  const auto dtype = t.scalar_type();
+  if (dtype == torch::kBool) return t.to(torch::kUInt8).contiguous();
+  if (dtype == torch::kBFloat16 || dtype == torch::kHalf) return t.to(torch::kFloat).contiguous();
+  return t.contiguous();
+}
+
 std::string seconds(double s) {
   std::ostringstream o;
   o << s << " s";
@@ -148,7 +157,7 @@ PendingWork Group::all_reduce_sum_async(torch::Tensor tensor) {
 
 torch::Tensor Group::all_gather_cat(const torch::Tensor& tensor) {
   if (!connected()) return tensor;
-  const torch::Tensor input = tensor.contiguous();
+  const torch::Tensor input = wire_form(tensor);
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int64_t r = 0; r < world_size_; ++r) outputs[0].push_back(torch::empty_like(input));
   stats_.bytes += static_cast<int64_t>(input.numel() * input.element_size());
@@ -159,21 +168,23 @@ torch::Tensor Group::all_gather_cat(const torch::Tensor& tensor) {
     return pg.allgather(outputs, in, c10d::AllgatherOptions{})->wait();
   });
   stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return torch::cat(outputs[0], 0);
+  return torch::cat(outputs[0], 0).to(tensor.scalar_type());
 }
 
 void Group::broadcast(std::vector<torch::Tensor>& tensors, int64_t root) {
   if (!connected()) return;
+  torch::NoGradGuard no_grad;  // parameters are written in place
   for (auto& t : tensors) {
-    check(t.is_contiguous(), "broadcast: tensors must be contiguous");
-    stats_.bytes += static_cast<int64_t>(t.numel() * t.element_size());
+    const torch::Tensor wire = wire_form(t);  // t itself when the backend takes it as it is
+    stats_.bytes += static_cast<int64_t>(wire.numel() * wire.element_size());
     ++stats_.collectives;
     impl_->run("broadcast", [&](auto& pg) {
-      std::vector<at::Tensor> v{t};
+      std::vector<at::Tensor> v{wire};
       c10d::BroadcastOptions o;
       o.rootRank = root;
       return pg.broadcast(v, o)->wait();
     });
+    if (wire.data_ptr() != t.data_ptr()) t.copy_(wire);
   }
 }
 

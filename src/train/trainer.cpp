@@ -76,19 +76,6 @@ std::shared_ptr<dist::Group> join_run(const dist::LaunchInfo& where, const Train
   return group;
 }
 
-// A tensor as the collectives take it: contiguous, bool as uint8 and reduced floats as float32 (exact both ways).
-torch::Tensor wire_form(const torch::Tensor& t) {
-  const auto dtype = t.scalar_type();
-  if (dtype == torch::kBool) return t.to(torch::kUInt8).contiguous();
-  if (dtype == torch::kBFloat16 || dtype == torch::kHalf) return t.to(torch::kFloat).contiguous();
-  return t.contiguous();
-}
-
-// Every rank's rows of a batch-first tensor, in rank order.
-torch::Tensor gather_rows(dist::Group& group, const torch::Tensor& t) {
-  return group.all_gather_cat(wire_form(t)).to(t.scalar_type());
-}
-
 class Trainer {
  public:
   Trainer(TrainConfig config, const TrainOptions& options, dist::LaunchInfo where)
@@ -437,7 +424,7 @@ class Trainer {
     }
     // The carry of the whole global batch (every rank's rows), so that a resume may use another number of ranks.
     if (carry_)
-      for (auto& [k, v] : carry_->state_dict("carry.")) extra[k] = gather_rows(group_, v);
+      for (auto& [k, v] : carry_->state_dict("carry.")) extra[k] = group_.all_gather_cat(v);
     extra["train.world_size"] = torch::tensor(group_.world_size(), torch::kLong);
     // What the data position (iteration, batch) refers to: a resume on another dataset is refused.
     extra["data.train_examples"] = torch::tensor(train_ds_->num_examples(), torch::kLong);
@@ -519,11 +506,7 @@ class Trainer {
     for (const auto& p : model_->parameters()) all.push_back(p);
     for (const auto& b : model_->buffers())
       if (b.defined()) all.push_back(b);
-    for (auto& t : all) {
-      std::vector<torch::Tensor> one{wire_form(t)};
-      group_.broadcast(one, 0);
-      if (one[0].data_ptr() != t.data_ptr()) t.copy_(one[0]);
-    }
+    group_.broadcast(all, 0);
   }
 
   // fit_time_limit: after kFitMeasureSteps steps, the measured rate sizes the run to end (with its final
