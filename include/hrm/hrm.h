@@ -46,6 +46,7 @@
 #include "hrm/util/file.h"
 #include "hrm/util/log.h"
 #include "hrm/util/memory.h"
+#include "hrm/util/pickle.h"
 #include "hrm/util/progress.h"
 #include "hrm/util/signals.h"
 #include "hrm/util/strings.h"

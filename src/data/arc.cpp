@@ -298,7 +298,10 @@ ArcSummary build_arc_dataset(const std::vector<ArcTask>& tasks, const ArcBuildOp
     return it->second;
   };
 
-  SplitBuilder train(kArcMaxSize * kArcMaxSize), test(kArcMaxSize * kArcMaxSize);
+  // Examples stream into the folder's files as they are made: 1000 augmentations of ARC-1 are ~6.5 GB of tokens.
+  DatasetFolder folder(o.output_dir, o.overwrite);
+  const std::string train_dir = folder.split_dir("train"), test_dir = folder.split_dir("test");
+  SplitBuilder train(kArcMaxSize * kArcMaxSize, train_dir), test(kArcMaxSize * kArcMaxSize, test_dir);
   Json test_puzzles = Json::object();
   ProgressBar bar("arc: augmenting", static_cast<int64_t>(tasks.size()), o.progress);
   for (const auto& task : tasks) {
@@ -362,9 +365,8 @@ ArcSummary build_arc_dataset(const std::vector<ArcTask>& tasks, const ArcBuildOp
   check(summary.test_tasks > 0 || o.test_set.empty(), "arc: no task of the test set '" + o.test_set + "' was loaded");
   meta.num_puzzle_identifiers = static_cast<int64_t>(identifier_list.size());
 
-  DatasetFolder folder(o.output_dir, o.overwrite);
-  train.write(folder.split_dir("train"), meta);
-  test.write(folder.split_dir("test"), meta);
+  train.write(train_dir, meta);
+  test.write(test_dir, meta);
   write_json_file(folder.path("identifiers.json"), Json(identifier_list).dump());
   write_json_file(folder.path("test_puzzles.json"), test_puzzles.dump());
   folder.commit();

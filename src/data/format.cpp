@@ -17,6 +17,22 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 // ------------------------------------------------------------------ metadata
+std::vector<std::string> read_identifiers(const std::string& path) {
+  Json j;
+  try {
+    j = Json::parse(read_file(path));
+  } catch (const Json::exception& e) {
+    throw Error(path + ": invalid JSON: " + e.what());
+  }
+  check(j.is_array(), path + ": expected a JSON list of identifier strings");
+  std::vector<std::string> out;
+  for (const Json& id : j) {
+    check(id.is_string(), path + ": identifier " + std::to_string(out.size()) + " is not a string");
+    out.push_back(id.get<std::string>());
+  }
+  return out;
+}
+
 DatasetMetadata DatasetMetadata::load(const std::string& path) {
   Json j;
   try {
@@ -95,9 +111,10 @@ DatasetSummary build_blank_identifier_dataset(const std::string& output_dir, boo
   DatasetFolder folder(output_dir, overwrite);
   DatasetSummary summary;
   for (const bool is_train : {true, false}) {
-    SplitBuilder split(seq_len);
+    const std::string dir = folder.split_dir(is_train ? "train" : "test");
+    SplitBuilder split(seq_len, dir);
     fill(is_train, split);
-    split.write(folder.split_dir(is_train ? "train" : "test"), meta);
+    split.write(dir, meta);
     (is_train ? summary.train_examples : summary.test_examples) = split.examples();
     (is_train ? summary.train_groups : summary.test_groups) = split.groups();
   }
@@ -110,12 +127,37 @@ DatasetSummary build_blank_identifier_dataset(const std::string& output_dir, boo
 }
 
 // ------------------------------------------------------------------ builder
+struct SplitBuilder::Stream {
+  std::string split_dir, set;
+  npy::RowWriter inputs, labels;
+  Stream(const std::string& dir, const std::string& s, int64_t seq_len)
+      : split_dir(dir),
+        set(s),
+        inputs(dir + "/" + s + "__inputs.npy", torch::kByte, seq_len),
+        labels(dir + "/" + s + "__labels.npy", torch::kByte, seq_len) {}
+};
+
+SplitBuilder::SplitBuilder(int64_t seq_len) : seq_len_(seq_len) {}
+
+SplitBuilder::SplitBuilder(int64_t seq_len, const std::string& split_dir, const std::string& set) : seq_len_(seq_len) {
+  fs::create_directories(split_dir);
+  stream_ = std::make_unique<Stream>(split_dir, set, seq_len);
+}
+
+SplitBuilder::~SplitBuilder() = default;
+
 void SplitBuilder::add_example(const std::vector<uint8_t>& input, const std::vector<uint8_t>& label) {
   check(static_cast<int64_t>(input.size()) == seq_len_ && static_cast<int64_t>(label.size()) == seq_len_,
         "dataset builder: example of length " + std::to_string(input.size()) + "/" + std::to_string(label.size()) +
             ", expected " + std::to_string(seq_len_));
-  inputs_.insert(inputs_.end(), input.begin(), input.end());
-  labels_.insert(labels_.end(), label.begin(), label.end());
+  if (stream_) {
+    stream_->inputs.append(input.data(), 1);
+    stream_->labels.append(label.data(), 1);
+  } else {
+    inputs_.insert(inputs_.end(), input.begin(), input.end());
+    labels_.insert(labels_.end(), label.begin(), label.end());
+  }
+  ++examples_;
 }
 
 void SplitBuilder::end_puzzle(int32_t identifier) {
@@ -125,10 +167,12 @@ void SplitBuilder::end_puzzle(int32_t identifier) {
 
 void SplitBuilder::end_group() { group_indices_.push_back(static_cast<int32_t>(puzzles())); }
 
-void SplitBuilder::write(const std::string& split_dir, DatasetMetadata m, const std::string& set) const {
+void SplitBuilder::write(const std::string& split_dir, DatasetMetadata m, const std::string& set) {
   check(puzzle_indices_.back() == examples(), "dataset builder: examples added after the last end_puzzle()");
   check(group_indices_.back() == puzzles(), "dataset builder: puzzles added after the last end_group()");
   fs::create_directories(split_dir);
+  check(!stream_ || (stream_->split_dir == split_dir && stream_->set == set),
+        "dataset builder: streamed to " + (stream_ ? stream_->split_dir : "") + ", written to " + split_dir);
   const int64_t n = examples();
   auto u8 = [&](const std::vector<uint8_t>& v) {
     return torch::from_blob(const_cast<uint8_t*>(v.data()), {n, seq_len_}, torch::kByte);
@@ -137,8 +181,13 @@ void SplitBuilder::write(const std::string& split_dir, DatasetMetadata m, const 
     return torch::from_blob(const_cast<int32_t*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kInt);
   };
   const std::string p = split_dir + "/" + set + "__";
-  npy::save(p + "inputs.npy", u8(inputs_));
-  npy::save(p + "labels.npy", u8(labels_));
+  if (stream_) {
+    stream_->inputs.close();
+    stream_->labels.close();
+  } else {
+    npy::save(p + "inputs.npy", u8(inputs_));
+    npy::save(p + "labels.npy", u8(labels_));
+  }
   npy::save(p + "puzzle_identifiers.npy", i32(puzzle_identifiers_));
   npy::save(p + "puzzle_indices.npy", i32(puzzle_indices_));
   npy::save(p + "group_indices.npy", i32(group_indices_));

@@ -1,6 +1,9 @@
 #include "hrm/data/npy.h"
 
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -246,17 +249,21 @@ torch::Tensor load(const std::string& path) {
 }
 
 namespace {
-std::string header_bytes(const torch::Tensor& t) {
-  std::string dict = "{'descr': '" + descr_for(t.scalar_type()) + "', 'fortran_order': False, 'shape': (";
-  for (int64_t i = 0; i < t.dim(); ++i) {
-    dict += std::to_string(t.size(i));
-    if (t.dim() == 1 || i + 1 < t.dim()) dict += ",";
-    if (i + 1 < t.dim()) dict += " ";
+// The header of an array; padded so that the data starts at a multiple of 64 bytes (as numpy does), and at least at
+// `min_size`.
+std::string header_bytes(torch::ScalarType dtype, const std::vector<int64_t>& shape, size_t min_size = 0) {
+  std::string dict = "{'descr': '" + descr_for(dtype) + "', 'fortran_order': False, 'shape': (";
+  const size_t dim = shape.size();
+  for (size_t i = 0; i < dim; ++i) {
+    dict += std::to_string(shape[i]);
+    if (dim == 1 || i + 1 < dim) dict += ",";
+    if (i + 1 < dim) dict += " ";
   }
   dict += "), }";
-  // Pad so that the data starts at a multiple of 64 bytes, as numpy does.
-  const size_t total = 10 + dict.size() + 1;
-  dict.append((64 - total % 64) % 64, ' ');
+  size_t total = 10 + dict.size() + 1;
+  total += (64 - total % 64) % 64;
+  while (total < min_size) total += 64;
+  dict.append(total - 10 - dict.size() - 1, ' ');
   dict += '\n';
   std::string out(kMagic, 6);
   out += '\x01';
@@ -269,10 +276,53 @@ std::string header_bytes(const torch::Tensor& t) {
 
 void save(const std::string& path, const torch::Tensor& tensor) {
   const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
-  const std::string header = header_bytes(t);
+  const std::string header = header_bytes(t.scalar_type(), t.sizes().vec());
   write_file_atomic(path,
                     {{header.data(), header.size()},
                      {static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * t.element_size()}});
+}
+
+constexpr size_t kRowWriterHeader = 128;
+
+RowWriter::RowWriter(std::string path, torch::ScalarType dtype, int64_t cols)
+    : path_(std::move(path)), dtype_(dtype), cols_(cols) {
+  file_ = std::fopen(path_.c_str(), "wb");
+  if (!file_) throw Error("cannot create " + path_ + ": " + std::strerror(errno));
+  if (std::fseek(file_, static_cast<long>(kRowWriterHeader), SEEK_SET) != 0) {
+    std::fclose(file_);
+    file_ = nullptr;
+    throw Error("cannot write " + path_ + ": " + std::strerror(errno));
+  }
+}
+
+RowWriter::~RowWriter() {
+  if (file_) {
+    std::fclose(file_);
+    std::remove(path_.c_str());
+  }
+}
+
+void RowWriter::append(const void* rows, int64_t n_rows) {
+  check(file_ != nullptr, path_ + ": append after close");
+  const size_t bytes = static_cast<size_t>(n_rows * cols_) * c10::elementSize(dtype_);
+  if (std::fwrite(rows, 1, bytes, file_) != bytes) throw Error("cannot write " + path_ + ": " + std::strerror(errno));
+  rows_ += n_rows;
+}
+
+void RowWriter::close() {
+  check(file_ != nullptr, path_ + ": closed twice");
+  const std::string header = header_bytes(dtype_, {rows_, cols_}, kRowWriterHeader);
+  check(header.size() == kRowWriterHeader, path_ + ": npy header of " + std::to_string(header.size()) + " bytes");
+  const bool ok = std::fflush(file_) == 0 && std::fseek(file_, 0, SEEK_SET) == 0 &&
+                  std::fwrite(header.data(), 1, header.size(), file_) == header.size() && std::fflush(file_) == 0 &&
+                  ::fsync(::fileno(file_)) == 0;
+  const std::string why = std::strerror(errno);
+  const bool closed = std::fclose(file_) == 0;
+  file_ = nullptr;
+  if (!ok || !closed) {
+    std::remove(path_.c_str());
+    throw Error("cannot write " + path_ + ": " + why);
+  }
 }
 
 }  // namespace hrm::npy

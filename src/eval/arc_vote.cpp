@@ -14,13 +14,14 @@ using Json = nlohmann::json;
 
 ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
   const std::string ids_path = dir + "/identifiers.json", puzzles_path = dir + "/test_puzzles.json";
-  Json identifiers, puzzles;
+  const std::vector<std::string> identifiers = data::read_identifiers(ids_path);
+  Json puzzles;
   try {
-    identifiers = Json::parse(read_file(ids_path));
     puzzles = Json::parse(read_file(puzzles_path));
   } catch (const Json::exception& e) {
-    throw Error(dir + ": invalid identifiers.json or test_puzzles.json: " + e.what());
+    throw Error(puzzles_path + ": invalid JSON: " + e.what());
   }
+  check(puzzles.is_object(), puzzles_path + ": expected an object of ARC tasks");
   // (task, test index) -> grid key -> (votes, sum of halting probabilities, grid)
   struct Candidate {
     int64_t votes = 0;
@@ -37,7 +38,7 @@ ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
     const int id = ids_t.data_ptr<int32_t>()[i];
     check(id >= 0 && id < static_cast<int>(identifiers.size()),
           ids_path + ": identifier " + std::to_string(id) + " missing");
-    const std::string name = identifiers[id].get<std::string>();
+    const std::string& name = identifiers[static_cast<size_t>(id)];
     std::string task = name;
     data::ArcAugment aug;
     if (!data::ArcAugment::parse(name, &task, &aug)) aug = data::ArcAugment{};
@@ -60,6 +61,8 @@ ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
   Json submission = Json::object();
   for (auto it = puzzles.begin(); it != puzzles.end(); ++it) {
     const std::string task = it.key();
+    check(it->is_object() && it->contains("test") && (*it)["test"].is_array(),
+          puzzles_path + ": task '" + it.key() + "' has no 'test' list");
     const Json& tests = (*it)["test"];
     Json attempts = Json::array();
     for (size_t t = 0; t < tests.size(); ++t) {
@@ -72,6 +75,8 @@ ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
         if (a->votes != b->votes) return a->votes > b->votes;
         return a->q_sum / a->votes > b->q_sum / b->votes;
       });
+      check(tests[t].is_object() && tests[t].contains("output"),
+            puzzles_path + ": task '" + task + "' test " + std::to_string(t) + " has no 'output'");
       const data::ArcGrid truth = data::parse_arc_grid(tests[t]["output"].dump(), puzzles_path + ": " + task);
       for (int k : ks) {
         for (size_t j = 0; j < ranked.size() && j < static_cast<size_t>(k); ++j)

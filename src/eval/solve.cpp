@@ -91,14 +91,7 @@ std::vector<data::TaskPuzzle> requested_puzzles(const SolveRequest& r, const std
   check(given == 1, "solve: give one of --sudoku, --maze or --arc");
   if (!r.sudoku.empty()) return {data::parse_sudoku_puzzle(r.sudoku)};
   if (!r.maze_path.empty()) return {data::parse_maze_puzzle(read_file(r.maze_path), r.maze_path)};
-  std::vector<std::string> identifiers;
-  const std::string ids_path = data_path + "/identifiers.json";
-  try {
-    for (const auto& id : nlohmann::json::parse(read_file(ids_path))) identifiers.push_back(id.get<std::string>());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ids_path + ": expected a JSON list of identifier strings (" + e.what() + ")");
-  }
-  return data::parse_arc_task(r.arc_path, identifiers);
+  return data::parse_arc_task(r.arc_path, data::read_identifiers(data_path + "/identifiers.json"));
 }
 
 std::string format_q(const char* fmt, double a, double b) {

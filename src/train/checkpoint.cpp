@@ -2,12 +2,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include <torch/serialize.h>
 
-#include "hrm/model/registry.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "hrm/util/pickle.h"
 #include "hrm/util/strings.h"
 #include "hrm/util/zip.h"
 
@@ -17,10 +18,24 @@ constexpr const char* kFormat = "hrm-checkpoint-v1";
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
-// The file's bytes once its zip directory and CRC-32s check out.
+// The file's bytes once its zip directory, CRC-32s and pickle program check out. LibTorch names the archive by its
+// first entry's folder and reads <folder>/data.pkl and the storages <folder>/data/<key>.
 std::vector<char> read_checked_bytes(const std::string& path) {
   const std::string s = read_file(path);
-  check_zip_archive(s, path);
+  const std::vector<ZipEntry> entries = check_zip_archive(s, path);
+  if (entries.empty()) throw Error(path + ": an empty zip archive (torch.save writes data.pkl and storages)");
+  const std::string folder = entries[0].name.substr(0, entries[0].name.find('/'));
+  std::map<std::string, const ZipEntry*> by_name;
+  for (const ZipEntry& e : entries) by_name[e.name] = &e;
+  auto pickle = by_name.find(folder + "/data.pkl");
+  if (pickle == by_name.end())
+    throw Error(path + ": no " + folder + "/data.pkl in the archive (not a torch.save file)");
+  check_torch_pickle(s.substr(pickle->second->offset, pickle->second->size), path + " (" + folder + "/data.pkl)",
+                     [&](const std::string& key) -> std::optional<uint64_t> {
+                       auto it = by_name.find(folder + "/data/" + key);
+                       if (it == by_name.end()) return std::nullopt;
+                       return it->second->size;
+                     });
   return std::vector<char>(s.begin(), s.end());
 }
 
@@ -158,25 +173,6 @@ LoadedCheckpoint checkpoint_from(const c10::IValue& v, const std::string& path) 
 }  // namespace
 
 LoadedCheckpoint read_checkpoint(const std::string& path) { return checkpoint_from(unpickle(path), path); }
-
-ACTModel load_model(const std::string& path, const ModelConfig* config) {
-  if (config) {
-    // A published state dict (or one of ours) with an explicit config.
-    const c10::IValue v = unpickle(path);
-    StateDict state;
-    if (is_hrm_checkpoint(v))
-      state = checkpoint_from(v, path).model;
-    else
-      for (const auto& [k, t] : tensor_dict(v, path)) state[reference_key_to_ours(k)] = t;
-    ACTModel model = make_model(*config);
-    load_model_state(model, state, path);
-    return model;
-  }
-  LoadedCheckpoint ck = read_checkpoint(path);
-  ACTModel model = make_model(ck.config);
-  load_model_state(model, ck.model, path);
-  return model;
-}
 
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir) {
   namespace fs = std::filesystem;

@@ -1,6 +1,8 @@
 #include "hrm/train/metrics_log.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -8,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hrm/util/error.h"
 #include "hrm/util/file.h"
 
 namespace hrm {
@@ -60,7 +63,12 @@ void MetricsLog::truncate_after(int64_t step) {
 void MetricsLog::write(const std::string& split, int64_t step, double epoch, const std::map<std::string, double>& m) {
   Json j = {{"split", split}, {"step", step}, {"epoch", epoch}};
   for (const auto& [k, v] : m) j[k] = std::isfinite(v) ? Json(v) : Json(nullptr);
-  std::ofstream(jsonl_, std::ios::app) << j.dump() << "\n";
+  {
+    std::ofstream jsonl(jsonl_, std::ios::app);
+    jsonl << j.dump() << "\n";
+    jsonl.flush();
+    if (!jsonl) throw Error("cannot append to " + jsonl_ + ": " + std::strerror(errno));
+  }
   const bool fresh = !fs::exists(csv_);
   std::ofstream csv(csv_, std::ios::app);
   if (fresh) {
@@ -74,6 +82,8 @@ void MetricsLog::write(const std::string& split, int64_t step, double epoch, con
     if (it != m.end()) csv << std::setprecision(9) << it->second;
   }
   csv << "\n";
+  csv.flush();
+  if (!csv) throw Error("cannot append to " + csv_ + ": " + std::strerror(errno));
 }
 
 }  // namespace hrm

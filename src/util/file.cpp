@@ -32,7 +32,7 @@ void write_file_atomic(const std::string& path, const std::vector<std::pair<cons
         const std::string why = std::strerror(errno);
         ::close(fd);
         ::unlink(tmp.c_str());
-        throw Error("cannot write " + tmp + ": " + why);
+        throw Error("cannot write " + path + ": " + why + " (nothing was replaced)");
       }
       done += static_cast<size_t>(n);
     }
@@ -40,12 +40,19 @@ void write_file_atomic(const std::string& path, const std::vector<std::pair<cons
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());
-    throw Error("cannot flush " + tmp + ": " + why);
+    throw Error("cannot flush " + path + ": " + why + " (nothing was replaced)");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());
     throw Error("cannot rename " + tmp + " to " + path + ": " + why);
+  }
+  // The rename itself reaches the disk only with its folder: without this a power loss can undo it.
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
 }
 

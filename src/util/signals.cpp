@@ -22,4 +22,6 @@ StopSignalScope::~StopSignalScope() {
   std::signal(SIGTERM, old_term_);
 }
 
+void report_file_size_limit_as_error() { std::signal(SIGXFSZ, SIG_IGN); }
+
 }  // namespace hrm

@@ -14,7 +14,7 @@ struct Reader {
   const std::string& bytes;
   const std::string& source;
   uint64_t u(uint64_t at, int n, const char* what) const {
-    if (at + static_cast<uint64_t>(n) > bytes.size())
+    if (at > bytes.size() || static_cast<uint64_t>(n) > bytes.size() - at)  // no wrap-around for huge offsets
       throw Error(source + ": damaged zip archive (" + what + " lies past the end of the file)");
     uint64_t v = 0;
     for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<uint64_t>(i)]);
@@ -27,8 +27,9 @@ constexpr uint32_t kEnd = 0x06054b50, kEnd64 = 0x06064b50, kLocator64 = 0x07064b
 
 }  // namespace
 
-void check_zip_archive(const std::string& bytes, const std::string& source) {
+std::vector<ZipEntry> check_zip_archive(const std::string& bytes, const std::string& source) {
   const Reader r{bytes, source};
+  std::vector<ZipEntry> out;
   // The end record: the last signature within the final 22 + 65535 bytes.
   if (bytes.size() < 22)
     throw Error(source + ": not a zip archive (torch.save writes one): " + std::to_string(bytes.size()) + " bytes");
@@ -55,7 +56,7 @@ void check_zip_archive(const std::string& bytes, const std::string& source) {
     dir_size = r.u(z + 40, 8, "the zip64 end record");
     dir_offset = r.u(z + 48, 8, "the zip64 end record");
   }
-  if (dir_offset + dir_size > bytes.size() || dir_offset + dir_size < dir_offset)
+  if (dir_offset > bytes.size() || dir_size > bytes.size() - dir_offset)
     throw Error(source + ": damaged zip archive (its directory lies past the end of the file)");
   uint64_t at = dir_offset;
   for (uint64_t i = 0; i < entries; ++i) {
@@ -84,10 +85,13 @@ void check_zip_archive(const std::string& bytes, const std::string& source) {
     if (r.u(local, 4, "a local header") != kLocal)
       throw Error(where + ": damaged zip archive (no local header where the directory says)");
     const uint64_t data = local + 30 + r.u(local + 26, 2, "a local header") + r.u(local + 28, 2, "a local header");
-    if (data + packed > bytes.size() || data + packed < data)
+    if (data > bytes.size() || packed > bytes.size() - data)
       throw Error(where + ": truncated (" + std::to_string(packed) + " bytes at offset " + std::to_string(data) +
                   " in a file of " + std::to_string(bytes.size()) + ")");
-    if (method == 0) {
+    if (method != 0)
+      throw Error(where + ": compressed (method " + std::to_string(method) +
+                  "); torch.save stores entries uncompressed and LibTorch reads no other kind");
+    {
       if (packed != size) throw Error(where + ": damaged zip archive (stored sizes disagree)");
       uLong c = crc32(0L, Z_NULL, 0);
       for (uint64_t done = 0; done < size;) {  // zlib takes 32-bit lengths
@@ -99,8 +103,10 @@ void check_zip_archive(const std::string& bytes, const std::string& source) {
         throw Error(where + ": corrupt (CRC-32 " + std::to_string(c) + " where the archive says " +
                     std::to_string(crc) + ")");
     }
+    out.push_back({name, data, size});
     at += 46 + name_len + extra_len + comment_len;
   }
+  return out;
 }
 
 }  // namespace hrm

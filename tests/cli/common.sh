@@ -30,3 +30,22 @@ wait_for_line() {
     sleep 0.05
   done
 }
+# same_metrics A.jsonl B.jsonl WHAT: passes when both logs hold the same rows apart from timings.
+same_metrics() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+def rows(path):
+    out = []
+    for line in open(path):
+        r = json.loads(line)
+        r.pop("samples_per_s", None); r.pop("elapsed_s", None)
+        out.append(r)
+    return out
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+if a != b:
+    print(f"FAIL: {len(a)} rows uninterrupted, {len(b)} after {sys.argv[3]}, first difference at "
+          f"{next(i for i, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)}")
+    raise SystemExit(1)
+print(f"PASS: {sys.argv[3]}; {len(a)} metric rows equal to the uninterrupted run's")
+PY
+}

@@ -21,19 +21,4 @@ last=$(ls killed/checkpoints | sed 's/step_\([0-9]*\).pt/\1/' | sort -n | tail -
 [ "$last" -ge 40 ] || { echo "FAIL: no periodic checkpoint at step 40 (last: $last)"; exit 1; }
 "$HRM" --threads 1 train --resume killed > resumed.log 2>&1
 grep -q "resumed .* at step $last" resumed.log || { echo "FAIL: resume"; cat resumed.log; exit 1; }
-python3 - <<'PY'
-import json
-def rows(path):
-    out = []
-    for line in open(path):
-        r = json.loads(line)
-        r.pop("samples_per_s", None); r.pop("elapsed_s", None)
-        out.append(r)
-    return out
-a, b = rows("whole/metrics.jsonl"), rows("killed/metrics.jsonl")
-if a != b:
-    print(f"FAIL: {len(a)} rows uninterrupted, {len(b)} after kill + resume, first difference at "
-          f"{next(i for i, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)}")
-    raise SystemExit(1)
-print(f"PASS: killed after a periodic checkpoint, resumed; {len(a)} metric rows equal to the uninterrupted run's")
-PY
+same_metrics whole/metrics.jsonl killed/metrics.jsonl "killed after a periodic checkpoint, resumed"

@@ -110,3 +110,23 @@ TEST(Npy, FailedSaveLeavesNothing) {
   EXPECT_THROW(hrm::npy::save(dir.file("no/such/dir/t.npy"), torch::ones({2})), hrm::Error);
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.str()), {}), 0);
 }
+
+TEST(Npy, RowWriterStreamsRowsAndWritesTheHeaderLast) {
+  TempDir dir;
+  const std::string path = dir.file("rows.npy");
+  torch::Tensor expected = torch::randint(0, 255, {37, 900}, torch::kByte);
+  {
+    hrm::npy::RowWriter w(path, torch::kByte, 900);
+    w.append(expected.data_ptr(), 30);
+    for (int64_t r = 30; r < 37; ++r) w.append(expected[r].data_ptr(), 1);
+    EXPECT_EQ(w.rows(), 37);
+    w.close();
+  }
+  const torch::Tensor back = hrm::npy::load(path);
+  EXPECT_EQ(back.sizes(), expected.sizes());
+  EXPECT_TRUE(torch::equal(back, expected));
+  EXPECT_EQ(hrm::npy::read_header(path).data_offset, 128u);
+  // Dropped without close(): nothing is left behind.
+  { hrm::npy::RowWriter w(dir.file("dropped.npy"), torch::kInt, 3); }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("dropped.npy")));
+}

@@ -6,6 +6,7 @@
 // example offsets) and puzzles into groups (group_indices: puzzle offsets; a group = a puzzle and its augmentations).
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,22 +28,31 @@ struct DatasetMetadata {
   std::string to_json() const;
 };
 
-// One split being built in memory (tokens as uint8, as the published builders write them).
+// A dataset's identifiers.json: the list of puzzle identifier names (index = identifier id, 0 = "<blank>").
+std::vector<std::string> read_identifiers(const std::string& path);
+
+// One split being built (tokens as uint8, as the published builders write them). In memory, or streamed: with a
+// split folder given at construction, inputs and labels go to its <set>__{inputs,labels}.npy as they are added, so
+// that memory stays bounded however many augmentations a build makes; write() must then name the same folder.
 class SplitBuilder {
  public:
-  explicit SplitBuilder(int64_t seq_len) : seq_len_(seq_len) {}
+  explicit SplitBuilder(int64_t seq_len);
+  SplitBuilder(int64_t seq_len, const std::string& stream_to_split_dir, const std::string& set = "all");
+  ~SplitBuilder();
   void add_example(const std::vector<uint8_t>& input, const std::vector<uint8_t>& label);
   void end_puzzle(int32_t identifier);  // the examples added since the last end_puzzle form one puzzle
   void end_group();                     // the puzzles since the last end_group form one group
-  int64_t examples() const { return static_cast<int64_t>(inputs_.size()) / seq_len_; }
+  int64_t examples() const { return examples_; }
   int64_t puzzles() const { return static_cast<int64_t>(puzzle_identifiers_.size()); }
   int64_t groups() const { return static_cast<int64_t>(group_indices_.size()) - 1; }
   // Writes <set>__*.npy and dataset.json (total_groups, mean_puzzle_examples and seq_len filled in).
-  void write(const std::string& split_dir, DatasetMetadata metadata, const std::string& set = "all") const;
+  void write(const std::string& split_dir, DatasetMetadata metadata, const std::string& set = "all");
 
  private:
-  int64_t seq_len_;
-  std::vector<uint8_t> inputs_, labels_;
+  struct Stream;
+  int64_t seq_len_, examples_ = 0;
+  std::vector<uint8_t> inputs_, labels_;  // in memory only
+  std::unique_ptr<Stream> stream_;
   std::vector<int32_t> puzzle_identifiers_, puzzle_indices_{0}, group_indices_{0};
 };
 

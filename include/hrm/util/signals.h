@@ -23,6 +23,10 @@ class StopSignalScope {
   void (*old_term_)(int);
 };
 
+// A write past the file size limit (ulimit -f) then fails with EFBIG, which hrm reports as an error naming the
+// file, instead of SIGXFSZ killing the process mid-write. The CLI calls it at start; programs linking hrm may too.
+void report_file_size_limit_as_error();
+
 // Thrown by a loop that stopped early because of stop_signal().
 class Interrupted : public Error {
  public:
