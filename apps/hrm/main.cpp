@@ -117,8 +117,9 @@ int main(int argc, char** argv) {
   } catch (const hrm::Error& e) {
     std::cerr << "hrm: error: " << e.what() << std::endl;
     return 2;
-  } catch (const c10::Error& e) {
-    std::cerr << "hrm: error: " << e.what_without_backtrace() << std::endl;
+  } catch (const c10::Error& e) {  // LibTorch's C++ backtrace only when asked for
+    const bool debug = log_level == "debug" || log_level == "trace";
+    std::cerr << "hrm: error: " << (debug ? e.what() : e.what_without_backtrace()) << std::endl;
     return 2;
   }
   return 0;

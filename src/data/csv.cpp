@@ -45,10 +45,11 @@ int64_t parse_rating(const std::string& text, const std::string& where) {
   try {
     size_t used = 0;
     const double v = std::stod(text, &used);
-    if (used == text.size()) return static_cast<int64_t>(v);
+    // In range before the conversion (converting NaN, inf or 5e26 is undefined behaviour; found by fuzzing).
+    if (used == text.size() && v >= -9.0e18 && v <= 9.0e18) return static_cast<int64_t>(v);
   } catch (const std::exception&) {
   }
-  throw Error(where + ": rating '" + text + "' is not a number");
+  throw Error(where + ": rating '" + text + "' is not a number within +-9e18");
 }
 
 }  // namespace hrm::data

@@ -8,6 +8,7 @@
 
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "hrm/util/log.h"
 #include "hrm/util/pickle.h"
 #include "hrm/util/strings.h"
 #include "hrm/util/zip.h"
@@ -49,7 +50,8 @@ c10::IValue unpickle(const std::string& path) {
     return torch::pickle_load(read_checked_bytes(path));
   } catch (const Error&) {
     throw;
-  } catch (const c10::Error& e) {  // its message without LibTorch's C++ backtrace
+  } catch (const c10::Error& e) {  // its message without LibTorch's C++ backtrace (that one at --log-level debug)
+    log::debug(std::string("LibTorch's error reading ") + path + ":\n" + e.what());
     throw Error(path + ": not a readable torch.save file (" + first_line(e.what_without_backtrace()) + ")");
   } catch (const std::exception& e) {
     throw Error(path + ": not a readable torch.save file (" + first_line(e.what()) + ")");

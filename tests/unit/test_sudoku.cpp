@@ -177,6 +177,12 @@ TEST(Sudoku, CsvImportAndErrors) {
   EXPECT_NE(error(write("chr.csv", "source,question,answer,rating\nx," + std::string(80, '.') + "x," + solved + ",1\n"))
                 .find("invalid character"),
             std::string::npos);
+  // Found by fuzzing (scripts/fuzz.sh puzzle_csv): a rating beyond int64 was converted with undefined behaviour.
+  for (const char* rating : {"5.32897e+26", "nan", "-inf", "1e19"})
+    EXPECT_NE(error(write("rating.csv", "source,question,answer,rating\nx," + q + "," + solved + "," + rating + "\n"))
+                  .find("rating.csv:2: rating '" + std::string(rating) + "' is not a number within +-9e18"),
+              std::string::npos)
+        << rating;
   int64_t skipped = 0;
   const auto kept = read_sudoku_csv(write("mix.csv", "source,question,answer,rating\nx," + q + "," + solved + ",3\ny," +
                                                          q + "," + contradiction + ",1\n"),
