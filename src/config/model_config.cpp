@@ -24,27 +24,37 @@ struct Field {
   std::function<void(const ModelConfig&, Json&)> to_json;
 };
 
+// A JSON number as an int64: integers in range, and floats that are whole numbers in range.
+std::optional<int64_t> json_int64(const Json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) return exact_int64(v.get<double>());
+  return std::nullopt;
+}
+
 template <typename T>
 Field field(const char* name, T ModelConfig::*member) {
-  return Field{
-      name,
-      [member, name](ModelConfig& c, const Json& v) {
-        if constexpr (std::is_same_v<T, bool>) {
-          if (!v.is_boolean()) throw Error(std::string("expected a boolean for '") + name + "'");
-        } else if constexpr (std::is_same_v<T, int64_t>) {
-          if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
-            throw Error(std::string("expected an integer for '") + name + "'");
-        } else if constexpr (std::is_same_v<T, double>) {
-          if (!v.is_number()) throw Error(std::string("expected a number for '") + name + "'");
-        } else {
-          if (!v.is_string()) throw Error(std::string("expected a string for '") + name + "'");
-        }
-        if constexpr (std::is_same_v<T, int64_t>)
-          c.*member = static_cast<int64_t>(v.get<double>());
-        else
-          c.*member = v.get<T>();
-      },
-      [member, name](const ModelConfig& c, Json& out) { out[name] = c.*member; }};
+  return Field{name,
+               [member, name](ModelConfig& c, const Json& v) {
+                 if constexpr (std::is_same_v<T, bool>) {
+                   if (!v.is_boolean()) throw Error(std::string("expected a boolean for '") + name + "'");
+                 } else if constexpr (std::is_same_v<T, int64_t>) {
+                   if (!json_int64(v)) throw Error(std::string("expected an integer for '") + name + "'");
+                 } else if constexpr (std::is_same_v<T, double>) {
+                   if (!v.is_number()) throw Error(std::string("expected a number for '") + name + "'");
+                 } else {
+                   if (!v.is_string()) throw Error(std::string("expected a string for '") + name + "'");
+                 }
+                 if constexpr (std::is_same_v<T, int64_t>)
+                   c.*member = *json_int64(v);
+                 else
+                   c.*member = v.get<T>();
+               },
+               [member, name](const ModelConfig& c, Json& out) { out[name] = c.*member; }};
 }
 
 const std::vector<Field>& fields() {
@@ -138,7 +148,7 @@ void ModelConfig::validate(const std::string& source) const {
       "puzzle_emb_len * hidden_size must hold puzzle_emb_ndim");
   req(hidden_size >= 1 && num_heads >= 1 && hidden_size % num_heads == 0,
       "hidden_size must be a positive multiple of num_heads");
-  req(expansion > 0, "expansion must be > 0");
+  req(expansion > 0 && expansion <= 1024, "expansion must be in (0, 1024]");
   req(pos_encodings == "rope" || pos_encodings == "learned" || pos_encodings == "none",
       "pos_encodings must be 'rope', 'learned' or 'none', got '" + pos_encodings + "'");
   req(pos_encodings != "rope" || head_dim() % 2 == 0, "RoPE needs an even head dimension");

@@ -40,9 +40,9 @@ T parse_scalar(const std::string& key, const std::string& text) {
     if constexpr (std::is_same_v<T, std::string>) return text;
     YAML::Node n = YAML::Load(text);
     if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>) {
-      const double d = n.as<double>();
-      if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::runtime_error("");
-      return static_cast<T>(d);
+      const std::optional<int64_t> v = exact_int64(n.as<double>());
+      if (!v || (std::is_same_v<T, uint64_t> && *v < 0)) throw std::runtime_error("");
+      return static_cast<T>(*v);
     } else {
       return n.as<T>();
     }

@@ -1,5 +1,7 @@
 #include "hrm/util/strings.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <cctype>
 #include <climits>
@@ -7,6 +9,12 @@
 #include "hrm/util/error.h"
 
 namespace hrm {
+
+std::optional<int64_t> exact_int64(double d) {
+  // 2^63 is exact as a double; every double below it converts.
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != std::trunc(d)) return std::nullopt;
+  return static_cast<int64_t>(d);
+}
 
 Assignment split_assignment(const std::string& text, const std::string& source) {
   const auto eq = text.find('=');

@@ -78,6 +78,20 @@ TEST(TrainConfig, ErrorsNameTheKeyTheFileAndTheClosestKey) {
   EXPECT_NE(e.find("did you mean 'arch.hidden_size'"), std::string::npos) << e;
   e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "epochs: many\n")); });
   EXPECT_NE(e.find("expected an integer for 'epochs'"), std::string::npos) << e;
+  // Found by fuzzing (scripts/fuzz.sh config): integers beyond int64 were converted with undefined behaviour.
+  for (const char* big : {"2e83", "9223372036854775808", "-1e19", ".nan", ".inf"}) {
+    e = error_of([&] {
+      TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", std::string("lr_warmup_steps: ") + big + "\n"));
+    });
+    EXPECT_NE(e.find("expected an integer for 'lr_warmup_steps', got '" + std::string(big) + "'"), std::string::npos)
+        << e;
+  }
+  for (const char* big : {"1e300", "18446744073709551615", "9223372036854775808"}) {
+    e = error_of([&] { ModelConfig::from_json(std::string(kBase) + ", \"hidden_size\": " + big + "}", "cfg.json"); });
+    EXPECT_NE(e.find("expected an integer for 'hidden_size'"), std::string::npos) << big << ": " << e;
+  }
+  e = error_of([&] { ModelConfig::from_json(std::string(kBase) + ", \"expansion\": 1e300}", "cfg.json"); });
+  EXPECT_NE(e.find("expansion must be in (0, 1024]"), std::string::npos) << e;
   e = error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d"), {"arch.vocab_size=3"}); });
   EXPECT_NE(e.find("comes from the dataset"), std::string::npos) << e;
   e = error_of([&] { TrainConfig::load(dir.file("nope.yaml")); });
