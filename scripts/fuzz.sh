@@ -47,6 +47,8 @@ seed checkpoint fuzz/seeds/checkpoint/* "$SHARED"/fixtures/*/reference_state_dic
 seed solve_puzzle fuzz/seeds/solve_puzzle/*
 
 failed=0
+export TMPDIR="$PWD/$OUT/tmp"  # where the targets write their inputs as files (fuzz/fuzz_input.h)
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
 printf '%-14s %8s %12s %10s %s\n' target seconds executions exec/s result
 for t in "${TARGETS[@]}"; do
   mkdir -p "$OUT/crashes/$t"
