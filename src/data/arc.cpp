@@ -17,6 +17,7 @@
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
 #include "hrm/util/progress.h"
+#include "json_file.h"
 
 namespace hrm::data {
 namespace fs = std::filesystem;
@@ -53,14 +54,6 @@ Json grid_to_json(const ArcGrid& g) {
     rows.push_back(row);
   }
   return rows;
-}
-
-Json parse_json_file(const std::string& path) {
-  try {
-    return Json::parse(read_file(path));
-  } catch (const Json::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
 }
 
 std::vector<ArcPair> pairs_from_json(const Json& list, const std::string& where, bool need_output) {

@@ -11,6 +11,7 @@
 #include "hrm/data/npy.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "json_file.h"
 
 namespace hrm::data {
 namespace fs = std::filesystem;
@@ -18,12 +19,7 @@ using Json = nlohmann::json;
 
 // ------------------------------------------------------------------ metadata
 std::vector<std::string> read_identifiers(const std::string& path) {
-  Json j;
-  try {
-    j = Json::parse(read_file(path));
-  } catch (const Json::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
+  const Json j = parse_json_file(path);
   check(j.is_array(), path + ": expected a JSON list of identifier strings");
   std::vector<std::string> out;
   for (const Json& id : j) {
@@ -34,12 +30,7 @@ std::vector<std::string> read_identifiers(const std::string& path) {
 }
 
 DatasetMetadata DatasetMetadata::load(const std::string& path) {
-  Json j;
-  try {
-    j = Json::parse(read_file(path));
-  } catch (const Json::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
+  Json j = parse_json_file(path);
   check(j.is_object(), path + ": expected a JSON object");
   DatasetMetadata m;
   auto integer = [&](const char* key) -> int64_t {

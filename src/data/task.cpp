@@ -12,6 +12,7 @@
 #include "hrm/data/sudoku.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "json_file.h"
 
 namespace hrm::data {
 namespace fs = std::filesystem;
@@ -110,12 +111,7 @@ TaskPuzzle parse_maze_puzzle(const std::string& text, const std::string& where) 
 }
 
 std::vector<TaskPuzzle> parse_arc_task(const std::string& path, const std::vector<std::string>& identifiers) {
-  Json task;
-  try {
-    task = Json::parse(read_file(path));
-  } catch (const Json::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
+  Json task = parse_json_file(path);
   check(task.is_object() && task.contains("test") && task["test"].is_array(),
         path + ": not an ARC task (no 'test' list)");
   const std::string id = fs::path(path).stem().string();

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../data/json_file.h"
 #include "hrm/data/arc.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
@@ -15,12 +16,7 @@ using Json = nlohmann::json;
 ArcVoteResult arc_vote(const std::string& dir, const EvalOutput& out) {
   const std::string ids_path = dir + "/identifiers.json", puzzles_path = dir + "/test_puzzles.json";
   const std::vector<std::string> identifiers = data::read_identifiers(ids_path);
-  Json puzzles;
-  try {
-    puzzles = Json::parse(read_file(puzzles_path));
-  } catch (const Json::exception& e) {
-    throw Error(puzzles_path + ": invalid JSON: " + e.what());
-  }
+  Json puzzles = data::parse_json_file(puzzles_path);
   check(puzzles.is_object(), puzzles_path + ": expected an object of ARC tasks");
   // (task, test index) -> grid key -> (votes, sum of halting probabilities, grid)
   struct Candidate {
