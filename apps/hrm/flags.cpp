@@ -25,6 +25,9 @@ void add_bench(CLI::App& app, BenchFlags& f) {
   c->add_option("--world-size", f.options.world_size,
                 "data-parallel ranks started on this machine (Gloo on loopback); --batch is the global batch")
       ->capture_default_str();
+  c->add_flag("--kernels", f.kernels,
+              "time each fused CPU kernel against LibTorch's ops on every instruction-set path this CPU runs "
+              "(--steps calls each) instead of training steps");
   c->add_option("overrides", f.overrides, "model config overrides key=value (e.g. H_cycles=4)");
 }
 

@@ -24,6 +24,7 @@ struct TrainFlags {
 struct BenchFlags {
   std::string preset = "paper";
   hrm::BenchOptions options;
+  bool kernels = false;
   std::vector<std::string> overrides;
 };
 

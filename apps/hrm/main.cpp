@@ -56,6 +56,8 @@ int run_bench(const BenchFlags& f, int argc, char** argv) {
   hrm::ModelConfig config = hrm::bench_preset(f.preset);
   for (const auto& o : f.overrides) config.apply_override(o, "command line");
   config.validate("command line");
+  if (f.kernels)
+    return std::printf("%s", hrm::benchmark_kernels(config, f.options.batch_size, f.options.steps).c_str()) < 0;
   const hrm::BenchResult r = hrm::benchmark_training_step(config, f.options);
   if (hrm::dist::launch_info_from_environment().rank == 0)
     std::printf("%s", hrm::bench_report(f.preset, config, f.options, r).c_str());
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
   try {
     hrm::log::set_level(hrm::log::parse_level(log_level));
     hrm::set_threads(threads);
+    hrm::nn::cpu_isa();  // an HRM_CPU_ISA this CPU cannot run is an error before any work
     const std::string command = app.get_subcommands().front()->get_name();
     if (command == "verify-reference") {
       verify.options.free_running = !verify.no_free_running;

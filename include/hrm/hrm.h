@@ -30,6 +30,7 @@
 #include "hrm/model/registry.h"
 #include "hrm/model/transformer.h"
 #include "hrm/model/trm.h"
+#include "hrm/nn/cpu_isa.h"
 #include "hrm/nn/fused.h"
 #include "hrm/nn/layers.h"
 #include "hrm/nn/puzzle_embedding.h"

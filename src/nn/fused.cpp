@@ -23,9 +23,11 @@ std::atomic<FusedKernels>& mode_flag() {
     const std::string v = env ? env : "";
     if (v == "0" || v == "off") return FusedKernels::Off;
     if (v == "all") return FusedKernels::All;
-    if (!v.empty() && v != "bf16" && v != "1" && v != "on")
-      std::cerr << "hrm: HRM_FUSED_KERNELS='" << v << "' is not one of 0|off, bf16|1|on, all: using bf16\n";
-    return FusedKernels::BFloat16;
+    if (v == "bf16" || v == "1" || v == "on") return FusedKernels::BFloat16;
+    if (!v.empty()) std::cerr << "hrm: HRM_FUSED_KERNELS='" << v << "' is not one of 0|off, bf16|1|on, all\n";
+    // Unset: bf16 on the avx512 and avx2 paths; off on the generic one, where LibTorch's own ops are faster
+    // (`hrm bench --kernels`, docs/benchmarks.md).
+    return cpu_isa() == CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
   }()};
   return flag;
 }
@@ -47,6 +49,7 @@ Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_back
     if (!t->device().is_cpu() || !t->is_contiguous() || t->scalar_type() != dtype) return Path::Composition;
     graph = graph || t->requires_grad();
   }
+  cpu_isa();  // resolves HRM_CPU_ISA here, so that a bad value is an error on this thread, not in a kernel's workers
   if (!graph || !torch::GradMode::is_enabled()) return Path::Kernel;
   return has_backward ? Path::KernelWithGraph : Path::Composition;
 }

@@ -1,31 +1,61 @@
 #pragma once
-// Entry points of the fused CPU kernels (src/nn/fused_kernels.cpp); rows [r0, r1) of contiguous buffers.
+// Entry points of the fused CPU kernels (src/nn/kernels_*.cpp); rows [r0, r1) of contiguous buffers.
 // Internal to the library: hrm/nn/fused.h is the tensor-level API.
+//
+// The kernel files are compiled once per instruction set into their own namespace (CMakeLists.txt: avx512 =
+// x86-64-v4, avx2 = x86-64-v3, generic = the baseline; only generic off x86). The functions of
+// hrm::nn::kernels itself (src/nn/kernels_dispatch.cpp) forward to the namespace of the active path
+// (nn::cpu_isa(): HRM_CPU_ISA, else the best this CPU runs).
 #include <cstdint>
 
 namespace hrm::nn::kernels {
 
 using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
 
-// Each entry point exists for float and for bf16 (overloads), each compiled for AVX-512, AVX2 and the baseline.
+// Each entry point exists for float and for bf16 (overloads).
 #define HRM_DECLARE_ENTRY_POINTS(T)                                                                                  \
   void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n, float eps);       \
   void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps);              \
   void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                                          \
-  void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n);                                 \
   void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);              \
-  void swiglu_backward_computed(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n);     \
   void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0, int64_t bh1, \
                  int64_t H, int64_t S, int64_t D, float scale);                                                      \
   void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv, float* scratch, \
                           int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
+
+// What each instruction-set namespace defines (SwiGLU computes silu there; the dispatcher adds the table path).
+#define HRM_DECLARE_ISA_KERNELS()                         \
+  HRM_DECLARE_ENTRY_POINTS(float)                         \
+  HRM_DECLARE_ENTRY_POINTS(bf16_bits)                     \
+  int64_t attention_scratch_floats(int64_t S, int64_t D); \
+  int64_t attention_backward_scratch_floats(int64_t S, int64_t D);
+
+#if defined(__x86_64__)
+#define HRM_KERNEL_ISAS_X86 1
+namespace avx512 {
+HRM_DECLARE_ISA_KERNELS()
+// bf16 SwiGLU with silu(gate) (and, backward, silu'(gate)) looked up per gate value with AVX-512 gathers.
+void swiglu_from_table(const float* silu_table, const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1,
+                       int64_t n);
+void swiglu_backward_from_table(const float* silu_table, const float* derivative_table, const bf16_bits* gate_up,
+                                const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1, int64_t n);
+}  // namespace avx512
+namespace avx2 {
+HRM_DECLARE_ISA_KERNELS()
+}
+#else
+#define HRM_KERNEL_ISAS_X86 0
+#endif
+namespace generic {
+HRM_DECLARE_ISA_KERNELS()
+}
+
+// The dispatching entry points.
 HRM_DECLARE_ENTRY_POINTS(float)
 HRM_DECLARE_ENTRY_POINTS(bf16_bits)
-#undef HRM_DECLARE_ENTRY_POINTS
 
-// SwiGLU and its backward on bf16 gates look silu (and its derivative) up in 65536-entry tables where the CPU has
-// x86-64-v4 (bit-identical to the *_computed kernels); false computes them. Returns whether the table exists on this
-// CPU.
+// SwiGLU and its backward on bf16 gates look silu (and its derivative) up in 65536-entry tables on the avx512 path
+// (bit-identical to computing them); false computes them. Returns whether the active path has the table.
 bool set_silu_table(bool enabled);
 
 // Floats of scratch one thread needs for attention and attention_backward.

@@ -1,11 +1,9 @@
 // Attention kernels: softmax attention straight from the fused QKV projection (RoPE on the fly) and its backward.
 #include <algorithm>
-#include <atomic>
-#include <vector>
 
 #include "simd.h"
 
-namespace hrm::nn::kernels {
+namespace hrm::nn::kernels::HRM_KERNEL_ISA {
 namespace {
 using namespace simd;
 
@@ -29,7 +27,7 @@ HRM_INLINE void head_row(const T* src, const float* cos, const float* sin, int64
 
 // Rows [0, n) of one head's slice (row j at src + j * row_stride) as float rows dst[j * D_pad ..], rotated by RoPE
 // at position j when cos is given, times `scale`; pad lanes are 0. Whole vectors when the layout allows (head_dim
-// 16: the halves swap inside one register; head_dim a multiple of 32: whole vectors per half), else head_row.
+// W: the halves swap inside one register; head_dim a multiple of 2W: whole vectors per half), else head_row.
 template <class T>
 HRM_INLINE void head_rows(const T* src, int64_t row_stride, const float* cos, const float* sin, int64_t n, int64_t D,
                           float scale, float* dst, int64_t D_pad) {
@@ -77,8 +75,8 @@ HRM_INLINE void transpose_rows(const float* rows, int64_t n, int64_t D, int64_t 
 
 constexpr int64_t kQueryBlock = 4;
 
-// kQueryBlock weight rows times a matrix m: for every 16-column block c of [0, cols), f(c, acc) with
-//   acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride + c .. +16],  q < kQueryBlock (4).
+// kQueryBlock weight rows times a matrix m: for every W-column block c of [0, cols), f(c, acc) with
+//   acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride + c .. +W],  q < kQueryBlock (4).
 // Each load of m feeds four FMA chains (one per weight row); two column blocks at a time, or even and odd t for a
 // last single block, make eight independent chains, enough to hide the FMA latency on two FMA ports.
 template <class F>
@@ -295,20 +293,19 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
   return D * round_up(S) + S * round_up(D) + S4 * round_up(D) + kQueryBlock * round_up(S);
 }
 
-// Multiversioned entry points, one overload per element type (target_clones does not apply to templates).
-#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                    \
-  HRM_MULTIVERSION void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch,           \
-                                  int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {           \
-    attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                        \
-  }                                                                                                                   \
-  HRM_MULTIVERSION void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv, \
-                                           float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, \
-                                           float scale) {                                                             \
-    attention_backward_pairs<T>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, D, scale);                       \
+// Entry points, one overload per element type.
+#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                   \
+  void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0, int64_t bh1, \
+                 int64_t H, int64_t S, int64_t D, float scale) {                                                     \
+    attention_pairs<T>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);                                       \
+  }                                                                                                                  \
+  void attention_backward(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv, float* scratch, \
+                          int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {                  \
+    attention_backward_pairs<T>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, D, scale);                      \
   }
 
 HRM_DEFINE_ENTRY_POINTS(float)
 HRM_DEFINE_ENTRY_POINTS(bf16_bits)
 #undef HRM_DEFINE_ENTRY_POINTS
 
-}  // namespace hrm::nn::kernels
+}  // namespace hrm::nn::kernels::HRM_KERNEL_ISA

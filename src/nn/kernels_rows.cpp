@@ -1,43 +1,58 @@
 // Row kernels: residual + RMSNorm and SwiGLU, with their backward passes; SwiGLU on bf16 gates by table.
 #include <algorithm>
-#include <atomic>
-#include <vector>
 
 #include "simd.h"
 
-namespace hrm::nn::kernels {
+namespace hrm::nn::kernels::HRM_KERNEL_ISA {
 namespace {
 using namespace simd;
 
 // ---------------------------------------------------------------- row kernels
 // sum_out (may be null) receives s = x + y rounded to T, which the backward needs.
-template <class T>
+// One row's x (+ y), rounded to T: whole vectors where the row has them.
+template <class T, bool kWithY>
+HRM_INLINE vfloat row_sum(const T* xr, const T* yr, int64_t i, int64_t c) {
+  if constexpr (kWithY)
+    return round_to<T>(c == W ? load_full(xr + i) + load_full(yr + i) : load(xr + i, c) + load(yr + i, c));
+  else
+    return c == W ? load_full(xr + i) : load(xr + i, c);
+}
+
+template <class T, bool kWithY>
 HRM_INLINE void add_rms_norm_rows(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,
                                   float eps) {
   // The sums wait in float on the stack for the second pass (rows up to kStash wide; wider ones go through out),
-  // which saves a round trip through T.
+  // which saves a round trip through T. Two accumulators: one is a dependency chain n / W long.
   constexpr int64_t kStash = 4096;
   float stash[kStash];
   const bool stashed = n <= kStash;
+  const int64_t n_full = n / W * W;
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * n;
-    const T* yr = y ? y + r * n : nullptr;
+    const T* yr = kWithY ? y + r * n : nullptr;
     T* o = out + r * n;
-    vfloat sum_sq{};
+    T* so = sum_out ? sum_out + r * n : nullptr;
+    vfloat sum_sq[2] = {};
     for (int64_t i = 0; i < n; i += W) {
-      const int64_t c = std::min(W, n - i);
-      const vfloat s = yr ? round_to<T>(load(xr + i, c) + load(yr + i, c)) : load(xr + i, c);
+      const int64_t c = i < n_full ? W : n - i;
+      const vfloat s = row_sum<T, kWithY>(xr, yr, i, c);
       if (stashed)
         store_full(stash + i, s);
       else
         store(o + i, s, c);
-      if (sum_out) store(sum_out + r * n + i, s, c);
-      sum_sq += s * s;
+      if (so) store(so + i, s, c);
+      sum_sq[(i / W) & 1] += s * s;
     }
-    const float inv = 1.0f / std::sqrt(sum_lanes(sum_sq) / static_cast<float>(n) + eps);
-    for (int64_t i = 0; i < n; i += W) {
-      const int64_t c = std::min(W, n - i);
-      store(o + i, (stashed ? load_full(stash + i) : load(o + i, c)) * inv, c);
+    const float inv = 1.0f / std::sqrt(sum_lanes(sum_sq[0] + sum_sq[1]) / static_cast<float>(n) + eps);
+    if (stashed) {
+      int64_t i = 0;
+      for (; i < n_full; i += W) store_full(o + i, load_full(stash + i) * inv);
+      if (i < n) store(o + i, load_full(stash + i) * inv, n - i);
+    } else {
+      for (int64_t i = 0; i < n; i += W) {
+        const int64_t c = std::min(W, n - i);
+        store(o + i, load(o + i, c) * inv, c);
+      }
     }
   }
 }
@@ -111,23 +126,47 @@ HRM_INLINE void swiglu_backward_rows(const T* gate_up, const T* dy, T* d_gate_up
   }
 }
 
-#if HRM_SILU_TABLE
+}  // namespace
+
+// Entry points, one overload per element type.
+#define HRM_DEFINE_ENTRY_POINTS(T)                                                                              \
+  void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n, float eps) { \
+    if (y)                                                                                                      \
+      add_rms_norm_rows<T, true>(x, y, out, sum_out, r0, r1, n, eps);                                           \
+    else                                                                                                        \
+      add_rms_norm_rows<T, false>(x, y, out, sum_out, r0, r1, n, eps);                                          \
+  }                                                                                                             \
+  void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n, float eps) {        \
+    rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                       \
+  }                                                                                                             \
+  void swiglu(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {                                    \
+    swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                    \
+  }                                                                                                             \
+  void swiglu_backward(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, int64_t n) {        \
+    swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                 \
+  }
+
+HRM_DEFINE_ENTRY_POINTS(float)
+HRM_DEFINE_ENTRY_POINTS(bf16_bits)
+#undef HRM_DEFINE_ENTRY_POINTS
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
 // ---------------------------------------------------------------- SwiGLU on bf16 gates by table lookup
 // A bf16 gate has 65536 possible values, so silu(gate) rounded to bf16 -- what the reference multiplies with
-// `up` -- is a table (256 KiB as floats, in L2), filled once by the computing kernel itself, so both paths give
-// bit-identical results. An AVX-512 gather replaces exp and the division, the bulk of the kernel's time. The
-// backward gathers the same silu and, from a second table, the derivative.
-#define HRM_TABLE_FN __attribute__((target("arch=x86-64-v4")))
-
+// `up` -- is a table (256 KiB as floats, in L2), filled once (kernels_dispatch.cpp) by this file's computing
+// kernel, so both paths give bit-identical results. An AVX-512 gather replaces exp and the division, the bulk of the
+// kernel's time. The backward gathers the same silu and, from a second table, the derivative.
+namespace {
 // table[g[k]] for 16 bf16 gates (maskz/mask forms: the plain ones start from _mm512_undefined, which GCC 12 warns
 // about).
-HRM_TABLE_FN inline __attribute__((always_inline)) vfloat gather16(const float* table, const bf16_bits* g) {
+HRM_INLINE vfloat gather16(const float* table, const bf16_bits* g) {
   const __m512i index = _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g)));
   return reinterpret_cast<vfloat>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, table, 4));
 }
+}  // namespace
 
-HRM_TABLE_FN void swiglu_from_table(const float* silu_table, const bf16_bits* gate_up, bf16_bits* out, int64_t r0,
-                                    int64_t r1, int64_t n) {
+void swiglu_from_table(const float* silu_table, const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1,
+                       int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
     const bf16_bits* g = gate_up + r * 2 * n;
     const bf16_bits* u = g + n;
@@ -138,13 +177,9 @@ HRM_TABLE_FN void swiglu_from_table(const float* silu_table, const bf16_bits* ga
   }
 }
 
-std::atomic<bool> g_silu_table{true};
-bool silu_table_enabled() { return g_silu_table.load(std::memory_order_relaxed); }
-
 // Backward: d_up = dy * silu(g) (the forward's table) and d_gate = round(dy * up) * silu'(g) (float table).
-HRM_TABLE_FN void swiglu_backward_from_table(const float* silu_table, const float* derivative_table,
-                                             const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d_gate_up,
-                                             int64_t r0, int64_t r1, int64_t n) {
+void swiglu_backward_from_table(const float* silu_table, const float* derivative_table, const bf16_bits* gate_up,
+                                const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; ++r) {
     const auto [g, u, dyr, dg, du] = SwigluBackwardRow<bf16_bits>(gate_up, dy, d_gate_up, r, n);
     int64_t i = 0;
@@ -160,98 +195,6 @@ HRM_TABLE_FN void swiglu_backward_from_table(const float* silu_table, const floa
     }
   }
 }
-
-// Tables per bf16 gate value: silu rounded to bf16 (the forward kernel's output) and silu' in float (the float
-// backward kernel's d_gate for dy = up = 1). Empty where the CPU has no x86-64-v4.
-struct SiluTables {
-  std::vector<float> silu, derivative;
-};
-const SiluTables& silu_tables() {
-  static const SiluTables tables = [] {
-    SiluTables t;
-    if (!__builtin_cpu_supports("x86-64-v4")) return t;
-    constexpr int64_t kValues = 65536;
-    std::vector<bf16_bits> gate_up(2 * kValues), silu_bits(kValues);
-    std::vector<float> gate_up_f(2 * kValues), ones(kValues, 1.0f), grads(2 * kValues);
-    for (int64_t v = 0; v < kValues; ++v) {
-      gate_up[v] = static_cast<bf16_bits>(v);
-      gate_up[kValues + v] = 0x3F80;  // up = 1
-      gate_up_f[v] = widen_bf16(static_cast<bf16_bits>(v));
-      gate_up_f[kValues + v] = 1.0f;
-    }
-    swiglu_computed(gate_up.data(), silu_bits.data(), 0, 1, kValues);
-    swiglu_backward_computed(gate_up_f.data(), ones.data(), grads.data(), 0, 1, kValues);
-    t.silu.resize(kValues);
-    for (int64_t v = 0; v < kValues; ++v) t.silu[v] = widen_bf16(silu_bits[v]);
-    t.derivative.assign(grads.begin(), grads.begin() + kValues);
-    return t;
-  }();
-  return tables;
-}
-
-// The tables, or null where there are none or they are switched off.
-const SiluTables* active_silu_tables() {
-  const SiluTables& t = silu_tables();
-  return t.silu.empty() || !silu_table_enabled() ? nullptr : &t;
-}
 #endif
 
-}  // namespace
-
-// Multiversioned entry points, one overload per element type (target_clones does not apply to templates).
-#define HRM_DEFINE_ENTRY_POINTS(T)                                                                                    \
-  HRM_MULTIVERSION void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n,   \
-                                     float eps) {                                                                     \
-    add_rms_norm_rows<T>(x, y, out, sum_out, r0, r1, n, eps);                                                         \
-  }                                                                                                                   \
-  HRM_MULTIVERSION void rms_norm_backward(const T* s, const T* dy, T* ds, int64_t r0, int64_t r1, int64_t n,          \
-                                          float eps) {                                                                \
-    rms_norm_backward_rows<T>(s, dy, ds, r0, r1, n, eps);                                                             \
-  }                                                                                                                   \
-  HRM_MULTIVERSION void swiglu_computed(const T* gate_up, T* out, int64_t r0, int64_t r1, int64_t n) {                \
-    swiglu_rows<T>(gate_up, out, r0, r1, n);                                                                          \
-  }                                                                                                                   \
-  HRM_MULTIVERSION void swiglu_backward_computed(const T* gate_up, const T* dy, T* d_gate_up, int64_t r0, int64_t r1, \
-                                                 int64_t n) {                                                         \
-    swiglu_backward_rows<T>(gate_up, dy, d_gate_up, r0, r1, n);                                                       \
-  }
-
-HRM_DEFINE_ENTRY_POINTS(float)
-HRM_DEFINE_ENTRY_POINTS(bf16_bits)
-#undef HRM_DEFINE_ENTRY_POINTS
-
-void swiglu(const float* gate_up, float* out, int64_t r0, int64_t r1, int64_t n) {
-  swiglu_computed(gate_up, out, r0, r1, n);
-}
-
-void swiglu(const bf16_bits* gate_up, bf16_bits* out, int64_t r0, int64_t r1, int64_t n) {
-#if HRM_SILU_TABLE
-  if (const SiluTables* t = active_silu_tables()) return swiglu_from_table(t->silu.data(), gate_up, out, r0, r1, n);
-#endif
-  swiglu_computed(gate_up, out, r0, r1, n);
-}
-
-void swiglu_backward(const float* gate_up, const float* dy, float* d_gate_up, int64_t r0, int64_t r1, int64_t n) {
-  swiglu_backward_computed(gate_up, dy, d_gate_up, r0, r1, n);
-}
-
-void swiglu_backward(const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1,
-                     int64_t n) {
-#if HRM_SILU_TABLE
-  if (const SiluTables* t = active_silu_tables())
-    return swiglu_backward_from_table(t->silu.data(), t->derivative.data(), gate_up, dy, d_gate_up, r0, r1, n);
-#endif
-  swiglu_backward_computed(gate_up, dy, d_gate_up, r0, r1, n);
-}
-
-bool set_silu_table(bool enabled) {
-#if HRM_SILU_TABLE
-  g_silu_table = enabled;
-  return !silu_tables().silu.empty();
-#else
-  (void)enabled;
-  return false;
-#endif
-}
-
-}  // namespace hrm::nn::kernels
+}  // namespace hrm::nn::kernels::HRM_KERNEL_ISA

@@ -1,7 +1,11 @@
 #pragma once
-// The SIMD layer of the fused CPU kernels: 16-lane GCC vector types (one AVX-512 register, two AVX2 registers or
-// four SSE registers), loads/stores of float and bf16, lane reductions and a vector exp. Kernel files use it and
-// compile their entry points for each target with HRM_MULTIVERSION; no LibTorch here.
+// The SIMD layer of the fused CPU kernels: GCC vector types one register wide (16 float lanes with AVX-512, 8 with
+// AVX2, 4 with the SSE2 baseline or NEON), loads/stores of float and bf16, lane reductions and a vector exp. No
+// LibTorch here. (Wider-than-register vector types are no shortcut: GCC 12 keeps them in memory and turns every
+// select and comparison into scalar code -- a 16-lane attention kernel ran 22x slower on AVX2 than on AVX-512.)
+// The kernel files that include it are compiled once per instruction set (-march and HRM_KERNEL_ISA from
+// CMakeLists.txt); everything they define lives in hrm::nn::kernels::HRM_KERNEL_ISA, so no inline function compiled
+// for one instruction set can stand in for another's at link time.
 // (GCC leaves plain scalar bf16 loops unvectorised: such loops run 3x slower than LibTorch's own kernels.)
 #include <cmath>
 #include <cstdint>
@@ -11,35 +15,37 @@
 #include "fused_kernels.h"
 
 #if !defined(__GNUC__) || defined(__clang__)
-// __builtin_shuffle with a variable mask and target_clones are GCC's; the rest of the library builds with any compiler.
+// __builtin_shuffle with a variable mask is GCC's; the rest of the library builds with any compiler.
 #error "the fused CPU kernels (src/nn/kernels_*.cpp) need GCC"
 #endif
+#ifndef HRM_KERNEL_ISA
+#error "compile the kernel files with -DHRM_KERNEL_ISA=avx512|avx2|generic (CMakeLists.txt)"
+#endif
 #if defined(__x86_64__)
-// x86-64-v4 (AVX-512 F+BW+VL+DQ) rather than plain avx512f: BW turns the float->bf16 narrowing into one vpermi2w
-// instead of two packs, a permute and a spill.
-#define HRM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#define HRM_SILU_TABLE 1
 #include <immintrin.h>
-#else
-#define HRM_SILU_TABLE 0
-#define HRM_MULTIVERSION
 #endif
 #define HRM_INLINE inline __attribute__((always_inline))
-// Lambdas too: a lambda left out of line would be compiled for the baseline target, not for its caller's clone.
+// The tile loops' lambdas too (one out of line costs a call per tile).
 #define HRM_LAMBDA __attribute__((always_inline))
 
-namespace hrm::nn::kernels {
+namespace hrm::nn::kernels::HRM_KERNEL_ISA {
 namespace simd {
 
+#if defined(__AVX512F__)
 constexpr int64_t W = 16;  // lanes
-typedef float vfloat __attribute__((vector_size(64)));
-typedef int32_t vint __attribute__((vector_size(64)));
-typedef uint32_t vuint __attribute__((vector_size(64)));
-typedef uint16_t vhalf __attribute__((vector_size(32)));
+#elif defined(__AVX2__)
+constexpr int64_t W = 8;
+#else
+constexpr int64_t W = 4;
+#endif
+typedef float vfloat __attribute__((vector_size(W * 4)));
+typedef int32_t vint __attribute__((vector_size(W * 4)));
+typedef uint32_t vuint __attribute__((vector_size(W * 4)));
+typedef uint16_t vhalf __attribute__((vector_size(W * 2)));
 
 HRM_INLINE vfloat splat(float v) { return vfloat{} + v; }
 
-// ---------------------------------------------------------------- loads and stores of 16 elements
+// ---------------------------------------------------------------- loads and stores of W elements
 // float <-> bfloat16 (bits): round to nearest even, NaN stays NaN -- as c10::BFloat16.
 HRM_INLINE vfloat from_bf16(vhalf h) { return reinterpret_cast<vfloat>(__builtin_convertvector(h, vuint) << 16); }
 HRM_INLINE vhalf to_bf16(vfloat v) {
@@ -71,7 +77,7 @@ HRM_INLINE vint lane_index() {
   return v;
 }
 
-// `count` (<= 16) elements from p; the other lanes hold `fill`.
+// `count` (<= W) elements from p; the other lanes hold `fill`.
 template <class T>
 HRM_INLINE vfloat load(const T* p, int64_t count, float fill = 0.0f) {
   if (count == W) return load_full(p);
@@ -96,7 +102,7 @@ HRM_INLINE vfloat round_to(vfloat v) {
     return from_bf16(to_bf16(v));
 }
 
-// Horizontal sum and max as a tree of lane swaps (a scalar loop over the lanes is a 16-long dependency chain).
+// Horizontal sum and max as a tree of lane swaps (a scalar loop over the lanes is a W-long dependency chain).
 HRM_INLINE float sum_lanes(vfloat v) {
   const vint lanes = lane_index();
   for (int32_t k = W / 2; k > 0; k /= 2) v += __builtin_shuffle(v, lanes ^ k);
@@ -151,4 +157,4 @@ HRM_INLINE float load1(const T* p, int64_t i) {
 HRM_INLINE int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
 
 }  // namespace simd
-}  // namespace hrm::nn::kernels
+}  // namespace hrm::nn::kernels::HRM_KERNEL_ISA

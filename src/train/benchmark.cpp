@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 #if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
@@ -150,19 +151,112 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   return r;
 }
 
+namespace {
+// Which code runs the step's norms, SwiGLUs and attention: the fused kernels (and their instruction-set path) or
+// LibTorch's ops.
+std::string kernel_path(const ModelConfig& config, const BenchOptions& options) {
+  const nn::FusedKernels mode = nn::fused_kernels();
+  const bool bf16 = config.dtype() == torch::kBFloat16;
+  const bool fused = torch::Device(options.device).is_cpu() && mode != nn::FusedKernels::Off &&
+                     (bf16 || mode == nn::FusedKernels::All);
+  const std::string setting = std::string("HRM_FUSED_KERNELS=") + nn::fused_kernels_name(mode);
+  if (!fused) return "LibTorch ops (" + setting + ")";
+  return std::string("fused kernels on the ") + nn::cpu_isa_name(nn::cpu_isa()) + " path (" + setting + ")";
+}
+
+// Median milliseconds per call of each of `fns`, called in turn `repeats` times after one warm-up round.
+std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& fns, int64_t repeats) {
+  std::vector<std::vector<double>> times(fns.size());
+  for (int64_t r = -1; r < repeats; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fns[i]();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (r >= 0) times[i].push_back(ms);
+    }
+  std::vector<double> out;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    out.push_back(t[t.size() / 2]);
+  }
+  return out;
+}
+}  // namespace
+
+std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int64_t repeats) {
+  check(repeats >= 1 && batch_size >= 1, "bench --kernels: --batch and --steps must be positive");
+  const int64_t S = config.total_seq_len(), hidden = config.hidden_size, heads = config.num_heads;
+  const int64_t D = config.head_dim(), inter = config.mlp_intermediate();
+  nn::RotaryEmbedding rotary(D, S, config.rope_theta);
+  const auto [cos, sin] = rotary.tables(torch::kCPU);
+  const nn::RopeTables rope{cos, sin};
+  const nn::FusedKernels mode_before = nn::fused_kernels();
+  const nn::CpuIsa isa_before = nn::cpu_isa();
+  std::string out;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "bench --kernels: %lld rows x %lld tokens, hidden %lld, %lld heads of %lld, SwiGLU width %lld, %d "
+                "threads; median ms per call over %lld calls (ratio: LibTorch ops / fused; > 1: fused is faster)\n"
+                "%-8s %-9s %-26s %10s %10s %7s\n",
+                (long long)batch_size, (long long)S, (long long)hidden, (long long)heads, (long long)D,
+                (long long)inter, torch::get_num_threads(), (long long)repeats, "path", "dtype", "kernel", "LibTorch",
+                "fused", "ratio");
+  out += buf;
+  torch::manual_seed(0);
+  for (const torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+    const torch::Tensor x = torch::randn({batch_size, S, hidden}).to(dtype);
+    const torch::Tensor y = torch::randn({batch_size, S, hidden}).to(dtype);
+    const torch::Tensor gate_up = (torch::randn({batch_size, S, 2 * inter}) * 2).to(dtype);
+    const torch::Tensor qkv = torch::randn({batch_size, S, 3 * heads, D}).to(dtype);
+    // Forward without a graph, and forward + backward (sum of the output) through autograd.
+    const std::vector<std::pair<std::string, std::function<torch::Tensor(bool)>>> ops = {
+        {"add_rms_norm", [&](bool grad) { return nn::add_rms_norm(grad ? x.detach().requires_grad_() : x, y, 1e-5); }},
+        {"swiglu", [&](bool grad) { return nn::swiglu(grad ? gate_up.detach().requires_grad_() : gate_up); }},
+        {"attention",
+         [&](bool grad) { return nn::attention(grad ? qkv.detach().requires_grad_() : qkv, heads, rope); }},
+    };
+    for (const nn::CpuIsa isa : nn::supported_cpu_isas()) {
+      nn::set_cpu_isa(isa);
+      for (const auto& [name, op] : ops)
+        for (const bool grad : {false, true}) {
+          const auto call = [&, grad, op = op](nn::FusedKernels mode) {
+            return [&, grad, op, mode] {
+              nn::set_fused_kernels(mode);
+              if (!grad) {
+                torch::NoGradGuard ng;
+                op(false);
+              } else {
+                op(true).to(torch::kFloat).sum().backward();
+              }
+            };
+          };
+          const std::vector<double> ms =
+              interleaved_medians({call(nn::FusedKernels::Off), call(nn::FusedKernels::All)}, repeats);
+          std::snprintf(buf, sizeof buf, "%-8s %-9s %-26s %10.3f %10.3f %7.2f\n", nn::cpu_isa_name(isa),
+                        dtype == torch::kFloat ? "float32" : "bfloat16",
+                        (name + (grad ? " fwd+bwd" : " forward")).c_str(), ms[0], ms[1], ms[0] / ms[1]);
+          out += buf;
+        }
+    }
+  }
+  nn::set_fused_kernels(mode_before);
+  nn::set_cpu_isa(isa_before);
+  return out;
+}
+
 std::string bench_report(const std::string& preset, const ModelConfig& config, const BenchOptions& options,
                          const BenchResult& r) {
   char buf[1024];
   std::snprintf(
       buf, sizeof buf,
       "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
-      "%d threads, fused CPU kernels %s, %.2fM params\n"
+      "%d threads, %s, %.2fM params\n"
       "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
       "%.1f MiB, %.0f minor page faults per step\n",
       preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
       (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len, (long long)options.batch_size,
       (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
-      torch::get_num_threads(), nn::fused_kernels_name(nn::fused_kernels()), r.parameters / 1e6, r.samples_per_second,
+      torch::get_num_threads(), kernel_path(config, options).c_str(), r.parameters / 1e6, r.samples_per_second,
       r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0, r.minor_faults_per_step);
   std::string out = buf;
   if (r.world_size > 1) {

@@ -1,4 +1,8 @@
 // Fused CPU kernels against the op-by-op composition they replace (hrm::nn::FusedKernels::Off).
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+
 #include "test_util.h"
 
 using namespace hrm;
@@ -12,6 +16,21 @@ struct FusedMode {
   explicit FusedMode(FusedKernels m) { nn::set_fused_kernels(m); }
   ~FusedMode() { nn::set_fused_kernels(before); }
 };
+
+// Runs body once on every instruction-set path this CPU runs (HRM_CPU_ISA's paths), restoring the active one.
+template <class F>
+void on_every_path(F&& body) {
+  const nn::CpuIsa before = nn::cpu_isa();
+  struct Restore {
+    nn::CpuIsa isa;
+    ~Restore() { nn::set_cpu_isa(isa); }
+  } restore{before};
+  for (const nn::CpuIsa isa : nn::supported_cpu_isas()) {
+    SCOPED_TRACE(std::string("path ") + nn::cpu_isa_name(isa));
+    nn::set_cpu_isa(isa);
+    body(isa);
+  }
+}
 
 template <class F>
 torch::Tensor with_mode(FusedKernels mode, F&& f) {
@@ -54,35 +73,39 @@ const torch::ScalarType kDtypes[] = {torch::kFloat, torch::kBFloat16};
 TEST(Fused, AddRmsNormMatchesComposition) {
   torch::NoGradGuard ng;
   torch::manual_seed(0);
-  for (auto dtype : kDtypes) {
-    for (int64_t n : {128, 82, 13}) {  // full vectors, a tail, less than one vector
-      const torch::Tensor x = (torch::randn({3, 37, n}) * 2 + 0.5).to(dtype), y = torch::randn({3, 37, n}).to(dtype);
-      // The truth adds in float64; the kernels (and the reference) round x + y to the dtype first.
-      const torch::Tensor sum = (x + y).contiguous();
-      expect_matches_truth(
-          [](const auto& in) {
-            if (in[0].scalar_type() != torch::kDouble) return nn::add_rms_norm(in[0], torch::Tensor(), 1e-5);
-            return in[0] * torch::rsqrt(in[0].square().mean(-1, true) + 1e-5);  // rms_norm itself works in float
-          },
-          {sum});
-      const torch::Tensor fused = with_mode(FusedKernels::All, [&] { return nn::add_rms_norm(x, y, 1e-5); });
-      const torch::Tensor of_sum = with_mode(FusedKernels::All, [&] { return nn::add_rms_norm(sum, {}, 1e-5); });
-      EXPECT_TRUE(torch::equal(fused, of_sum));
+  on_every_path([&](nn::CpuIsa) {
+    for (auto dtype : kDtypes) {
+      for (int64_t n : {128, 82, 13}) {  // full vectors, a tail, less than one vector
+        const torch::Tensor x = (torch::randn({3, 37, n}) * 2 + 0.5).to(dtype), y = torch::randn({3, 37, n}).to(dtype);
+        // The truth adds in float64; the kernels (and the reference) round x + y to the dtype first.
+        const torch::Tensor sum = (x + y).contiguous();
+        expect_matches_truth(
+            [](const auto& in) {
+              if (in[0].scalar_type() != torch::kDouble) return nn::add_rms_norm(in[0], torch::Tensor(), 1e-5);
+              return in[0] * torch::rsqrt(in[0].square().mean(-1, true) + 1e-5);  // rms_norm itself works in float
+            },
+            {sum});
+        const torch::Tensor fused = with_mode(FusedKernels::All, [&] { return nn::add_rms_norm(x, y, 1e-5); });
+        const torch::Tensor of_sum = with_mode(FusedKernels::All, [&] { return nn::add_rms_norm(sum, {}, 1e-5); });
+        EXPECT_TRUE(torch::equal(fused, of_sum));
+      }
     }
-  }
+  });
 }
 
 TEST(Fused, SwigluMatchesCompositionIncludingLargeGates) {
   torch::NoGradGuard ng;
   torch::manual_seed(1);
-  for (auto dtype : kDtypes) {
-    for (int64_t n : {512, 40, 7}) {
-      torch::Tensor gate_up = torch::randn({5, 11, 2 * n}) * 3;
-      gate_up.index_put_({0, 0, 0}, 100.0);   // silu(100) = 100
-      gate_up.index_put_({0, 0, 1}, -100.0);  // silu(-100) ~ -4e-42
-      expect_matches_truth([](const auto& in) { return nn::swiglu(in[0]); }, {gate_up.to(dtype)});
+  on_every_path([&](nn::CpuIsa) {
+    for (auto dtype : kDtypes) {
+      for (int64_t n : {512, 40, 7}) {
+        torch::Tensor gate_up = torch::randn({5, 11, 2 * n}) * 3;
+        gate_up.index_put_({0, 0, 0}, 100.0);   // silu(100) = 100
+        gate_up.index_put_({0, 0, 1}, -100.0);  // silu(-100) ~ -4e-42
+        expect_matches_truth([](const auto& in) { return nn::swiglu(in[0]); }, {gate_up.to(dtype)});
+      }
     }
-  }
+  });
 }
 
 // Every bf16 gate value (NaN, infinities and subnormals included) times ups of all magnitudes, in rows of 37 (two
@@ -110,131 +133,180 @@ TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
     const torch::Tensor grad = torch::autograd::grad({out}, {x}, {dy})[0];
     return std::make_pair(out.detach().view(torch::kInt16), grad.view(torch::kInt16));
   };
-  const bool has_table = nn::set_silu_table(true);
-  const auto [looked_up, looked_up_grad] = run(true);
-  const auto [computed, computed_grad] = run(false);
-  if (!has_table) GTEST_SKIP() << "this CPU has no x86-64-v4: SwiGLU computes silu, there is no table to compare";
-  EXPECT_EQ((looked_up != computed).sum().item<int64_t>(), 0);
-  EXPECT_EQ((looked_up_grad != computed_grad).sum().item<int64_t>(), 0);
-  EXPECT_GT(torch::isnan(looked_up.view(torch::kBFloat16).to(torch::kFloat)).sum().item<int64_t>(), 0);  // NaN gates
+  bool any_table = false;
+  on_every_path([&](nn::CpuIsa isa) {
+    const bool has_table = nn::set_silu_table(true);
+    EXPECT_EQ(has_table, isa == nn::CpuIsa::Avx512);
+    if (!has_table) return;
+    any_table = true;
+    const auto [looked_up, looked_up_grad] = run(true);
+    const auto [computed, computed_grad] = run(false);
+    EXPECT_EQ((looked_up != computed).sum().item<int64_t>(), 0);
+    EXPECT_EQ((looked_up_grad != computed_grad).sum().item<int64_t>(), 0);
+    EXPECT_GT(torch::isnan(looked_up.view(torch::kBFloat16).to(torch::kFloat)).sum().item<int64_t>(), 0);  // NaN gates
+  });
+  if (!any_table) GTEST_SKIP() << "this CPU has no x86-64-v4: SwiGLU computes silu, there is no table to compare";
+}
+
+// The paths offered are exactly those the CPU's flags (/proc/cpuinfo, an independent source) allow; an unknown or
+// unsupported path is an error that names it.
+TEST(Fused, InstructionSetPathsFollowTheCpuAndAreChecked) {
+  const std::vector<nn::CpuIsa> paths = nn::supported_cpu_isas();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.front(), nn::CpuIsa::Generic);
+  if (std::getenv("HRM_CPU_ISA") == nullptr) EXPECT_EQ(nn::cpu_isa(), paths.back());
+  const auto has = [&](nn::CpuIsa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); };
+#if defined(__x86_64__)
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("flags", 0) == 0) {
+      flags = line + " ";
+      break;
+    }
+  if (!flags.empty()) {
+    const auto flag = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
+    EXPECT_EQ(has(nn::CpuIsa::Avx2), flag("avx2") && flag("fma") && flag("bmi2") && flag("movbe")) << flags;
+    EXPECT_EQ(has(nn::CpuIsa::Avx512),
+              flag("avx512f") && flag("avx512bw") && flag("avx512dq") && flag("avx512vl") && flag("avx2"))
+        << flags;
+  }
+#else
+  EXPECT_EQ(paths.size(), 1u);
+#endif
+  EXPECT_EQ(nn::parse_cpu_isa("avx2", "HRM_CPU_ISA"), nn::CpuIsa::Avx2);
+  EXPECT_NE(test::error_of([] { nn::parse_cpu_isa("sse4", "HRM_CPU_ISA"); }).find("HRM_CPU_ISA: 'sse4' is not one of"),
+            std::string::npos);
+  for (const nn::CpuIsa isa : {nn::CpuIsa::Avx2, nn::CpuIsa::Avx512})
+    if (!has(isa)) EXPECT_NE(test::error_of([&] { nn::set_cpu_isa(isa); }).find("lacks"), std::string::npos);
 }
 
 TEST(Fused, AttentionMatchesComposition) {
   torch::NoGradGuard ng;
   torch::manual_seed(2);
-  for (auto dtype : kDtypes) {
-    for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {16, 64}, {5, 8}, {19, 24}}) {  // tails in S and D
-      nn::RotaryEmbedding rotary(D, S + 3, 10000.0);
-      auto [cos, sin] = rotary.tables(torch::kCPU);
-      const torch::Tensor qkv = (torch::randn({2, S, 3 * 3, D}) * 1.5).to(dtype);
-      for (bool rope : {true, false}) {
-        expect_matches_truth(
-            [&](const auto& in) {
-              nn::RopeTables tables;
-              const bool wide = in[0].scalar_type() == torch::kDouble;
-              if (rope)
-                tables =
-                    wide ? nn::RopeTables{cos.to(torch::kDouble), sin.to(torch::kDouble)} : nn::RopeTables{cos, sin};
-              return nn::attention(in[0], 3, tables);
-            },
-            {qkv});
+  on_every_path([&](nn::CpuIsa) {
+    for (auto dtype : kDtypes) {
+      for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {16, 64}, {5, 8}, {19, 24}}) {  // tails in S and D
+        nn::RotaryEmbedding rotary(D, S + 3, 10000.0);
+        auto [cos, sin] = rotary.tables(torch::kCPU);
+        const torch::Tensor qkv = (torch::randn({2, S, 3 * 3, D}) * 1.5).to(dtype);
+        for (bool rope : {true, false}) {
+          expect_matches_truth(
+              [&](const auto& in) {
+                nn::RopeTables tables;
+                const bool wide = in[0].scalar_type() == torch::kDouble;
+                if (rope)
+                  tables =
+                      wide ? nn::RopeTables{cos.to(torch::kDouble), sin.to(torch::kDouble)} : nn::RopeTables{cos, sin};
+                return nn::attention(in[0], 3, tables);
+              },
+              {qkv});
+        }
       }
     }
-  }
+  });
 }
 
 TEST(Fused, NanPropagates) {
   torch::NoGradGuard ng;
   FusedMode m(FusedKernels::All);
-  for (auto dtype : kDtypes) {
-    torch::Tensor x = torch::randn({2, 32});
-    x.index_put_({0, 3}, NAN);
-    x = x.to(dtype);
-    const torch::Tensor norm = nn::add_rms_norm(x, torch::zeros_like(x), 1e-5);
-    EXPECT_TRUE(torch::isnan(norm[0]).all().item<bool>());
-    EXPECT_FALSE(torch::isnan(norm[1]).any().item<bool>());
-    // In a key of batch 0, head 1, the NaN spreads to every query of that batch and head, and nowhere else.
-    torch::Tensor qkv = torch::randn({2, 5, 3 * 2, 16});
-    qkv.index_put_({0, 3, 2 + 1, 7}, NAN);
-    qkv = qkv.to(dtype);
-    const torch::Tensor attn = nn::attention(qkv, 2, {}).view({2, 5, 2, 16});
-    EXPECT_TRUE(torch::isnan(attn.select(0, 0).select(1, 1)).all().item<bool>());
-    EXPECT_EQ(torch::isnan(attn).sum().item<int64_t>(), 5 * 16);
-    const torch::Tensor act = nn::swiglu(x);  // gate = x[:, :16]: NaN at (0, 3) only
-    EXPECT_EQ(torch::isnan(act).sum().item<int64_t>(), 1);
-  }
+  on_every_path([&](nn::CpuIsa) {
+    for (auto dtype : kDtypes) {
+      torch::Tensor x = torch::randn({2, 32});
+      x.index_put_({0, 3}, NAN);
+      x = x.to(dtype);
+      const torch::Tensor norm = nn::add_rms_norm(x, torch::zeros_like(x), 1e-5);
+      EXPECT_TRUE(torch::isnan(norm[0]).all().item<bool>());
+      EXPECT_FALSE(torch::isnan(norm[1]).any().item<bool>());
+      // In a key of batch 0, head 1, the NaN spreads to every query of that batch and head, and nowhere else.
+      torch::Tensor qkv = torch::randn({2, 5, 3 * 2, 16});
+      qkv.index_put_({0, 3, 2 + 1, 7}, NAN);
+      qkv = qkv.to(dtype);
+      const torch::Tensor attn = nn::attention(qkv, 2, {}).view({2, 5, 2, 16});
+      EXPECT_TRUE(torch::isnan(attn.select(0, 0).select(1, 1)).all().item<bool>());
+      EXPECT_EQ(torch::isnan(attn).sum().item<int64_t>(), 5 * 16);
+      const torch::Tensor act = nn::swiglu(x);  // gate = x[:, :16]: NaN at (0, 3) only
+      EXPECT_EQ(torch::isnan(act).sum().item<int64_t>(), 1);
+    }
+  });
 }
 
 TEST(Fused, BackwardOfNormAndSwigluMatchesTruth) {
   // The custom autograd functions' gradients against autograd through the composition in float64 (rms_norm itself
   // computes in float32, so the norm's truth is float32-accurate: far below the tolerances).
   torch::manual_seed(4);
-  for (auto dtype : kDtypes) {
-    const torch::Tensor x = torch::randn({3, 11, 40}).to(dtype), y = torch::randn({3, 11, 40}).to(dtype);
-    const torch::Tensor gate_up = (torch::randn({3, 11, 80}) * 2).to(dtype);
-    const torch::Tensor w_norm = torch::randn({3, 11, 40}), w_act = torch::randn({3, 11, 40});
-    // Gradients of sum(w * f(inputs)) with respect to the inputs, concatenated.
-    const auto grads = [&](FusedKernels mode, torch::ScalarType as) {
-      FusedMode m(mode);
-      const auto leaf = [&](const torch::Tensor& t) { return t.to(as).detach().requires_grad_(); };
-      const torch::Tensor xs = leaf(x), ys = leaf(y), gu = leaf(gate_up);
-      const torch::Tensor loss = (nn::add_rms_norm(xs, ys, 1e-5).to(torch::kDouble) * w_norm).sum() +
-                                 (nn::swiglu(gu).to(torch::kDouble) * w_act).sum();
-      loss.backward();
-      return torch::cat({xs.grad().flatten(), ys.grad().flatten(), gu.grad().flatten()});
-    };
-    const torch::Tensor fused = grads(FusedKernels::All, dtype);
-    const torch::Tensor chain = grads(FusedKernels::Off, dtype);
-    const torch::Tensor truth = grads(FusedKernels::Off, torch::kDouble);
-    ASSERT_EQ(fused.scalar_type(), dtype);
-    const bool f32 = dtype == torch::kFloat;
-    const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
-    const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
-    const double tol = f32 ? 1e-5 : 1.0 / 64;  // relative to the largest gradient
-    const double scale = truth.abs().max().item<double>();
-    EXPECT_LT(err.max().item<double>(), tol * scale) << "chain: " << chain_err.max().item<double>();
-    if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
-  }
+  on_every_path([&](nn::CpuIsa) {
+    for (auto dtype : kDtypes) {
+      const torch::Tensor x = torch::randn({3, 11, 40}).to(dtype), y = torch::randn({3, 11, 40}).to(dtype);
+      const torch::Tensor gate_up = (torch::randn({3, 11, 80}) * 2).to(dtype);
+      const torch::Tensor w_norm = torch::randn({3, 11, 40}), w_act = torch::randn({3, 11, 40});
+      // Gradients of sum(w * f(inputs)) with respect to the inputs, concatenated.
+      const auto grads = [&](FusedKernels mode, torch::ScalarType as) {
+        FusedMode m(mode);
+        const auto leaf = [&](const torch::Tensor& t) { return t.to(as).detach().requires_grad_(); };
+        const torch::Tensor xs = leaf(x), ys = leaf(y), gu = leaf(gate_up);
+        const torch::Tensor loss = (nn::add_rms_norm(xs, ys, 1e-5).to(torch::kDouble) * w_norm).sum() +
+                                   (nn::swiglu(gu).to(torch::kDouble) * w_act).sum();
+        loss.backward();
+        return torch::cat({xs.grad().flatten(), ys.grad().flatten(), gu.grad().flatten()});
+      };
+      const torch::Tensor fused = grads(FusedKernels::All, dtype);
+      const torch::Tensor chain = grads(FusedKernels::Off, dtype);
+      const torch::Tensor truth = grads(FusedKernels::Off, torch::kDouble);
+      ASSERT_EQ(fused.scalar_type(), dtype);
+      const bool f32 = dtype == torch::kFloat;
+      const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
+      const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
+      const double tol = f32 ? 1e-5 : 1.0 / 64;  // relative to the largest gradient
+      const double scale = truth.abs().max().item<double>();
+      EXPECT_LT(err.max().item<double>(), tol * scale) << "chain: " << chain_err.max().item<double>();
+      if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
+    }
+  });
 }
 
 TEST(Fused, AttentionBackwardMatchesTruth) {
   torch::manual_seed(6);
-  for (auto dtype : kDtypes) {
-    for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {19, 24}, {5, 8}}) {
-      nn::RotaryEmbedding rotary(D, S, 10000.0);
-      auto [cos, sin] = rotary.tables(torch::kCPU);
-      const torch::Tensor qkv = (torch::randn({2, S, 3 * 3, D}) * 1.5).to(dtype);
-      const torch::Tensor w = torch::randn({2, S, 3 * D});
-      for (bool rope : {true, false}) {
-        const auto grad = [&](FusedKernels mode, torch::ScalarType as) {
-          FusedMode m(mode);
-          const torch::Tensor x = qkv.to(as).detach().requires_grad_();
-          nn::RopeTables tables;
-          if (rope)
-            tables = {cos.to(as == torch::kDouble ? torch::kDouble : torch::kFloat),
-                      sin.to(as == torch::kDouble ? torch::kDouble : torch::kFloat)};
-          (nn::attention(x, 3, tables).to(torch::kDouble) * w).sum().backward();
-          return x.grad();
-        };
-        const torch::Tensor fused = grad(FusedKernels::All, dtype), chain = grad(FusedKernels::Off, dtype);
-        const torch::Tensor truth = grad(FusedKernels::Off, torch::kDouble);
-        ASSERT_EQ(fused.scalar_type(), dtype);
-        const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
-        const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
-        const double scale = truth.abs().max().item<double>();
-        const bool f32 = dtype == torch::kFloat;
-        EXPECT_LT(err.max().item<double>(), (f32 ? 1e-5 : 1.0 / 32) * scale)
-            << "S " << S << " D " << D << " rope " << rope << "; chain max error " << chain_err.max().item<double>();
-        if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
+  on_every_path([&](nn::CpuIsa) {
+    for (auto dtype : kDtypes) {
+      for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {19, 24}, {5, 8}}) {
+        nn::RotaryEmbedding rotary(D, S, 10000.0);
+        auto [cos, sin] = rotary.tables(torch::kCPU);
+        const torch::Tensor qkv = (torch::randn({2, S, 3 * 3, D}) * 1.5).to(dtype);
+        const torch::Tensor w = torch::randn({2, S, 3 * D});
+        for (bool rope : {true, false}) {
+          const auto grad = [&](FusedKernels mode, torch::ScalarType as) {
+            FusedMode m(mode);
+            const torch::Tensor x = qkv.to(as).detach().requires_grad_();
+            nn::RopeTables tables;
+            if (rope)
+              tables = {cos.to(as == torch::kDouble ? torch::kDouble : torch::kFloat),
+                        sin.to(as == torch::kDouble ? torch::kDouble : torch::kFloat)};
+            (nn::attention(x, 3, tables).to(torch::kDouble) * w).sum().backward();
+            return x.grad();
+          };
+          const torch::Tensor fused = grad(FusedKernels::All, dtype), chain = grad(FusedKernels::Off, dtype);
+          const torch::Tensor truth = grad(FusedKernels::Off, torch::kDouble);
+          ASSERT_EQ(fused.scalar_type(), dtype);
+          const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
+          const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
+          const double scale = truth.abs().max().item<double>();
+          const bool f32 = dtype == torch::kFloat;
+          EXPECT_LT(err.max().item<double>(), (f32 ? 1e-5 : 1.0 / 32) * scale)
+              << "S " << S << " D " << D << " rope " << rope << "; chain max error " << chain_err.max().item<double>();
+          if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
+        }
       }
     }
-  }
+  });
 }
 
 TEST(Fused, DefaultModeKeepsFloat32OnTheReferencePath) {
   // Default: bf16 only; float32 results are bit-identical to the composition (what verify-reference relies on).
   torch::NoGradGuard ng;
-  ASSERT_EQ(nn::fused_kernels(), FusedKernels::BFloat16) << "run without HRM_FUSED_KERNELS set";
+  const FusedKernels expected =
+      nn::supported_cpu_isas().back() == nn::CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
+  ASSERT_EQ(nn::fused_kernels(), expected) << "run without HRM_FUSED_KERNELS and HRM_CPU_ISA set";
   const torch::Tensor gate_up = torch::randn({8, 64});
   const torch::Tensor ours = nn::swiglu(gate_up);
   const auto parts = gate_up.chunk(2, -1);
@@ -252,17 +324,19 @@ TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
   const Batch b = test::random_batch(c, 4);
   torch::NoGradGuard ng;
   auto run = [&] { return model->forward(model->initial_carry(b), b).second.logits.to(torch::kFloat); };
-  torch::Tensor fused, reference;
-  {
-    FusedMode m(FusedKernels::BFloat16);
-    fused = run();
-  }
-  {
-    FusedMode m(FusedKernels::Off);
-    reference = run();
-  }
-  // 2x2 cycles of bf16 blocks: rounding differences grow through the recurrence; bound them at 5% of the scale.
-  const double scale = reference.abs().max().item<double>();
-  EXPECT_LT((fused - reference).abs().max().item<double>(), 0.05 * scale);
-  EXPECT_GT(scale, 0);
+  on_every_path([&](nn::CpuIsa) {
+    torch::Tensor fused, reference;
+    {
+      FusedMode m(FusedKernels::BFloat16);
+      fused = run();
+    }
+    {
+      FusedMode m(FusedKernels::Off);
+      reference = run();
+    }
+    // 2x2 cycles of bf16 blocks: rounding differences grow through the recurrence; bound them at 5% of the scale.
+    const double scale = reference.abs().max().item<double>();
+    EXPECT_LT((fused - reference).abs().max().item<double>(), 0.05 * scale);
+    EXPECT_GT(scale, 0);
+  });
 }

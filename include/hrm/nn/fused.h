@@ -2,29 +2,32 @@
 // Fused CPU kernels for forward passes that need no gradient: the no-grad cycles of every HRM segment, the extra
 // target-Q forward of ACT training, evaluation and inference -- in training with 2x2 cycles, 10 of every 12 module
 // calls. LibTorch 1.13 runs each elementwise op of a bf16 block as its own pass with bf16<->float conversions;
-// these do one pass in float (vectorised for AVX-512 / AVX2 / baseline by function multiversioning) and round to
-// the tensor's dtype where the reference's op chain rounds.
+// these do one pass in float (vectorised for AVX-512 / AVX2 / the baseline, the path chosen at run time:
+// hrm/nn/cpu_isa.h) and round to the tensor's dtype where the reference's op chain rounds.
 //
 // When autograd wants a graph, they run the fused kernel inside a custom autograd function with a fused backward
 // (attention recomputes its probabilities instead of saving them). Off CPU, for other dtypes or non-contiguous
 // inputs, and when fused kernels are switched off, every function is the reference's composition of ATen ops.
+#include "hrm/nn/cpu_isa.h"
 #include "hrm/nn/layers.h"
 
 namespace hrm::nn {
 
-// Which forward dtypes use the fused kernels. Default: bfloat16 only. Float32 stays on the op-by-op path, which
+// Which forward dtypes use the fused kernels. Default: bfloat16 only, and none on the generic instruction-set path
+// (there LibTorch's ops are faster). Float32 stays on the op-by-op path, which
 // rounds as the reference does: AdamATan2's update is scale-invariant, so an ulp-level change in a small gradient
 // (one computed with cancellation) moves its weight visibly and verify-reference's float32 tolerance fails on it
 // (docs/architecture.md has the measured case). `All` adds float32 (faster, not reference-exact).
-// The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode (other values: a warning, bf16).
+// The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode (other values: a warning, the
+// default).
 enum class FusedKernels { Off, BFloat16, All };
 FusedKernels fused_kernels();
 void set_fused_kernels(FusedKernels mode);
 const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all"
 
 // SwiGLU with bf16 gates looks silu(gate) up in a 65536-entry table (filled once by the computing kernel, so
-// bit-identical) on CPUs with AVX-512 F/BW/DQ/VL; false computes it every time (tests, benchmarks). Returns whether
-// this CPU has the table path.
+// bit-identical) on the avx512 path; false computes it every time (tests, benchmarks). Returns whether the active
+// path has the table.
 bool set_silu_table(bool enabled);
 
 // rms_norm(x + y) with the sum rounded to x's dtype first (as `x + y` then rms_norm); y may be undefined.

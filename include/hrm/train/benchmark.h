@@ -40,4 +40,10 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
 std::string bench_report(const std::string& preset, const ModelConfig& config, const BenchOptions& options,
                          const BenchResult& result);
 
+// `hrm bench --kernels`: each fused CPU kernel (residual + RMSNorm, SwiGLU, attention; forward without a graph,
+// and forward + backward through autograd) against the LibTorch ops it replaces, at the config's shapes (batch
+// rows of total_seq_len tokens), for every instruction-set path this CPU runs and both float32 and bfloat16. Each
+// figure is the median of `repeats` calls, the variants interleaved call by call so that drift hits them alike.
+std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int64_t repeats);
+
 }  // namespace hrm

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# HRM_CPU_ISA: every path this CPU runs is selectable and reported by `hrm bench`; a path it lacks and an unknown
+# name are errors before any work; `hrm bench --kernels` times every path it runs.
+# Usage: cpu_isa.sh HRM_BINARY WORK_DIR
+set -euo pipefail
+HRM=$1
+source "$(dirname "$0")/common.sh"
+fresh_workdir "$2"
+bench=(bench --preset small --batch 2 --steps 1 --warmup 0 H_cycles=1 L_cycles=1 forward_dtype=bfloat16)
+if HRM_CPU_ISA=sse9 "$HRM" "${bench[@]}" > bogus.log 2>&1; then
+  echo "FAIL: HRM_CPU_ISA=sse9 was accepted"; cat bogus.log; exit 1
+fi
+grep -q "HRM_CPU_ISA: 'sse9' is not one of avx512, avx2, generic" bogus.log || { echo "FAIL: message"; cat bogus.log; exit 1; }
+ran=()
+for isa in generic avx2 avx512; do
+  if HRM_CPU_ISA=$isa "$HRM" "${bench[@]}" > "$isa.log" 2>&1; then
+    ran+=("$isa")
+    if [ "$isa" = generic ]; then  # off by default there: LibTorch's ops are faster
+      grep -q "LibTorch ops (HRM_FUSED_KERNELS=off)" "$isa.log" || { echo "FAIL: generic default"; cat "$isa.log"; exit 1; }
+      HRM_FUSED_KERNELS=bf16 HRM_CPU_ISA=$isa "$HRM" "${bench[@]}" > "$isa.log" 2>&1
+    fi
+    grep -q "fused kernels on the $isa path" "$isa.log" || { echo "FAIL: $isa not reported"; cat "$isa.log"; exit 1; }
+  else
+    grep -q "HRM_CPU_ISA=$isa needs .*which this CPU lacks" "$isa.log" || { echo "FAIL: $isa error"; cat "$isa.log"; exit 1; }
+  fi
+done
+[ "${ran[0]}" = generic ] || { echo "FAIL: the generic path must always run"; exit 1; }
+"$HRM" bench --preset small --batch 2 --steps 2 --kernels hidden_size=32 num_heads=2 > kernels.log
+for isa in "${ran[@]}"; do
+  for kernel in add_rms_norm swiglu attention; do
+    [ "$(grep -c "^$isa .* $kernel " kernels.log)" = 4 ] || { echo "FAIL: $isa $kernel rows"; cat kernels.log; exit 1; }
+  done
+done
+echo "PASS: paths ${ran[*]}"
