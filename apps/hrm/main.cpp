@@ -67,6 +67,7 @@ int run_bench(const BenchFlags& f, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hrm::use_passive_openmp_workers_for_float32(argv);
   hrm::report_file_size_limit_as_error();
   CLI::App app{"hrm: Hierarchical Reasoning Models in C++ (LibTorch)"};
   app.set_version_flag("--version", std::string(HRM_VERSION_STRING));

@@ -1,6 +1,10 @@
 #include "hrm/util/device.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -22,7 +26,19 @@ void set_threads(int64_t threads) {
   const int n =
       threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
+  // OpenBLAS (Debian's libopenblas0-pthread: LibTorch's float32 BLAS there) runs a thread pool of its own that
+  // torch::set_num_threads does not size: with --threads 1 a second thread still ran every GEMM and spun in
+  // sched_yield between them. Looked up at run time: other BLAS builds do not have it.
+  using SetBlasThreads = void (*)(int);
+  if (auto set_blas = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set_blas(n);
   keep_freed_cpu_memory();
+}
+
+void use_passive_openmp_workers_for_float32(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || cpu_has_native_bf16()) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::execv("/proc/self/exe", argv);
+  ::unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as started
 }
 
 namespace {
