@@ -24,10 +24,9 @@ std::atomic<FusedKernels>& mode_flag() {
     if (v == "0" || v == "off") return FusedKernels::Off;
     if (v == "all") return FusedKernels::All;
     if (v == "bf16" || v == "1" || v == "on") return FusedKernels::BFloat16;
-    if (!v.empty()) std::cerr << "hrm: HRM_FUSED_KERNELS='" << v << "' is not one of 0|off, bf16|1|on, all\n";
-    // Unset: bf16 on the avx512 and avx2 paths; off on the generic one, where LibTorch's own ops are faster
-    // (`hrm bench --kernels`, docs/benchmarks.md).
-    return cpu_isa() == CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
+    if (!v.empty() && v != "auto")
+      std::cerr << "hrm: HRM_FUSED_KERNELS='" << v << "' is not one of 0|off, bf16|1|on, all, auto: using auto\n";
+    return FusedKernels::Auto;
   }()};
   return flag;
 }
@@ -38,7 +37,7 @@ std::atomic<FusedKernels>& mode_flag() {
 enum class Path { Composition, Kernel, KernelWithGraph };
 
 Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_backward) {
-  const FusedKernels mode = fused_kernels();
+  const FusedKernels mode = effective_fused_kernels();
   const auto dtype = (*tensors.begin())->scalar_type();
   if (!(dtype == torch::kBFloat16 && mode != FusedKernels::Off) &&
       !(dtype == torch::kFloat && mode == FusedKernels::All))
@@ -200,6 +199,13 @@ struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
 }  // namespace
 
 FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed); }
+FusedKernels effective_fused_kernels() {
+  const FusedKernels mode = fused_kernels();
+  if (mode != FusedKernels::Auto) return mode;
+  // bf16 on the avx512 and avx2 paths; off on the generic one, where LibTorch's own ops are faster (`hrm bench
+  // --kernels`, docs/benchmarks.md).
+  return cpu_isa() == CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
+}
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
 bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }
 
@@ -208,6 +214,7 @@ const char* fused_kernels_name(FusedKernels mode) {
     case FusedKernels::Off: return "off";
     case FusedKernels::BFloat16: return "bf16";
     case FusedKernels::All: return "all";
+    case FusedKernels::Auto: return "auto";
   }
   return "?";
 }

@@ -304,9 +304,10 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
 TEST(Fused, DefaultModeKeepsFloat32OnTheReferencePath) {
   // Default: bf16 only; float32 results are bit-identical to the composition (what verify-reference relies on).
   torch::NoGradGuard ng;
-  const FusedKernels expected =
-      nn::supported_cpu_isas().back() == nn::CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
-  ASSERT_EQ(nn::fused_kernels(), expected) << "run without HRM_FUSED_KERNELS and HRM_CPU_ISA set";
+  ASSERT_EQ(nn::fused_kernels(), FusedKernels::Auto) << "run without HRM_FUSED_KERNELS set";
+  on_every_path([](nn::CpuIsa isa) {  // auto: bf16, but off on the generic path
+    EXPECT_EQ(nn::effective_fused_kernels(), isa == nn::CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16);
+  });
   const torch::Tensor gate_up = torch::randn({8, 64});
   const torch::Tensor ours = nn::swiglu(gate_up);
   const auto parts = gate_up.chunk(2, -1);

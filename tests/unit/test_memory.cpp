@@ -1,3 +1,7 @@
+#include <sys/resource.h>
+
+#include <c10/core/CPUAllocator.h>
+
 #include "test_util.h"
 
 using namespace hrm;
@@ -68,4 +72,38 @@ TEST(Memory, BackpropThroughAllCyclesWouldGrow) {
   z.sum().backward();
   const int64_t bptt = tracker.peak_bytes() - before;
   EXPECT_GT(static_cast<double>(bptt), 4.0 * static_cast<double>(step_peak(memory_config(1, 1))));
+}
+
+// Blocks above glibc's 32 MiB mmap ceiling are kept for reuse: the second use of a large temporary finds its memory
+// mapped already (no page faults), and a slightly smaller request reuses the same block.
+TEST(Memory, LargeTemporariesAreReusedNotMappedAnew) {
+  keep_freed_cpu_memory();
+  const auto minor_faults = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<int64_t>(u.ru_minflt);
+  };
+  const int64_t n = 64 << 20;  // 256 MiB of floats: 65536 pages
+  void* first = nullptr;
+  {
+    torch::Tensor t = torch::empty({n / 4});
+    t.fill_(1.0f);
+    first = t.data_ptr();
+  }
+  const int64_t before = minor_faults();
+  {
+    torch::Tensor t = torch::empty({n / 4 - 1000});  // a little smaller: same 2 MiB-granule block
+    t.fill_(2.0f);
+    EXPECT_EQ(t.data_ptr(), first);
+    EXPECT_EQ(t[123].item<float>(), 2.0f);
+  }
+  EXPECT_LT(minor_faults() - before, 1000) << "a fresh mapping of 256 MiB takes ~65536 faults";
+  // raw allocations (raw_allocate / raw_deallocate) of both sizes go through the same allocator
+  c10::Allocator* allocator = c10::GetCPUAllocator();
+  for (const size_t bytes : {size_t{1} << 10, size_t{40} << 20}) {
+    void* p = allocator->raw_allocate(bytes);
+    ASSERT_NE(p, nullptr);
+    static_cast<char*>(p)[bytes - 1] = 1;
+    allocator->raw_deallocate(p);
+  }
 }

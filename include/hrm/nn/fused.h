@@ -13,17 +13,18 @@
 
 namespace hrm::nn {
 
-// Which forward dtypes use the fused kernels. Default: bfloat16 only, and none on the generic instruction-set path
-// (there LibTorch's ops are faster). Float32 stays on the op-by-op path, which
-// rounds as the reference does: AdamATan2's update is scale-invariant, so an ulp-level change in a small gradient
-// (one computed with cancellation) moves its weight visibly and verify-reference's float32 tolerance fails on it
-// (docs/architecture.md has the measured case). `All` adds float32 (faster, not reference-exact).
-// The environment variable HRM_FUSED_KERNELS=0|bf16|all sets the starting mode (other values: a warning, the
-// default).
-enum class FusedKernels { Off, BFloat16, All };
-FusedKernels fused_kernels();
+// Which forward dtypes use the fused kernels. Float32 stays on the op-by-op path unless `All`: that path rounds as
+// the reference does, and AdamATan2's update is scale-invariant, so an ulp-level change in a small gradient (one
+// computed with cancellation) moves its weight visibly and verify-reference's float32 tolerance fails on it
+// (docs/architecture.md has the measured case). `All` adds float32 (faster, not reference-exact). `Auto` (the
+// default): BFloat16 on the avx512 and avx2 instruction-set paths, Off on the generic one (there LibTorch's ops are
+// faster). The environment variable HRM_FUSED_KERNELS=0|bf16|all|auto sets the starting mode (other values: a
+// warning, auto).
+enum class FusedKernels { Off, BFloat16, All, Auto };
+FusedKernels fused_kernels();            // the setting
+FusedKernels effective_fused_kernels();  // the setting with Auto resolved for the active path
 void set_fused_kernels(FusedKernels mode);
-const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all"
+const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all", "auto"
 
 // SwiGLU with bf16 gates looks silu(gate) up in a 65536-entry table (filled once by the computing kernel, so
 // bit-identical) on the avx512 path; false computes it every time (tests, benchmarks). Returns whether the active
