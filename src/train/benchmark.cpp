@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -241,6 +242,45 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   }
   nn::set_fused_kernels(mode_before);
   nn::set_cpu_isa(isa_before);
+  // The layer's matrix products as the model runs them (torch::linear: OpenBLAS in float32, oneDNN in bf16 where
+  // LibTorch finds AVX-512), to compare a step's GEMM throughput with.
+  const int64_t T = batch_size * S;
+  const std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> shapes = {
+      {"qkv_proj", {hidden, 3 * hidden}},
+      {"o_proj", {hidden, hidden}},
+      {"gate_up_proj", {hidden, 2 * inter}},
+      {"down_proj", {inter, hidden}}};
+  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s\n", "dtype", "GEMM [tokens x in] x [in x out]", "ms", "GFLOP/s");
+  out += buf;
+  for (const torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+    std::vector<std::function<void()>> calls;
+    std::vector<torch::Tensor> inputs, weights;
+    for (const auto& [name, io] : shapes) {
+      inputs.push_back(torch::randn({T, io.first}).to(dtype));
+      weights.push_back((torch::randn({io.second, io.first}) / std::sqrt(double(io.first))).to(dtype));
+    }
+    for (size_t i = 0; i < shapes.size(); ++i)
+      calls.push_back([&, i] {
+        torch::NoGradGuard ng;
+        torch::linear(inputs[i], weights[i]);
+      });
+    const std::vector<double> ms = interleaved_medians(calls, repeats);
+    double flops_sum = 0, ms_sum = 0;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto [in, out_features] = shapes[i].second;
+      const double flops = 2.0 * double(T) * double(in) * double(out_features);
+      flops_sum += flops;
+      ms_sum += ms[i];
+      const std::string what =
+          shapes[i].first + " " + std::to_string(T) + "x" + std::to_string(in) + "x" + std::to_string(out_features);
+      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", dtype == torch::kFloat ? "float32" : "bfloat16",
+                    what.c_str(), ms[i], flops / (ms[i] * 1e6));
+      out += buf;
+    }
+    std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", dtype == torch::kFloat ? "float32" : "bfloat16",
+                  "one layer's four products", ms_sum, flops_sum / (ms_sum * 1e6));
+    out += buf;
+  }
   return out;
 }
 

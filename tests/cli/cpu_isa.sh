@@ -31,4 +31,5 @@ for isa in "${ran[@]}"; do
     [ "$(grep -c "^$isa .* $kernel " kernels.log)" = 4 ] || { echo "FAIL: $isa $kernel rows"; cat kernels.log; exit 1; }
   done
 done
+[ "$(grep -c "one layer's four products" kernels.log)" = 2 ] || { echo "FAIL: GEMM rows"; cat kernels.log; exit 1; }
 echo "PASS: paths ${ran[*]}"

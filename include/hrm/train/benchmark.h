@@ -44,6 +44,7 @@ std::string bench_report(const std::string& preset, const ModelConfig& config, c
 // and forward + backward through autograd) against the LibTorch ops it replaces, at the config's shapes (batch
 // rows of total_seq_len tokens), for every instruction-set path this CPU runs and both float32 and bfloat16. Each
 // figure is the median of `repeats` calls, the variants interleaved call by call so that drift hits them alike.
+// Then the layer's four matrix products (torch::linear at the same shapes) in float32 and bfloat16, in GFLOP/s.
 std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int64_t repeats);
 
 }  // namespace hrm
