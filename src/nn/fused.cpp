@@ -37,11 +37,8 @@ std::atomic<FusedKernels>& mode_flag() {
 enum class Path { Composition, Kernel, KernelWithGraph };
 
 Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_backward) {
-  const FusedKernels mode = effective_fused_kernels();
   const auto dtype = (*tensors.begin())->scalar_type();
-  if (!(dtype == torch::kBFloat16 && mode != FusedKernels::Off) &&
-      !(dtype == torch::kFloat && mode == FusedKernels::All))
-    return Path::Composition;
+  if (!fused_kernels_cover(dtype)) return Path::Composition;
   bool graph = false;
   for (const torch::Tensor* t : tensors) {
     if (!t->defined()) continue;
@@ -205,6 +202,12 @@ FusedKernels effective_fused_kernels() {
   // bf16 on the avx512 and avx2 paths; off on the generic one, where LibTorch's own ops are faster (`hrm bench
   // --kernels`, docs/benchmarks.md).
   return cpu_isa() == CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
+}
+
+bool fused_kernels_cover(c10::ScalarType dtype) {
+  const FusedKernels mode = effective_fused_kernels();
+  return (dtype == torch::kBFloat16 && mode != FusedKernels::Off) ||
+         (dtype == torch::kFloat && mode == FusedKernels::All);
 }
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
 bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }

@@ -26,13 +26,14 @@ bool cpu_runs(CpuIsa isa) {
 }
 
 void require_supported(CpuIsa isa, const std::string& what) {
-  check(cpu_runs(isa), what + cpu_isa_name(isa) + " needs " +
-                           (HRM_KERNEL_ISAS_X86 ? std::string(isa == CpuIsa::Avx512 ? "AVX-512 F/BW/DQ/VL (x86-64-v4)"
-                                                                                    : "AVX2 + FMA (x86-64-v3)") +
-                                                      ", which this CPU lacks"
-                                                : std::string("an x86-64 build")) +
-                           " (paths here: generic" + (cpu_runs(CpuIsa::Avx2) ? ", avx2" : "") +
-                           (cpu_runs(CpuIsa::Avx512) ? ", avx512" : "") + ")");
+  if (cpu_runs(isa)) return;
+  std::string paths = "generic";
+  for (CpuIsa other : {CpuIsa::Avx2, CpuIsa::Avx512})
+    if (cpu_runs(other)) paths += std::string(", ") + cpu_isa_name(other);
+  const std::string needs = !HRM_KERNEL_ISAS_X86    ? "an x86-64 build"
+                            : isa == CpuIsa::Avx512 ? "AVX-512 F/BW/DQ/VL (x86-64-v4), which this CPU lacks"
+                                                    : "AVX2 + FMA (x86-64-v3), which this CPU lacks";
+  throw Error(what + cpu_isa_name(isa) + " needs " + needs + " (paths here: " + paths + ")");
 }
 
 constexpr int kUnresolved = -1;

@@ -156,10 +156,7 @@ namespace {
 // Which code runs the step's norms, SwiGLUs and attention: the fused kernels (and their instruction-set path) or
 // LibTorch's ops.
 std::string kernel_path(const ModelConfig& config, const BenchOptions& options) {
-  const nn::FusedKernels mode = nn::effective_fused_kernels();
-  const bool bf16 = config.dtype() == torch::kBFloat16;
-  const bool fused = torch::Device(options.device).is_cpu() && mode != nn::FusedKernels::Off &&
-                     (bf16 || mode == nn::FusedKernels::All);
+  const bool fused = torch::Device(options.device).is_cpu() && nn::fused_kernels_cover(config.dtype());
   const std::string setting = std::string("HRM_FUSED_KERNELS=") + nn::fused_kernels_name(nn::fused_kernels());
   if (!fused) return "LibTorch ops (" + setting + ")";
   return std::string("fused kernels on the ") + nn::cpu_isa_name(nn::cpu_isa()) + " path (" + setting + ")";

@@ -21,8 +21,9 @@ namespace hrm::nn {
 // faster). The environment variable HRM_FUSED_KERNELS=0|bf16|all|auto sets the starting mode (other values: a
 // warning, auto).
 enum class FusedKernels { Off, BFloat16, All, Auto };
-FusedKernels fused_kernels();            // the setting
-FusedKernels effective_fused_kernels();  // the setting with Auto resolved for the active path
+FusedKernels fused_kernels();                     // the setting
+FusedKernels effective_fused_kernels();           // the setting with Auto resolved for the active path
+bool fused_kernels_cover(c10::ScalarType dtype);  // whether CPU tensors of dtype take the fused kernels now
 void set_fused_kernels(FusedKernels mode);
 const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all", "auto"
 
