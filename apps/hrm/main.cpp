@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
     hrm::nn::cpu_isa();  // an HRM_CPU_ISA this CPU cannot run is an error before any work
     const std::string command = app.get_subcommands().front()->get_name();
     if (command == "verify-reference") {
+      hrm::use_reference_blas_kernels(argv);
       verify.options.free_running = !verify.no_free_running;
       const hrm::VerifyResult r = hrm::verify_reference(verify.dir, verify.options, std::cout);
       if (!r.unsupported_model.empty()) std::cout << "SKIPPED: no '" << r.unsupported_model << "' model" << std::endl;

@@ -12,10 +12,12 @@
 #include "hrm/data/npy.h"
 #include "hrm/loss/act_loss.h"
 #include "hrm/model/registry.h"
+#include "hrm/nn/fused.h"
 #include "hrm/optim/ema.h"
 #include "hrm/optim/model_optimizer.h"
 #include "hrm/train/checkpoint.h"
 #include "hrm/train/train_step.h"
+#include "hrm/util/device.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
 
@@ -276,6 +278,13 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
       << (fx.ema_rate >= 0 ? ", EMA " + std::to_string(fx.ema_rate) : std::string()) << std::endl;
   log << "tolerance: |ours - ref| <= " << opt.atol << " + " << opt.rtol << " * |ref|; halting, steps and data exact"
       << std::endl;
+
+  // The reference's rounding: float32 op by op unless HRM_FUSED_KERNELS names a mode.
+  const nn::FusedKernels setting = nn::fused_kernels();
+  const nn::ReferenceRounding reference_rounding;
+  log << "CPU kernels: " << (nn::fused_kernels_cover(cfg.dtype()) ? "fused" : "LibTorch's op-by-op path") << " for "
+      << cfg.resolved_forward_dtype() << " (HRM_FUSED_KERNELS=" << nn::fused_kernels_name(setting) << ")"
+      << "; float32 GEMMs: " << blas_description() << std::endl;
 
   ACTModel model = make_model(cfg);
   const StateDict initial = fx.state("params/");

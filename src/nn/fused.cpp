@@ -199,9 +199,9 @@ FusedKernels fused_kernels() { return mode_flag().load(std::memory_order_relaxed
 FusedKernels effective_fused_kernels() {
   const FusedKernels mode = fused_kernels();
   if (mode != FusedKernels::Auto) return mode;
-  // bf16 on the avx512 and avx2 paths; off on the generic one, where LibTorch's own ops are faster (`hrm bench
-  // --kernels`, docs/benchmarks.md).
-  return cpu_isa() == CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16;
+  // bf16 and float32 on the avx512 and avx2 paths; off on the generic one, where LibTorch's own ops are faster
+  // (`hrm bench --kernels`, docs/benchmarks.md).
+  return cpu_isa() == CpuIsa::Generic ? FusedKernels::Off : FusedKernels::All;
 }
 
 bool fused_kernels_cover(c10::ScalarType dtype) {
@@ -210,6 +210,12 @@ bool fused_kernels_cover(c10::ScalarType dtype) {
          (dtype == torch::kFloat && mode == FusedKernels::All);
 }
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
+
+ReferenceRounding::ReferenceRounding() : before_(fused_kernels()) {
+  if (before_ == FusedKernels::Auto && effective_fused_kernels() == FusedKernels::All)
+    set_fused_kernels(FusedKernels::BFloat16);
+}
+ReferenceRounding::~ReferenceRounding() { set_fused_kernels(before_); }
 bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }
 
 const char* fused_kernels_name(FusedKernels mode) {

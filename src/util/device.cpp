@@ -59,10 +59,37 @@ std::pair<std::string, std::string> cpuinfo() {
 
 bool cpu_has_native_bf16() {
   static const bool native = [] {
+    // A forced avx2 or generic kernel path stands for a CPU without AVX-512, so without native bf16 too.
+    const char* isa = std::getenv("HRM_CPU_ISA");
+    if (isa != nullptr && *isa != '\0' && std::string(isa) != "avx512") return false;
     const std::string flags = cpuinfo().second;
     return flags.find(" avx512_bf16 ") != std::string::npos || flags.find(" amx_bf16 ") != std::string::npos;
   }();
   return native;
+}
+
+namespace {
+using BlasCoreName = char* (*)();
+BlasCoreName openblas_core_name() {
+  return reinterpret_cast<BlasCoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+}
+}  // namespace
+
+void use_reference_blas_kernels(char** argv) {
+  const BlasCoreName core = openblas_core_name();
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || core == nullptr) return;
+  const std::string flags = cpuinfo().second;
+  if (flags.find(" avx2 ") == std::string::npos || flags.find(" fma ") == std::string::npos) return;
+  const std::string name = core();
+  if (name == "Haswell" || name == "haswell" || name == "Zen" || name == "zen") return;  // Zen runs Haswell's
+  ::setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  ::execv("/proc/self/exe", argv);
+  ::unsetenv("OPENBLAS_CORETYPE");
+}
+
+std::string blas_description() {
+  const BlasCoreName core = openblas_core_name();
+  return core ? std::string("OpenBLAS ") + core() + " kernels" : std::string("not OpenBLAS");
 }
 
 std::string cpu_description() {

@@ -301,17 +301,31 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
   });
 }
 
-TEST(Fused, DefaultModeKeepsFloat32OnTheReferencePath) {
-  // Default: bf16 only; float32 results are bit-identical to the composition (what verify-reference relies on).
+TEST(Fused, DefaultModeFusesFloat32ExceptUnderReferenceRounding) {
+  // Default: bf16 and float32 fused on the avx512 and avx2 paths, off on the generic one. ReferenceRounding (what
+  // verify-reference holds) leaves float32 bit-identical to the composition and bf16 fused.
   torch::NoGradGuard ng;
   ASSERT_EQ(nn::fused_kernels(), FusedKernels::Auto) << "run without HRM_FUSED_KERNELS set";
-  on_every_path([](nn::CpuIsa isa) {  // auto: bf16, but off on the generic path
-    EXPECT_EQ(nn::effective_fused_kernels(), isa == nn::CpuIsa::Generic ? FusedKernels::Off : FusedKernels::BFloat16);
-  });
   const torch::Tensor gate_up = torch::randn({8, 64});
-  const torch::Tensor ours = nn::swiglu(gate_up);
   const auto parts = gate_up.chunk(2, -1);
-  EXPECT_TRUE(torch::equal(ours, torch::silu(parts[0]) * parts[1]));
+  const torch::Tensor composition = torch::silu(parts[0]) * parts[1];
+  on_every_path([&](nn::CpuIsa isa) {
+    const bool generic = isa == nn::CpuIsa::Generic;
+    EXPECT_EQ(nn::effective_fused_kernels(), generic ? FusedKernels::Off : FusedKernels::All);
+    EXPECT_EQ(nn::fused_kernels_cover(torch::kFloat), !generic);
+    EXPECT_EQ(nn::fused_kernels_cover(torch::kBFloat16), !generic);
+    {
+      const nn::ReferenceRounding reference;
+      EXPECT_FALSE(nn::fused_kernels_cover(torch::kFloat));
+      EXPECT_EQ(nn::fused_kernels_cover(torch::kBFloat16), !generic);
+      EXPECT_TRUE(torch::equal(nn::swiglu(gate_up), composition));
+    }
+    EXPECT_EQ(nn::fused_kernels(), FusedKernels::Auto);
+    EXPECT_TRUE(torch::allclose(nn::swiglu(gate_up), composition, 1e-6, 1e-6));
+  });
+  FusedMode all(FusedKernels::All);  // an explicit mode is what the user asked for, also under ReferenceRounding
+  const nn::ReferenceRounding reference;
+  EXPECT_EQ(nn::fused_kernels(), FusedKernels::All);
 }
 
 TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {

@@ -9,7 +9,9 @@ namespace hrm {
 std::string resolve_device(const std::string& device);
 // Sets the intra-op thread count (0 = all cores) and keeps freed CPU memory for reuse (keep_freed_cpu_memory).
 void set_threads(int64_t threads);
-// Whether this CPU computes bfloat16 products natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo).
+// Whether this CPU computes bfloat16 products natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo). False when
+// HRM_CPU_ISA forces the avx2 or generic kernel path: a machine then runs (forward_dtype auto, OpenMP wait policy)
+// what a CPU without AVX-512 runs.
 bool cpu_has_native_bf16();
 // OpenMP's idle workers spin for a while after each parallel region. Where the forward runs in float32 (CPUs without
 // native bf16, where forward_dtype auto resolves to float32), the GEMMs run on OpenBLAS's own threads, which the
@@ -17,6 +19,15 @@ bool cpu_has_native_bf16();
 // without native bf16 and without a policy chosen by the user, it sets OMP_WAIT_POLICY=passive and re-executes the
 // program (same pid, same arguments). Returns only when nothing was to be done or the exec failed.
 void use_passive_openmp_workers_for_float32(char** argv);
+
+// The float32 GEMMs of `hrm verify-reference`: OpenBLAS's AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids,
+// chosen on AVX-512 CPUs) sum in another order than its Haswell kernels, and the fixtures' chaotic and
+// ill-conditioned elements then leave the float32 tolerance (docs/reference-parity.md). Where OpenBLAS is the BLAS,
+// the CPU has AVX2 + FMA and OPENBLAS_CORETYPE is not set, this sets OPENBLAS_CORETYPE=Haswell (read once, as
+// OpenBLAS loads) and re-executes the program. Returns only when nothing was to be done or the exec failed.
+void use_reference_blas_kernels(char** argv);
+// "OpenBLAS <core> kernels" (its run-time kernel choice) or "not OpenBLAS".
+std::string blas_description();
 
 // The CPU's model name, its core count and the SIMD extensions hrm's kernels use (from /proc/cpuinfo).
 std::string cpu_description();
