@@ -328,6 +328,41 @@ TEST(Fused, DefaultModeFusesFloat32ExceptUnderReferenceRounding) {
   EXPECT_EQ(nn::fused_kernels(), FusedKernels::All);
 }
 
+TEST(Fused, HrmTrainingGradientsMatchUnfusedInFloat32) {
+  // float32 training takes the fused kernels by default: one ACT training segment (no-grad cycles, the one-step
+  // gradient through the custom autograd functions, the target-Q forward) gives every parameter the gradient of
+  // the op-by-op model, to float32 rounding grown through 2x2 cycles.
+  ModelConfig c = test::tiny_config();
+  c.hidden_size = 64;
+  c.num_heads = 4;
+  torch::manual_seed(6);
+  ACTModel model = make_model(c);
+  model->train();
+  const Batch b = test::random_batch(c, 4, 3);
+  const auto gradients = [&](FusedKernels mode) {
+    FusedMode m(mode);
+    model->zero_grad();
+    torch::manual_seed(7);
+    const Carry carry = model->initial_carry(b);
+    auto [next, out] = model->forward(carry, b);
+    act_loss(next, out, LossType::StablemaxCrossEntropy).loss.backward();
+    std::vector<std::pair<std::string, torch::Tensor>> g;
+    for (const auto& p : model->named_parameters())
+      if (p.value().grad().defined()) g.emplace_back(p.key(), p.value().grad().clone());
+    return g;
+  };
+  on_every_path([&](nn::CpuIsa isa) {
+    const auto fused = gradients(FusedKernels::All), reference = gradients(FusedKernels::Off);
+    ASSERT_EQ(fused.size(), reference.size());
+    ASSERT_GT(fused.size(), 8u);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      const double scale = reference[i].second.abs().max().item<double>();
+      const double err = (fused[i].second - reference[i].second).abs().max().item<double>();
+      EXPECT_LE(err, 1e-4 * scale + 1e-9) << fused[i].first << " on " << nn::cpu_isa_name(isa);
+    }
+  });
+}
+
 TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
   ModelConfig c = test::tiny_config();
   c.forward_dtype = "bfloat16";
