@@ -168,7 +168,9 @@ class Trainer {
     outcome.total_steps = total_steps_;
     const auto start = std::chrono::steady_clock::now();
     loop_start_ = start;
-    fit_at_step_ = cfg_.fit_time_limit && cfg_.time_limit_minutes > 0 && !resumed_ ? step_ + kFitMeasureSteps : -1;
+    fit_measuring_ = cfg_.fit_time_limit && cfg_.time_limit_minutes > 0 && !resumed_;
+    fit_at_step_ = fit_measuring_ ? step_ + kFitMeasureSteps : -1;
+    fit_warm_step_ = fit_measuring_ ? step_ + kFitWarmupSteps : -1;
     auto last_checkpoint = start;
     const bool tty = progress_ && lead_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
@@ -194,6 +196,7 @@ class Trainer {
         iteration_ = it;
         batch_in_iter_ = 0;
         end_of_iteration(outcome);
+        if (fit_at_step_ >= 0 && !fit_measuring_) fit_to_time_limit(start);  // evaluations take time too
       }
       if (skip > 0) {  // resuming inside an iteration: these batches were trained on before
         --skip;
@@ -207,7 +210,7 @@ class Trainer {
       last = now;
       const double rate = static_cast<double>(cfg_.global_batch_size) / std::max(dt, 1e-9);
       ema_rate = ema_rate == 0 ? rate : 0.9 * ema_rate + 0.1 * rate;
-      if (step_ == fit_at_step_ - kFitMeasureSteps + kFitWarmupSteps) fit_warm_ = now;
+      if (step_ == fit_warm_step_) fit_warm_ = now;
       if (step_ == fit_at_step_) fit_to_time_limit(start);
       std::map<std::string, double> row = m;
       row["samples_per_s"] = rate;
@@ -296,7 +299,7 @@ class Trainer {
     const double flags[3] = {
         stop_signal() ? 1.0 : 0.0,
         // With fit_time_limit the first steps always run: they measure the rate the run is then sized by.
-        cfg_.time_limit_minutes > 0 && fit_at_step_ < 0 &&
+        cfg_.time_limit_minutes > 0 && !fit_measuring_ &&
                 std::chrono::duration<double>(now - start).count() >= cfg_.time_limit_minutes * 60
             ? 1.0
             : 0.0,
@@ -512,10 +515,14 @@ class Trainer {
 
   // fit_time_limit: after kFitMeasureSteps steps, the rate measured over the steps after the first kFitWarmupSteps
   // (the first ones pay one-off costs: the first quick-start step took 2.4 s, later ones ~0.5 s) sizes the run to
-  // end (with its final evaluation) inside time_limit_minutes. Every rank measures the same steps; rank 0's figures
-  // are used by all.
+  // end (with its final evaluation) inside time_limit_minutes. After each evaluation and every kFitRecheckSteps steps
+  // the rate since the warm-up steps (evaluations included) is measured again and the run shortened if it no longer
+  // fits: a machine that slows down ends its schedule early instead of being cut off by the clock. Runs are only
+  // ever shortened.
+  // Every rank measures the same steps; rank 0's figures are used by all.
   static constexpr int64_t kFitMeasureSteps = 20;
   static constexpr int64_t kFitWarmupSteps = 5;
+  static constexpr int64_t kFitRecheckSteps = 100;
   void fit_to_time_limit(std::chrono::steady_clock::time_point start) {
     const auto now = std::chrono::steady_clock::now();
     std::vector<torch::Tensor> seconds{torch::tensor(
@@ -523,20 +530,26 @@ class Trainer {
         torch::kDouble)};
     group_.broadcast(seconds, 0);
     const double spent = seconds[0][0].item<double>();
-    const double per_step = seconds[0][1].item<double>() / static_cast<double>(kFitMeasureSteps - kFitWarmupSteps);
+    const double per_step = seconds[0][1].item<double>() / static_cast<double>(step_ - fit_warm_step_);
     // 85% of the limit for training: the final evaluation and checkpoint need the rest.
     const double budget = cfg_.time_limit_minutes * 60 * 0.85 - spent;
     const int64_t fits = step_ + std::max<int64_t>(1, static_cast<int64_t>(budget / per_step));
-    fit_at_step_ = -1;  // measured: the time limit applies from here on
+    const bool first = fit_measuring_;
+    fit_measuring_ = false;  // measured: the time limit applies from here on
+    fit_at_step_ = step_ + kFitRecheckSteps;
     if (fits >= total_steps_) return;
-    log::info(
-        fmt::format("fit_time_limit: {:.1f} samples/s over steps {}-{}; the run is sized to {} of {} "
-                    "steps to end within time_limit_minutes={} (the learning rate schedule follows)",
-                    cfg_.global_batch_size / per_step, kFitWarmupSteps + 1, kFitMeasureSteps, fits, total_steps_,
-                    cfg_.time_limit_minutes));
+    log::info(fmt::format(
+        "fit_time_limit: {:.1f} samples/s over steps {}-{}; the run is {} to {} of {} steps to end within "
+        "time_limit_minutes={} (the learning rate schedule follows)",
+        cfg_.global_batch_size / per_step, fit_warm_step_ + 1, step_, first ? "sized" : "shortened", fits,
+        planned_steps_ > 0 ? planned_steps_ : total_steps_, cfg_.time_limit_minutes));
+    if (planned_steps_ == 0) planned_steps_ = total_steps_;
     total_steps_ = fits;
   }
-  int64_t fit_at_step_ = -1;
+  int64_t fit_at_step_ = -1;    // the next step at which the run is sized (-1: never)
+  int64_t fit_warm_step_ = -1;  // the rate is measured from the end of this step
+  bool fit_measuring_ = false;  // the first kFitMeasureSteps steps run whatever the clock says
+  int64_t planned_steps_ = 0;   // the schedule's length before fit_time_limit shortened it
   std::chrono::steady_clock::time_point fit_warm_{};
   bool resumed_ = false;
 

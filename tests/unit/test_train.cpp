@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -167,6 +168,28 @@ TEST_F(ToyRun, FitTimeLimitSizesARunThatWouldNotFit) {
   EXPECT_LT(r.steps, 150);
   EXPECT_NE(read_file(dir_.file("fit/train.log")).find("fit_time_limit: "), std::string::npos);
   EXPECT_TRUE(r.finished || r.interrupted);
+}
+
+TEST_F(ToyRun, FitTimeLimitShortensARunThatSlowsDown) {
+  // The first evaluation is instant, later ones take 4 s: the rate measured over steps 6-20 fits the whole run into
+  // the limit (or most of it), the evaluations then do not, and the run is shortened so that it ends its
+  // schedule before the clock would cut it off.
+  int calls = 0;
+  TrainOptions options = quiet();
+  const Evaluator evaluate = options.evaluate;
+  options.evaluate = [&](ACTModel& model, const TrainConfig& config) {
+    if (calls++ > 0) std::this_thread::sleep_for(std::chrono::seconds(4));
+    return evaluate(model, config);
+  };
+  const TrainOutcome r = train(
+      TrainConfig::load(config(), {"run_dir=" + dir_.file("slow"), "time_limit_minutes=0.2", "fit_time_limit=true",
+                                   "eval_interval=1"}),
+      options);
+  const std::string log = read_file(dir_.file("slow/train.log"));
+  EXPECT_NE(log.find("the run is shortened to "), std::string::npos) << log;
+  EXPECT_TRUE(r.finished) << "cut off by the clock instead: " << log;
+  EXPECT_LT(r.steps, 150);
+  EXPECT_GE(calls, 2);
 }
 
 TEST_F(ToyRun, ResumingAtAnEvaluationBoundaryDoesNotRepeatIt) {
