@@ -538,11 +538,11 @@ class Trainer {
     fit_measuring_ = false;  // measured: the time limit applies from here on
     fit_at_step_ = step_ + kFitRecheckSteps;
     if (fits >= total_steps_) return;
-    log::info(fmt::format(
-        "fit_time_limit: {:.1f} samples/s over steps {}-{}; the run is {} to {} of {} steps to end within "
-        "time_limit_minutes={} (the learning rate schedule follows)",
-        cfg_.global_batch_size / per_step, fit_warm_step_ + 1, step_, first ? "sized" : "shortened", fits,
-        planned_steps_ > 0 ? planned_steps_ : total_steps_, cfg_.time_limit_minutes));
+    log::info(
+        fmt::format("fit_time_limit: {:.1f} samples/s over steps {}-{}; the run is {} to {} of {} steps to end within "
+                    "time_limit_minutes={} (the learning rate schedule follows)",
+                    cfg_.global_batch_size / per_step, fit_warm_step_ + 1, step_, first ? "sized" : "shortened", fits,
+                    planned_steps_ > 0 ? planned_steps_ : total_steps_, cfg_.time_limit_minutes));
     if (planned_steps_ == 0) planned_steps_ = total_steps_;
     total_steps_ = fits;
   }

@@ -181,10 +181,9 @@ TEST_F(ToyRun, FitTimeLimitShortensARunThatSlowsDown) {
     if (calls++ > 0) std::this_thread::sleep_for(std::chrono::seconds(4));
     return evaluate(model, config);
   };
-  const TrainOutcome r = train(
-      TrainConfig::load(config(), {"run_dir=" + dir_.file("slow"), "time_limit_minutes=0.2", "fit_time_limit=true",
-                                   "eval_interval=1"}),
-      options);
+  const TrainOutcome r = train(TrainConfig::load(config(), {"run_dir=" + dir_.file("slow"), "time_limit_minutes=0.2",
+                                                            "fit_time_limit=true", "eval_interval=1"}),
+                               options);
   const std::string log = read_file(dir_.file("slow/train.log"));
   EXPECT_NE(log.find("the run is shortened to "), std::string::npos) << log;
   EXPECT_TRUE(r.finished) << "cut off by the clock instead: " << log;
