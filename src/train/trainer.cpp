@@ -239,7 +239,7 @@ class Trainer {
                                                  : "stopped by a signal to another rank";
       else if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps)
         stop_reason = "max_steps reached";
-      else if (report.time_up)
+      else if (report.time_up && step_ < total_steps_)  // the schedule's last step: the run is done, not cut off
         stop_reason = "time limit reached";
       if (!stop_reason.empty()) break;
       // Periodic checkpoints: a run killed at any instant loses at most the work since the last one.
