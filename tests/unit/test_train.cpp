@@ -171,19 +171,25 @@ TEST_F(ToyRun, FitTimeLimitSizesARunThatWouldNotFit) {
 }
 
 TEST_F(ToyRun, FitTimeLimitShortensARunThatSlowsDown) {
-  // The first evaluation is instant, later ones take 4 s: the rate measured over steps 6-20 fits the whole run into
-  // the limit (or most of it), the evaluations then do not, and the run is shortened so that it ends its
-  // schedule before the clock would cut it off.
+  // The first evaluation is instant, later ones sleep a fifth of the limit: the rate measured over steps 6-20 fits
+  // most of the run into the limit, the evaluations then do not, and the run is shortened so that it ends its
+  // schedule before the clock would cut it off. The limit is sized from this machine's speed (20 calibration steps
+  // with one evaluation: ~0.2 s here, ~15 s under ASan) so that the first measurement leaves room for later ones.
+  const auto t0 = std::chrono::steady_clock::now();
+  train(TrainConfig::load(config(), {"run_dir=" + dir_.file("calibrate"), "max_steps=20", "eval_interval=1"}), quiet());
+  const double per_step = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 20;
+  const double limit_s = std::max(12.0, 80 * per_step);
   int calls = 0;
   TrainOptions options = quiet();
   const Evaluator evaluate = options.evaluate;
   options.evaluate = [&](ACTModel& model, const TrainConfig& config) {
-    if (calls++ > 0) std::this_thread::sleep_for(std::chrono::seconds(4));
+    if (calls++ > 0) std::this_thread::sleep_for(std::chrono::duration<double>(0.2 * limit_s));
     return evaluate(model, config);
   };
-  const TrainOutcome r = train(TrainConfig::load(config(), {"run_dir=" + dir_.file("slow"), "time_limit_minutes=0.2",
-                                                            "fit_time_limit=true", "eval_interval=1"}),
-                               options);
+  const TrainOutcome r =
+      train(TrainConfig::load(config(), {"run_dir=" + dir_.file("slow"), "fit_time_limit=true", "eval_interval=1",
+                                         "time_limit_minutes=" + std::to_string(limit_s / 60)}),
+            options);
   const std::string log = read_file(dir_.file("slow/train.log"));
   EXPECT_NE(log.find("the run is shortened to "), std::string::npos) << log;
   EXPECT_TRUE(r.finished) << "cut off by the clock instead: " << log;
