@@ -281,7 +281,7 @@ VerifyResult verify_reference(const std::string& fixture_dir, const VerifyOption
 
   // The reference's rounding: float32 op by op unless HRM_FUSED_KERNELS names a mode.
   const nn::FusedKernels setting = nn::fused_kernels();
-  const nn::ReferenceRounding reference_rounding;
+  const nn::ScopedFusedKernels reference_rounding(nn::reference_fused_kernels());
   log << "CPU kernels: " << (nn::fused_kernels_cover(cfg.dtype()) ? "fused" : "LibTorch's op-by-op path") << " for "
       << cfg.resolved_forward_dtype() << " (HRM_FUSED_KERNELS=" << nn::fused_kernels_name(setting) << ")"
       << "; float32 GEMMs: " << blas_description() << std::endl;

@@ -211,11 +211,12 @@ bool fused_kernels_cover(c10::ScalarType dtype) {
 }
 void set_fused_kernels(FusedKernels mode) { mode_flag().store(mode, std::memory_order_relaxed); }
 
-ReferenceRounding::ReferenceRounding() : before_(fused_kernels()) {
-  if (before_ == FusedKernels::Auto && effective_fused_kernels() == FusedKernels::All)
-    set_fused_kernels(FusedKernels::BFloat16);
+FusedKernels reference_fused_kernels() {
+  const FusedKernels mode = fused_kernels();
+  return mode == FusedKernels::Auto && effective_fused_kernels() == FusedKernels::All ? FusedKernels::BFloat16 : mode;
 }
-ReferenceRounding::~ReferenceRounding() { set_fused_kernels(before_); }
+ScopedFusedKernels::ScopedFusedKernels(FusedKernels mode) : before_(fused_kernels()) { set_fused_kernels(mode); }
+ScopedFusedKernels::~ScopedFusedKernels() { set_fused_kernels(before_); }
 bool set_silu_table(bool enabled) { return kernels::set_silu_table(enabled); }
 
 const char* fused_kernels_name(FusedKernels mode) {

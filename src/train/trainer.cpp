@@ -171,6 +171,7 @@ class Trainer {
     fit_measuring_ = cfg_.fit_time_limit && cfg_.time_limit_minutes > 0 && !resumed_;
     fit_at_step_ = fit_measuring_ ? step_ + kFitMeasureSteps : -1;
     fit_warm_step_ = fit_measuring_ ? step_ + kFitWarmupSteps : -1;
+    planned_steps_ = total_steps_;
     auto last_checkpoint = start;
     const bool tty = progress_ && lead_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
@@ -542,14 +543,13 @@ class Trainer {
         fmt::format("fit_time_limit: {:.1f} samples/s over steps {}-{}; the run is {} to {} of {} steps to end within "
                     "time_limit_minutes={} (the learning rate schedule follows)",
                     cfg_.global_batch_size / per_step, fit_warm_step_ + 1, step_, first ? "sized" : "shortened", fits,
-                    planned_steps_ > 0 ? planned_steps_ : total_steps_, cfg_.time_limit_minutes));
-    if (planned_steps_ == 0) planned_steps_ = total_steps_;
+                    planned_steps_, cfg_.time_limit_minutes));
     total_steps_ = fits;
   }
   int64_t fit_at_step_ = -1;    // the next step at which the run is sized (-1: never)
   int64_t fit_warm_step_ = -1;  // the rate is measured from the end of this step
   bool fit_measuring_ = false;  // the first kFitMeasureSteps steps run whatever the clock says
-  int64_t planned_steps_ = 0;   // the schedule's length before fit_time_limit shortened it
+  int64_t planned_steps_ = 0;   // the schedule's length before fit_time_limit shortens it
   std::chrono::steady_clock::time_point fit_warm_{};
   bool resumed_ = false;
 

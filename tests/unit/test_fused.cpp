@@ -10,12 +10,7 @@ using nn::FusedKernels;
 
 namespace {
 
-// Sets the fused-kernel mode for one scope.
-struct FusedMode {
-  FusedKernels before = nn::fused_kernels();
-  explicit FusedMode(FusedKernels m) { nn::set_fused_kernels(m); }
-  ~FusedMode() { nn::set_fused_kernels(before); }
-};
+using FusedMode = nn::ScopedFusedKernels;
 
 // Runs body once on every instruction-set path this CPU runs (HRM_CPU_ISA's paths), restoring the active one.
 template <class F>
@@ -301,8 +296,8 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
   });
 }
 
-TEST(Fused, DefaultModeFusesFloat32ExceptUnderReferenceRounding) {
-  // Default: bf16 and float32 fused on the avx512 and avx2 paths, off on the generic one. ReferenceRounding (what
+TEST(Fused, DefaultModeFusesFloat32ExceptForTheReference) {
+  // Default: bf16 and float32 fused on the avx512 and avx2 paths, off on the generic one. The reference mode (what
   // verify-reference holds) leaves float32 bit-identical to the composition and bf16 fused.
   torch::NoGradGuard ng;
   ASSERT_EQ(nn::fused_kernels(), FusedKernels::Auto) << "run without HRM_FUSED_KERNELS set";
@@ -315,7 +310,7 @@ TEST(Fused, DefaultModeFusesFloat32ExceptUnderReferenceRounding) {
     EXPECT_EQ(nn::fused_kernels_cover(torch::kFloat), !generic);
     EXPECT_EQ(nn::fused_kernels_cover(torch::kBFloat16), !generic);
     {
-      const nn::ReferenceRounding reference;
+      const FusedMode reference(nn::reference_fused_kernels());
       EXPECT_FALSE(nn::fused_kernels_cover(torch::kFloat));
       EXPECT_EQ(nn::fused_kernels_cover(torch::kBFloat16), !generic);
       EXPECT_TRUE(torch::equal(nn::swiglu(gate_up), composition));
@@ -323,8 +318,8 @@ TEST(Fused, DefaultModeFusesFloat32ExceptUnderReferenceRounding) {
     EXPECT_EQ(nn::fused_kernels(), FusedKernels::Auto);
     EXPECT_TRUE(torch::allclose(nn::swiglu(gate_up), composition, 1e-6, 1e-6));
   });
-  FusedMode all(FusedKernels::All);  // an explicit mode is what the user asked for, also under ReferenceRounding
-  const nn::ReferenceRounding reference;
+  FusedMode all(FusedKernels::All);  // an explicit mode is what the user asked for, also for the reference
+  const FusedMode reference(nn::reference_fused_kernels());
   EXPECT_EQ(nn::fused_kernels(), FusedKernels::All);
 }
 
@@ -341,6 +336,7 @@ TEST(Fused, HrmTrainingGradientsMatchUnfusedInFloat32) {
   const Batch b = test::random_batch(c, 4, 3);
   const auto gradients = [&](FusedKernels mode) {
     FusedMode m(mode);
+    EXPECT_EQ(nn::fused_kernels_cover(torch::kFloat), mode == FusedKernels::All);
     model->zero_grad();
     torch::manual_seed(7);
     const Carry carry = model->initial_carry(b);

@@ -18,7 +18,7 @@ namespace hrm::nn {
 // keeps float32 on the op-by-op path, which rounds exactly as the reference does: AdamATan2's update is
 // scale-invariant, so an ulp-level change in a small gradient computed with cancellation moves its weight visibly,
 // and verify-reference's float32 tolerance fails on one such element with the fused kernels (docs/architecture.md).
-// verify_reference therefore runs float32 op by op unless the mode is set explicitly (ReferenceRounding below).
+// verify_reference therefore runs float32 op by op unless the mode is set explicitly (reference_fused_kernels).
 // The environment variable HRM_FUSED_KERNELS=0|bf16|all|auto sets the starting mode (other values: a warning, auto).
 enum class FusedKernels { Off, BFloat16, All, Auto };
 FusedKernels fused_kernels();                     // the setting
@@ -27,14 +27,17 @@ bool fused_kernels_cover(c10::ScalarType dtype);  // whether CPU tensors of dtyp
 void set_fused_kernels(FusedKernels mode);
 const char* fused_kernels_name(FusedKernels mode);  // "off", "bf16", "all", "auto"
 
-// While alive, an `Auto` mode leaves float32 to the op-by-op path (bf16 and explicit modes are unchanged): for
-// comparisons with the reference at float32 tolerance. Not thread-safe against other mode changes.
-class ReferenceRounding {
+// The mode for comparisons with the reference at float32 tolerance: `Auto` with float32 fused becomes `BFloat16`
+// (float32 op by op, bf16 still fused); explicit modes are what the user asked for and stay.
+FusedKernels reference_fused_kernels();
+
+// Sets the mode for one scope and restores the previous one. Not thread-safe against other mode changes.
+class ScopedFusedKernels {
  public:
-  ReferenceRounding();
-  ~ReferenceRounding();
-  ReferenceRounding(const ReferenceRounding&) = delete;
-  ReferenceRounding& operator=(const ReferenceRounding&) = delete;
+  explicit ScopedFusedKernels(FusedKernels mode);
+  ~ScopedFusedKernels();
+  ScopedFusedKernels(const ScopedFusedKernels&) = delete;
+  ScopedFusedKernels& operator=(const ScopedFusedKernels&) = delete;
 
  private:
   FusedKernels before_;
