@@ -10,8 +10,6 @@ using nn::FusedKernels;
 
 namespace {
 
-using FusedMode = nn::ScopedFusedKernels;
-
 // Runs body once on every instruction-set path this CPU runs (HRM_CPU_ISA's paths), restoring the active one.
 template <class F>
 void on_every_path(F&& body) {
@@ -29,7 +27,7 @@ void on_every_path(F&& body) {
 
 template <class F>
 torch::Tensor with_mode(FusedKernels mode, F&& f) {
-  FusedMode m(mode);
+  nn::ScopedFusedKernels m(mode);
   return f();
 }
 
@@ -107,7 +105,7 @@ TEST(Fused, SwigluMatchesCompositionIncludingLargeGates) {
 // vectors and a scalar tail): looking silu (and its derivative) up in the tables gives the same bits as computing
 // it, forward and backward.
 TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
-  FusedMode m(FusedKernels::BFloat16);
+  nn::ScopedFusedKernels m(FusedKernels::BFloat16);
   torch::manual_seed(7);
   const int64_t n = 37, rows = (65536 + n - 1) / n;
   torch::Tensor bits = torch::arange(rows * n, torch::kInt32).remainder(65536);
@@ -204,7 +202,7 @@ TEST(Fused, AttentionMatchesComposition) {
 
 TEST(Fused, NanPropagates) {
   torch::NoGradGuard ng;
-  FusedMode m(FusedKernels::All);
+  nn::ScopedFusedKernels m(FusedKernels::All);
   on_every_path([&](nn::CpuIsa) {
     for (auto dtype : kDtypes) {
       torch::Tensor x = torch::randn({2, 32});
@@ -237,7 +235,7 @@ TEST(Fused, BackwardOfNormAndSwigluMatchesTruth) {
       const torch::Tensor w_norm = torch::randn({3, 11, 40}), w_act = torch::randn({3, 11, 40});
       // Gradients of sum(w * f(inputs)) with respect to the inputs, concatenated.
       const auto grads = [&](FusedKernels mode, torch::ScalarType as) {
-        FusedMode m(mode);
+        nn::ScopedFusedKernels m(mode);
         const auto leaf = [&](const torch::Tensor& t) { return t.to(as).detach().requires_grad_(); };
         const torch::Tensor xs = leaf(x), ys = leaf(y), gu = leaf(gate_up);
         const torch::Tensor loss = (nn::add_rms_norm(xs, ys, 1e-5).to(torch::kDouble) * w_norm).sum() +
@@ -271,7 +269,7 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
         const torch::Tensor w = torch::randn({2, S, 3 * D});
         for (bool rope : {true, false}) {
           const auto grad = [&](FusedKernels mode, torch::ScalarType as) {
-            FusedMode m(mode);
+            nn::ScopedFusedKernels m(mode);
             const torch::Tensor x = qkv.to(as).detach().requires_grad_();
             nn::RopeTables tables;
             if (rope)
@@ -310,7 +308,7 @@ TEST(Fused, DefaultModeFusesFloat32ExceptForTheReference) {
     EXPECT_EQ(nn::fused_kernels_cover(torch::kFloat), !generic);
     EXPECT_EQ(nn::fused_kernels_cover(torch::kBFloat16), !generic);
     {
-      const FusedMode reference(nn::reference_fused_kernels());
+      const nn::ScopedFusedKernels reference(nn::reference_fused_kernels());
       EXPECT_FALSE(nn::fused_kernels_cover(torch::kFloat));
       EXPECT_EQ(nn::fused_kernels_cover(torch::kBFloat16), !generic);
       EXPECT_TRUE(torch::equal(nn::swiglu(gate_up), composition));
@@ -318,8 +316,8 @@ TEST(Fused, DefaultModeFusesFloat32ExceptForTheReference) {
     EXPECT_EQ(nn::fused_kernels(), FusedKernels::Auto);
     EXPECT_TRUE(torch::allclose(nn::swiglu(gate_up), composition, 1e-6, 1e-6));
   });
-  FusedMode all(FusedKernels::All);  // an explicit mode is what the user asked for, also for the reference
-  const FusedMode reference(nn::reference_fused_kernels());
+  nn::ScopedFusedKernels all(FusedKernels::All);  // an explicit mode is what the user asked for, also for the reference
+  const nn::ScopedFusedKernels reference(nn::reference_fused_kernels());
   EXPECT_EQ(nn::fused_kernels(), FusedKernels::All);
 }
 
@@ -335,7 +333,7 @@ TEST(Fused, HrmTrainingGradientsMatchUnfusedInFloat32) {
   model->train();
   const Batch b = test::random_batch(c, 4, 3);
   const auto gradients = [&](FusedKernels mode) {
-    FusedMode m(mode);
+    nn::ScopedFusedKernels m(mode);
     EXPECT_EQ(nn::fused_kernels_cover(torch::kFloat), mode == FusedKernels::All);
     model->zero_grad();
     torch::manual_seed(7);
@@ -373,11 +371,11 @@ TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
   on_every_path([&](nn::CpuIsa) {
     torch::Tensor fused, reference;
     {
-      FusedMode m(FusedKernels::BFloat16);
+      nn::ScopedFusedKernels m(FusedKernels::BFloat16);
       fused = run();
     }
     {
-      FusedMode m(FusedKernels::Off);
+      nn::ScopedFusedKernels m(FusedKernels::Off);
       reference = run();
     }
     // 2x2 cycles of bf16 blocks: rounding differences grow through the recurrence; bound them at 5% of the scale.
