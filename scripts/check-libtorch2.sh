@@ -17,7 +17,7 @@ SHARED=$(cd "$REPO/.." && pwd)/shared
 FLAVOR=${HRM_LIBTORCH_FLAVOR:-cpu}
 MIRROR=${HRM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES="build-essential cmake pkg-config libopenblas0-pthread libyaml-cpp-dev libspdlog-dev \
-libcli11-dev libgtest-dev nlohmann-json3-dev qqwing python3 zlib1g-dev"
+libcli11-dev libgtest-dev nlohmann-json3-dev qqwing python3 zlib1g-dev libdnnl-dev"
 case "$FLAVOR" in
   cpu) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie}; TORCH_PKG=libtorch-dev; PACKAGES="$PACKAGES $TORCH_PKG libgloo-dev" ;;
   cuda) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie-cuda}; TORCH_PKG=libtorch-cuda-dev

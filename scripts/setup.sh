@@ -7,6 +7,7 @@ PACKAGES=(
   libtorch-dev            # LibTorch (CPU) with its CMake config
   libgloo-dev             # headers of Gloo, the CPU backend of LibTorch's c10d (data-parallel training)
   libopenblas0-pthread    # without it Debian's LibTorch falls back to the reference BLAS (~30x slower fp32 GEMM)
+  libdnnl-dev             # oneDNN: the float32 products of the fused path, on LibTorch's OpenMP workers
   zlib1g-dev              # CRC-32 checks of checkpoint archives
   libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   qqwing                  # independent Sudoku generator/solver used to cross-check ours in tests

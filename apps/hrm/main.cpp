@@ -67,7 +67,12 @@ int run_bench(const BenchFlags& f, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  hrm::use_passive_openmp_workers_for_float32(argv);
+  bool float32_products_on_openmp = false;
+  try {
+    float32_products_on_openmp = hrm::nn::linear_uses_onednn();
+  } catch (const std::exception&) {  // a bad HRM_CPU_ISA: reported by the command that runs kernels
+  }
+  hrm::use_passive_openmp_workers_for_float32(argv, float32_products_on_openmp);
   hrm::report_file_size_limit_as_error();
   CLI::App app{"hrm: Hierarchical Reasoning Models in C++ (LibTorch)"};
   app.set_version_flag("--version", std::string(HRM_VERSION_STRING));

@@ -12,6 +12,10 @@
 
 #include "fused_kernels.h"
 
+#ifdef HRM_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 namespace hrm::nn {
 namespace {
 
@@ -141,6 +145,40 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
   return out;
 }
 
+#ifdef HRM_HAVE_DNNL
+// C [M, N] = op(A) op(B) + beta C, row-major float32, by oneDNN's sgemm. It runs on LibTorch's OpenMP workers;
+// OpenBLAS (what LibTorch 1.13 calls for float32) runs its own pthread pool, which spins against OpenMP's on a
+// small machine (docs/benchmarks.md).
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta,
+           float* C) {
+  const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  const dnnl_status_t status =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+  TORCH_CHECK(status == dnnl_success, "hrm: oneDNN sgemm failed (status ", static_cast<int>(status), ") for [", M,
+              " x ", K, "] x [", K, " x ", N, "]");
+}
+
+// x [..., K] times w [N, K] transposed, plus b [N] when defined.
+torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  RECORD_FUNCTION("hrm::linear", std::vector<c10::IValue>());
+  const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / std::max<int64_t>(1, K);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = N;
+  torch::Tensor out = torch::empty(shape, x.options());
+  if (out.numel() == 0) return out;
+  float beta = 0.0f;
+  if (b.defined()) {
+    out.view({M, N}).copy_(b.expand({M, N}));
+    beta = 1.0f;
+  }
+  if (K > 0)
+    sgemm(false, true, M, N, K, x.data_ptr<float>(), w.data_ptr<float>(), beta, out.data_ptr<float>());
+  else if (!b.defined())
+    out.zero_();
+  return out;
+}
+#endif
+
 // ---------------------------------------------------------------- autograd functions with fused backward
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -192,6 +230,36 @@ struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
     return out;
   }
 };
+
+#ifdef HRM_HAVE_DNNL
+// Without bias: autograd cannot take an undefined tensor as an input; a bias is added outside (q_head only).
+struct LinearFunction : torch::autograd::Function<LinearFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
+    ctx->save_for_backward({x, w});
+    return linear_kernel(x, w, torch::Tensor());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out{torch::Tensor(), torch::Tensor()};
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &w = saved[1];
+    const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / std::max<int64_t>(1, K);
+    const torch::Tensor dy = grads[0].contiguous();
+    const bool empty = M * N * K == 0;
+    if (ctx->needs_input_grad(0)) {  // dx = dy w
+      out[0] = empty ? torch::zeros_like(x) : torch::empty_like(x);
+      if (!empty)
+        sgemm(false, false, M, K, N, dy.data_ptr<float>(), w.data_ptr<float>(), 0.0f, out[0].data_ptr<float>());
+    }
+    if (ctx->needs_input_grad(1)) {  // dw = dy^T x
+      out[1] = empty ? torch::zeros_like(w) : torch::empty_like(w);
+      if (!empty)
+        sgemm(true, false, N, K, M, dy.data_ptr<float>(), x.data_ptr<float>(), 0.0f, out[1].data_ptr<float>());
+    }
+    return out;
+  }
+};
+#endif
 
 }  // namespace
 
@@ -261,6 +329,32 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
     case Path::Composition: break;
   }
   return attention_ops(qkv, H, rope);
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+#ifdef HRM_HAVE_DNNL
+  const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) &&
+                         (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
+  if (x.scalar_type() == torch::kFloat && shapes_ok) {
+    switch (path_for({&x, &w, &b}, /*has_backward=*/true)) {
+      case Path::Kernel: return linear_kernel(x, w, b);
+      case Path::KernelWithGraph: {
+        torch::Tensor y = LinearFunction::apply(x, w);
+        return b.defined() ? y + b : y;
+      }
+      case Path::Composition: break;
+    }
+  }
+#endif
+  return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+}
+
+bool linear_uses_onednn() {
+#ifdef HRM_HAVE_DNNL
+  return fused_kernels_cover(torch::kFloat);
+#else
+  return false;
+#endif
 }
 
 }  // namespace hrm::nn

@@ -44,9 +44,9 @@ CastedLinearImpl::CastedLinearImpl(int64_t in_features, int64_t out_features, bo
 
 torch::Tensor CastedLinearImpl::forward(const torch::Tensor& x) {
   const torch::Tensor& w = weight_cast_.defined() ? weight_cast_ : weight.to(x.scalar_type());
-  if (!bias.defined()) return torch::linear(x, w);
+  if (!bias.defined()) return hrm::nn::linear(x, w);
   const torch::Tensor& b = bias_cast_.defined() ? bias_cast_ : bias.to(x.scalar_type());
-  return torch::linear(x, w, b);
+  return hrm::nn::linear(x, w, b);
 }
 
 void CastedLinearImpl::cast_weights(c10::ScalarType dtype) {

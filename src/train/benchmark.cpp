@@ -154,12 +154,14 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
 
 namespace {
 // Which code runs the step's norms, SwiGLUs and attention: the fused kernels (and their instruction-set path) or
-// LibTorch's ops.
+// LibTorch's ops; and, in float32, whether oneDNN runs the products.
 std::string kernel_path(const ModelConfig& config, const BenchOptions& options) {
   const bool fused = torch::Device(options.device).is_cpu() && nn::fused_kernels_cover(config.dtype());
   const std::string setting = std::string("HRM_FUSED_KERNELS=") + nn::fused_kernels_name(nn::fused_kernels());
   if (!fused) return "LibTorch ops (" + setting + ")";
-  return std::string("fused kernels on the ") + nn::cpu_isa_name(nn::cpu_isa()) + " path (" + setting + ")";
+  const bool onednn = config.dtype() == torch::kFloat && nn::linear_uses_onednn();
+  return std::string("fused kernels on the ") + nn::cpu_isa_name(nn::cpu_isa()) + " path (" + setting + ")" +
+         (onednn ? ", float32 products by oneDNN" : "");
 }
 
 // Median milliseconds per call of each of `fns`, called in turn `repeats` times after one warm-up round.
@@ -239,27 +241,43 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   }
   nn::set_fused_kernels(mode_before);
   nn::set_cpu_isa(isa_before);
-  // The layer's matrix products as the model runs them (torch::linear: OpenBLAS in float32, oneDNN in bf16 where
-  // LibTorch finds AVX-512), to compare a step's GEMM throughput with.
+  // The layer's matrix products: torch::linear (OpenBLAS in float32 with Debian's LibTorch, oneDNN in bf16 where
+  // LibTorch finds AVX-512) and, where the build has it, hrm::nn::linear's oneDNN sgemm (the fused float32 path), to
+  // compare a step's GEMM throughput with.
   const int64_t T = batch_size * S;
   const std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> shapes = {
       {"qkv_proj", {hidden, 3 * hidden}},
       {"o_proj", {hidden, hidden}},
       {"gate_up_proj", {hidden, 2 * inter}},
       {"down_proj", {inter, hidden}}};
-  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s\n", "dtype", "GEMM [tokens x in] x [in x out]", "ms", "GFLOP/s");
+  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s\n", "GEMM", "[tokens x in] x [in x out]", "ms", "GFLOP/s");
   out += buf;
-  for (const torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+  struct Variant {
+    const char* name;
+    torch::ScalarType dtype;
+    bool onednn;
+  };
+  std::vector<Variant> variants = {{"float32", torch::kFloat, false}};
+  {
+    nn::ScopedFusedKernels all(nn::FusedKernels::All);
+    if (nn::linear_uses_onednn()) variants.push_back({"f32-dnnl", torch::kFloat, true});
+  }
+  variants.push_back({"bfloat16", torch::kBFloat16, false});
+  for (const Variant& v : variants) {
+    nn::ScopedFusedKernels mode(v.onednn ? nn::FusedKernels::All : nn::FusedKernels::Off);
     std::vector<std::function<void()>> calls;
     std::vector<torch::Tensor> inputs, weights;
     for (const auto& [name, io] : shapes) {
-      inputs.push_back(torch::randn({T, io.first}).to(dtype));
-      weights.push_back((torch::randn({io.second, io.first}) / std::sqrt(double(io.first))).to(dtype));
+      inputs.push_back(torch::randn({T, io.first}).to(v.dtype));
+      weights.push_back((torch::randn({io.second, io.first}) / std::sqrt(double(io.first))).to(v.dtype));
     }
     for (size_t i = 0; i < shapes.size(); ++i)
       calls.push_back([&, i] {
         torch::NoGradGuard ng;
-        torch::linear(inputs[i], weights[i]);
+        if (v.onednn)
+          nn::linear(inputs[i], weights[i]);
+        else
+          torch::linear(inputs[i], weights[i]);
       });
     const std::vector<double> ms = interleaved_medians(calls, repeats);
     double flops_sum = 0, ms_sum = 0;
@@ -270,12 +288,11 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       ms_sum += ms[i];
       const std::string what =
           shapes[i].first + " " + std::to_string(T) + "x" + std::to_string(in) + "x" + std::to_string(out_features);
-      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", dtype == torch::kFloat ? "float32" : "bfloat16",
-                    what.c_str(), ms[i], flops / (ms[i] * 1e6));
+      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name, what.c_str(), ms[i], flops / (ms[i] * 1e6));
       out += buf;
     }
-    std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", dtype == torch::kFloat ? "float32" : "bfloat16",
-                  "one layer's four products", ms_sum, flops_sum / (ms_sum * 1e6));
+    std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name, "one layer's four products", ms_sum,
+                  flops_sum / (ms_sum * 1e6));
     out += buf;
   }
   return out;

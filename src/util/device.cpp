@@ -34,8 +34,8 @@ void set_threads(int64_t threads) {
   keep_freed_cpu_memory();
 }
 
-void use_passive_openmp_workers_for_float32(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || cpu_has_native_bf16()) return;
+void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_on_openmp) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || cpu_has_native_bf16() || float32_products_on_openmp) return;
   ::setenv("OMP_WAIT_POLICY", "passive", 1);
   ::execv("/proc/self/exe", argv);
   ::unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as started

@@ -294,6 +294,58 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
   });
 }
 
+TEST(Fused, LinearMatchesTruthForwardAndBackward) {
+  // hrm::nn::linear's float32 path (oneDNN's sgemm where the build has it) against torch::linear in float64:
+  // outputs and the gradients of x, w and b, with and without bias, for 3-D inputs, only w needing a gradient,
+  // and no rows at all.
+  torch::manual_seed(5);
+  struct Case {
+    std::vector<int64_t> x_shape;
+    int64_t out;
+    bool bias, x_grad;
+  };
+  const Case cases[] = {{{3, 37, 300}, 130, false, true},
+                        {{2, 5, 64}, 1, true, true},
+                        {{50, 96}, 40, true, false},
+                        {{0, 8}, 4, true, true}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("x " + std::to_string(c.x_shape.front()) + "x..x" + std::to_string(c.x_shape.back()) + " -> " +
+                 std::to_string(c.out));
+    const int64_t in = c.x_shape.back();
+    const torch::Tensor x = torch::randn(c.x_shape), w = torch::randn({c.out, in}) / std::sqrt(double(in));
+    const torch::Tensor b = c.bias ? torch::randn({c.out}) : torch::Tensor();
+    std::vector<int64_t> y_shape = c.x_shape;
+    y_shape.back() = c.out;
+    const torch::Tensor w_out = torch::randn(y_shape);
+    // y and the gradients of sum(w_out * y), concatenated.
+    const auto run = [&](FusedKernels mode, torch::ScalarType as) {
+      nn::ScopedFusedKernels m(mode);
+      const torch::Tensor xs = x.to(as).detach().requires_grad_(c.x_grad), ws = w.to(as).detach().requires_grad_();
+      const torch::Tensor bs = c.bias ? b.to(as).detach().requires_grad_() : torch::Tensor();
+      const torch::Tensor y = nn::linear(xs, ws, bs);
+      (y.to(torch::kDouble) * w_out).sum().backward();
+      std::vector<torch::Tensor> parts{y.flatten(), ws.grad().flatten()};
+      if (c.x_grad) parts.push_back(xs.grad().flatten());
+      if (c.bias) parts.push_back(bs.grad().flatten());
+      for (auto& p : parts) p = p.to(torch::kDouble);
+      return torch::cat(parts);
+    };
+    const torch::Tensor fused = run(FusedKernels::All, torch::kFloat);
+    const torch::Tensor truth = run(FusedKernels::Off, torch::kDouble);
+    ASSERT_EQ(fused.sizes(), truth.sizes());
+    const double scale = truth.abs().max().item<double>();
+    EXPECT_LE((fused - truth).abs().max().item<double>(), 2e-6 * scale);  // no rows: every gradient is 0
+  }
+  {  // the products take oneDNN exactly when the fused float32 path is on and the build has it
+    nn::ScopedFusedKernels all(FusedKernels::All);
+#ifdef HRM_TEST_EXPECTS_DNNL
+    EXPECT_TRUE(nn::linear_uses_onednn());
+#endif
+    nn::ScopedFusedKernels off(FusedKernels::BFloat16);
+    EXPECT_FALSE(nn::linear_uses_onednn());
+  }
+}
+
 TEST(Fused, DefaultModeFusesFloat32ExceptForTheReference) {
   // Default: bf16 and float32 fused on the avx512 and avx2 paths, off on the generic one. The reference mode (what
   // verify-reference holds) leaves float32 bit-identical to the composition and bf16 fused.

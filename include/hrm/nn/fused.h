@@ -60,4 +60,10 @@ torch::Tensor swiglu(const torch::Tensor& gate_up);
 // then SDPA (LibTorch >= 2) or matmul-softmax-matmul.
 torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeTables& rope);
 
+// x [..., in] w[out, in]^T + b (b may be undefined). Fused float32 path (where the build found oneDNN): oneDNN's
+// sgemm on LibTorch's OpenMP workers, forward and backward, instead of OpenBLAS's second thread pool (bf16 products
+// already go to oneDNN inside LibTorch). Otherwise torch::linear.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
+bool linear_uses_onednn();  // whether float32 CPU products take oneDNN's sgemm now
+
 }  // namespace hrm::nn

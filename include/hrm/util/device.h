@@ -14,11 +14,12 @@ void set_threads(int64_t threads);
 // what a CPU without AVX-512 runs.
 bool cpu_has_native_bf16();
 // OpenMP's idle workers spin for a while after each parallel region. Where the forward runs in float32 (CPUs without
-// native bf16, where forward_dtype auto resolves to float32), the GEMMs run on OpenBLAS's own threads, which the
-// spinning workers starve. libgomp reads OMP_WAIT_POLICY once, as it loads, so the `hrm` CLI calls this first:
-// without native bf16 and without a policy chosen by the user, it sets OMP_WAIT_POLICY=passive and re-executes the
-// program (same pid, same arguments). Returns only when nothing was to be done or the exec failed.
-void use_passive_openmp_workers_for_float32(char** argv);
+// native bf16, where forward_dtype auto resolves to float32) and its GEMMs run on OpenBLAS's own threads (no oneDNN
+// in the build, or the fused float32 path off: hrm::nn::linear_uses_onednn), the spinning workers starve them.
+// libgomp reads OMP_WAIT_POLICY once, as it loads, so the `hrm` CLI calls this first: in that case and without a
+// policy chosen by the user, it sets OMP_WAIT_POLICY=passive and re-executes the program (same pid, same arguments).
+// Returns only when nothing was to be done or the exec failed.
+void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_on_openmp);
 
 // The float32 GEMMs of `hrm verify-reference`: OpenBLAS's AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids,
 // chosen on AVX-512 CPUs) sum in another order than its Haswell kernels, and the fixtures' chaotic and
