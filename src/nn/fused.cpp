@@ -149,8 +149,25 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
 // C [M, N] = op(A) op(B) + beta C, row-major float32, by oneDNN's sgemm. It runs on LibTorch's OpenMP workers;
 // OpenBLAS (what LibTorch 1.13 calls for float32) runs its own pthread pool, which spins against OpenMP's on a
 // small machine (docs/benchmarks.md).
+// A forced avx2 or generic path (HRM_CPU_ISA in the environment) stands for a CPU without AVX-512, so oneDNN's
+// kernels are capped to match unless ONEDNN_MAX_CPU_ISA chooses. oneDNN takes the cap only before its first kernel
+// runs: once, at the first product (or query).
+void cap_onednn_isa_to_the_forced_path() {
+  static const bool done = [] {
+    const char* forced = std::getenv("HRM_CPU_ISA");
+    if (forced == nullptr || std::getenv("ONEDNN_MAX_CPU_ISA") != nullptr || std::getenv("DNNL_MAX_CPU_ISA") != nullptr)
+      return true;
+    const std::string isa = forced;
+    if (isa == "avx2") dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2);
+    if (isa == "generic") dnnl_set_max_cpu_isa(dnnl_cpu_isa_sse41);
+    return true;
+  }();
+  (void)done;
+}
+
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta,
            float* C) {
+  cap_onednn_isa_to_the_forced_path();
   const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
   const dnnl_status_t status =
       dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
@@ -347,6 +364,19 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
   }
 #endif
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+}
+
+const char* onednn_kernels() {
+#ifdef HRM_HAVE_DNNL
+  cap_onednn_isa_to_the_forced_path();
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto has = [&](dnnl_cpu_isa_t bits) {
+    return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
+  };
+  return has(dnnl_cpu_isa_avx512_core) ? "avx512" : has(dnnl_cpu_isa_avx2) ? "avx2" : "sse41";
+#else
+  return "none";
+#endif
 }
 
 bool linear_uses_onednn() {

@@ -161,7 +161,7 @@ std::string kernel_path(const ModelConfig& config, const BenchOptions& options) 
   if (!fused) return "LibTorch ops (" + setting + ")";
   const bool onednn = config.dtype() == torch::kFloat && nn::linear_uses_onednn();
   return std::string("fused kernels on the ") + nn::cpu_isa_name(nn::cpu_isa()) + " path (" + setting + ")" +
-         (onednn ? ", float32 products by oneDNN" : "");
+         (onednn ? std::string(", float32 products by oneDNN (") + nn::onednn_kernels() + " kernels)" : "");
 }
 
 // Median milliseconds per call of each of `fns`, called in turn `repeats` times after one warm-up round.

@@ -36,6 +36,12 @@ done
 gemm_rows=2
 if grep -q "fused kernels on the .* path (HRM_FUSED_KERNELS=auto), float32 products by oneDNN" f32.log; then
   gemm_rows=3
+  # a forced avx2 path caps oneDNN's kernels too (a CPU without AVX-512)
+  if [[ " ${ran[*]} " == *" avx2 "* ]]; then
+    HRM_CPU_ISA=avx2 "$HRM" bench --preset small --batch 2 --steps 1 --warmup 0 H_cycles=1 L_cycles=1 \
+      forward_dtype=float32 > f32_avx2.log 2>&1
+    grep -q "float32 products by oneDNN (avx2 kernels)" f32_avx2.log || { echo "FAIL: oneDNN not capped"; cat f32_avx2.log; exit 1; }
+  fi
   grep -q "^f32-dnnl .* one layer's four products" kernels.log || { echo "FAIL: oneDNN rows"; cat kernels.log; exit 1; }
 fi
 [ "$(grep -c "one layer's four products" kernels.log)" = $gemm_rows ] || { echo "FAIL: GEMM rows"; cat kernels.log; exit 1; }

@@ -65,5 +65,8 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
 // already go to oneDNN inside LibTorch). Otherwise torch::linear.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
 bool linear_uses_onednn();  // whether float32 CPU products take oneDNN's sgemm now
+// The widest instruction set oneDNN's kernels use: "avx512", "avx2", "sse41" ("none": a build without oneDNN).
+// HRM_CPU_ISA=avx2|generic in the environment caps it to match (unless ONEDNN_MAX_CPU_ISA is set).
+const char* onednn_kernels();
 
 }  // namespace hrm::nn
