@@ -146,9 +146,6 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
 }
 
 #ifdef HRM_HAVE_DNNL
-// C [M, N] = op(A) op(B) + beta C, row-major float32, by oneDNN's sgemm. It runs on LibTorch's OpenMP workers;
-// OpenBLAS (what LibTorch 1.13 calls for float32) runs its own pthread pool, which spins against OpenMP's on a
-// small machine (docs/benchmarks.md).
 // A forced avx2 or generic path (HRM_CPU_ISA in the environment) stands for a CPU without AVX-512, so oneDNN's
 // kernels are capped to match unless ONEDNN_MAX_CPU_ISA chooses. oneDNN takes the cap only before its first kernel
 // runs: once, at the first product (or query).
@@ -165,6 +162,9 @@ void cap_onednn_isa_to_the_forced_path() {
   (void)done;
 }
 
+// C [M, N] = op(A) op(B) + beta C, row-major float32, by oneDNN's sgemm. It runs on LibTorch's OpenMP workers;
+// OpenBLAS (what LibTorch 1.13 calls for float32) runs its own pthread pool, which spins against OpenMP's on a
+// small machine (docs/benchmarks.md).
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta,
            float* C) {
   cap_onednn_isa_to_the_forced_path();
@@ -249,7 +249,7 @@ struct AttentionFunction : torch::autograd::Function<AttentionFunction> {
 };
 
 #ifdef HRM_HAVE_DNNL
-// Without bias: autograd cannot take an undefined tensor as an input; a bias is added outside (q_head only).
+// Without bias: autograd cannot take an undefined tensor as an input; a bias (q_head has one) is added outside.
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
     ctx->save_for_backward({x, w});
