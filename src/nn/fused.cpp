@@ -152,11 +152,14 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
 void cap_onednn_isa_to_the_forced_path() {
   static const bool done = [] {
     const char* forced = std::getenv("HRM_CPU_ISA");
-    if (forced == nullptr || std::getenv("ONEDNN_MAX_CPU_ISA") != nullptr || std::getenv("DNNL_MAX_CPU_ISA") != nullptr)
+    if (forced == nullptr || *forced == '\0' || std::getenv("ONEDNN_MAX_CPU_ISA") != nullptr ||
+        std::getenv("DNNL_MAX_CPU_ISA") != nullptr)
       return true;
-    const std::string isa = forced;
-    if (isa == "avx2") dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2);
-    if (isa == "generic") dnnl_set_max_cpu_isa(dnnl_cpu_isa_sse41);
+    switch (parse_cpu_isa(forced, "HRM_CPU_ISA")) {
+      case CpuIsa::Avx2: dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2); break;
+      case CpuIsa::Generic: dnnl_set_max_cpu_isa(dnnl_cpu_isa_sse41); break;
+      case CpuIsa::Avx512: break;
+    }
     return true;
   }();
   (void)done;
@@ -175,23 +178,16 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
               " x ", K, "] x [", K, " x ", N, "]");
 }
 
-// x [..., K] times w [N, K] transposed, plus b [N] when defined.
+// x [..., K] times w [N, K] transposed, plus b [N] when defined; M, N, K > 0 (linear() sends the rest to LibTorch).
 torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   RECORD_FUNCTION("hrm::linear", std::vector<c10::IValue>());
-  const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / std::max<int64_t>(1, K);
+  const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = N;
   torch::Tensor out = torch::empty(shape, x.options());
-  if (out.numel() == 0) return out;
-  float beta = 0.0f;
-  if (b.defined()) {
-    out.view({M, N}).copy_(b.expand({M, N}));
-    beta = 1.0f;
-  }
-  if (K > 0)
-    sgemm(false, true, M, N, K, x.data_ptr<float>(), w.data_ptr<float>(), beta, out.data_ptr<float>());
-  else if (!b.defined())
-    out.zero_();
+  if (b.defined()) out.view({M, N}).copy_(b.expand({M, N}));
+  sgemm(false, true, M, N, K, x.data_ptr<float>(), w.data_ptr<float>(), b.defined() ? 1.0f : 0.0f,
+        out.data_ptr<float>());
   return out;
 }
 #endif
@@ -260,18 +256,15 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     if (!grads[0].defined()) return out;
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &w = saved[1];
-    const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / std::max<int64_t>(1, K);
+    const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
     const torch::Tensor dy = grads[0].contiguous();
-    const bool empty = M * N * K == 0;
     if (ctx->needs_input_grad(0)) {  // dx = dy w
-      out[0] = empty ? torch::zeros_like(x) : torch::empty_like(x);
-      if (!empty)
-        sgemm(false, false, M, K, N, dy.data_ptr<float>(), w.data_ptr<float>(), 0.0f, out[0].data_ptr<float>());
+      out[0] = torch::empty_like(x);
+      sgemm(false, false, M, K, N, dy.data_ptr<float>(), w.data_ptr<float>(), 0.0f, out[0].data_ptr<float>());
     }
     if (ctx->needs_input_grad(1)) {  // dw = dy^T x
-      out[1] = empty ? torch::zeros_like(w) : torch::empty_like(w);
-      if (!empty)
-        sgemm(true, false, N, K, M, dy.data_ptr<float>(), x.data_ptr<float>(), 0.0f, out[1].data_ptr<float>());
+      out[1] = torch::empty_like(w);
+      sgemm(true, false, N, K, M, dy.data_ptr<float>(), x.data_ptr<float>(), 0.0f, out[1].data_ptr<float>());
     }
     return out;
   }
@@ -350,7 +343,8 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
 #ifdef HRM_HAVE_DNNL
-  const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) &&
+  // Empty products and shapes LibTorch should reject (with its message) stay torch::linear.
+  const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
                          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
   if (x.scalar_type() == torch::kFloat && shapes_ok) {
     switch (path_for({&x, &w, &b}, /*has_backward=*/true)) {

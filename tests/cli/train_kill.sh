@@ -17,7 +17,8 @@ pid=$!
 wait_for_line killed.log "^step 45/"
 kill -KILL "$pid" 2>/dev/null || { echo "FAIL: the run ended before the kill"; exit 1; }
 wait "$pid" || true
-last=$(ls killed/checkpoints | sed 's/step_\([0-9]*\).pt/\1/' | sort -n | tail -1)
+# Only whole checkpoints: a kill during a save leaves its temporary file (step_N.pt.tmp.*), never a step_N.pt.
+last=$(ls killed/checkpoints | sed -n 's/^step_\([0-9]*\)\.pt$/\1/p' | sort -n | tail -1)
 [ "$last" -ge 40 ] || { echo "FAIL: no periodic checkpoint at step 40 (last: $last)"; exit 1; }
 "$HRM" --threads 1 train --resume killed > resumed.log 2>&1
 grep -q "resumed .* at step $last" resumed.log || { echo "FAIL: resume"; cat resumed.log; exit 1; }

@@ -294,11 +294,22 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
   });
 }
 
+int linear_kernel_calls = 0;  // RECORD_FUNCTION("hrm::linear") events seen by the test below
+
 TEST(Fused, LinearMatchesTruthForwardAndBackward) {
   // hrm::nn::linear's float32 path (oneDNN's sgemm where the build has it) against torch::linear in float64:
   // outputs and the gradients of x, w and b, with and without bias, for 3-D inputs, only w needing a gradient,
   // and no rows at all.
   torch::manual_seed(5);
+  const at::CallbackHandle observer = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        if (std::string(fn.name()) == "hrm::linear") ++linear_kernel_calls;
+        return nullptr;
+      }));
+  struct Removed {
+    at::CallbackHandle handle;
+    ~Removed() { at::removeCallback(handle); }
+  } removed{observer};
   struct Case {
     std::vector<int64_t> x_shape;
     int64_t out;
@@ -330,9 +341,13 @@ TEST(Fused, LinearMatchesTruthForwardAndBackward) {
       for (auto& p : parts) p = p.to(torch::kDouble);
       return torch::cat(parts);
     };
+    linear_kernel_calls = 0;
     const torch::Tensor fused = run(FusedKernels::All, torch::kFloat);
     const torch::Tensor truth = run(FusedKernels::Off, torch::kDouble);
     ASSERT_EQ(fused.sizes(), truth.sizes());
+#ifdef HRM_TEST_EXPECTS_DNNL  // the oneDNN kernel ran (once, forward), except for the empty product
+    EXPECT_EQ(linear_kernel_calls, x.numel() > 0 ? 1 : 0);
+#endif
     const double scale = truth.abs().max().item<double>();
     EXPECT_LE((fused - truth).abs().max().item<double>(), 2e-6 * scale);  // no rows: every gradient is 0
   }
