@@ -198,6 +198,14 @@ std::string latest_checkpoint(const std::string& run_dir) {
   return all.back().second;
 }
 
+void remove_unfinished_checkpoints(const std::string& run_dir) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(dir)) return;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".pt.tmp.") != std::string::npos) fs::remove(e.path());
+}
+
 StateDict ema_weights(const LoadedCheckpoint& ck) {
   StateDict out;
   for (const auto& [k, v] : ck.extra)

@@ -143,10 +143,7 @@ class Trainer {
     }
     if (lead_) log_ = std::make_unique<MetricsLog>(cfg_.run_dir);
     if (!resume_checkpoint.empty()) {
-      // A run killed while writing a checkpoint leaves its temporary file: the renamed ones are complete.
-      if (lead_)
-        for (const auto& e : fs::directory_iterator(cfg_.run_dir + "/checkpoints"))
-          if (e.path().filename().string().find(".pt.tmp.") != std::string::npos) fs::remove(e.path());
+      if (lead_) remove_unfinished_checkpoints(cfg_.run_dir);
       restore(resume_checkpoint);
     } else if (lead_) {
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
@@ -589,9 +586,11 @@ TrainOutcome train(TrainConfig config, const TrainOptions& options) {
   if (group.rank() == 0) {
     if (config.run_dir.empty())
       config.run_dir = "runs/" + (config.name.empty() ? "hrm" : config.name) + "-" + timestamp();
-    if (fs::exists(config.run_dir + "/checkpoints") && !fs::is_empty(config.run_dir + "/checkpoints"))
+    if (!list_checkpoints(config.run_dir).empty())
       throw Error(config.run_dir + ": the run folder already has checkpoints (use hrm train --resume " +
                   config.run_dir + ")");
+    // A run killed while writing its first checkpoint left only the write's temporary file: it starts afresh.
+    remove_unfinished_checkpoints(config.run_dir);
     fs::create_directories(config.run_dir);
     for (const char* f : {"/metrics.jsonl", "/metrics.csv", "/train.log"}) fs::remove(config.run_dir + f);
   }

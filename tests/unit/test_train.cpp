@@ -255,6 +255,19 @@ TEST_F(ToyRun, ARunFolderWithCheckpointsIsNotOverwritten) {
   EXPECT_NE(error_of([&] { train(a, quiet()); }).find("already has checkpoints"), std::string::npos);
 }
 
+TEST_F(ToyRun, AFolderWithOnlyAKilledCheckpointWriteStartsAfresh) {
+  // Killed while writing its first checkpoint: only the write's temporary file is there, nothing to resume, so a
+  // fresh start takes the folder (and removes the leftover) instead of pointing at --resume, which has nothing.
+  const std::string run = dir_.file("killed_in_first_save");
+  fs::create_directories(run + "/checkpoints");
+  const std::string leftover = run + "/checkpoints/step_10.pt.tmp.4242.17";
+  std::ofstream(leftover) << "half a checkpoint";
+  EXPECT_NE(error_of([&] { latest_checkpoint(run); }).find("no checkpoint found"), std::string::npos);
+  train(TrainConfig::load(config(), {"run_dir=" + run, "max_steps=2", "eval_interval=0"}), quiet());
+  EXPECT_FALSE(fs::exists(leftover));
+  EXPECT_FALSE(list_checkpoints(run).empty());
+}
+
 TEST_F(ToyRun, AnIncompatibleDatasetIsAClearError) {
   const std::string other = dir_.file("maze");
   std::vector<data::Maze> mt, me;

@@ -56,5 +56,7 @@ ACTModel load_model(const std::string& path, const ModelConfig* config = nullptr
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir);
 // The one with the highest step (throws when there is none).
 std::string latest_checkpoint(const std::string& run_dir);
+// Removes the temporary files of checkpoint writes that were killed (step_N.pt.tmp.*): the renamed ones are whole.
+void remove_unfinished_checkpoints(const std::string& run_dir);
 
 }  // namespace hrm
