@@ -357,6 +357,15 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
     }
   }
 #endif
+  // A [B, M, K] view whose last two dims are transposed (mlp_t mixes tokens on x.transpose(1, 2)): LibTorch 1.13
+  // runs it as B products with a transposed operand, which is how the published code's fixtures were computed;
+  // LibTorch >= 2.0 copies it into [B*M, K] first when w requires grad, another summation order
+  // (docs/reference-parity.md). Spelling out 1.13's product keeps the result independent of the LibTorch version.
+  if (x.dim() == 3 && w.dim() == 2 && x.size(2) == w.size(1) && x.stride(2) != 1 &&
+      x.stride(0) == x.size(1) * x.size(2)) {
+    const torch::Tensor y = torch::bmm(x, w.t().expand({x.size(0), w.size(1), w.size(0)}));
+    return b.defined() ? y + b : y;
+  }
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
 }
 

@@ -89,7 +89,17 @@ void use_reference_blas_kernels(char** argv) {
 
 std::string blas_description() {
   const BlasCoreName core = openblas_core_name();
-  return core ? std::string("OpenBLAS ") + core() + " kernels" : std::string("not OpenBLAS");
+  if (core == nullptr) return "not OpenBLAS";
+  // The version matters to parity: kernels of the same name round differently across releases
+  // (docs/reference-parity.md). openblas_get_config() reads "OpenBLAS 0.3.21 DYNAMIC_ARCH ...".
+  std::string version;
+  if (auto config = reinterpret_cast<BlasCoreName>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    const std::string text = config();
+    const auto start = text.find(' ');
+    if (text.rfind("OpenBLAS ", 0) == 0 && start != std::string::npos)
+      version = text.substr(start + 1, text.find(' ', start + 1) - start - 1) + " ";
+  }
+  return "OpenBLAS " + version + core() + " kernels";
 }
 
 std::string cpu_description() {

@@ -361,6 +361,25 @@ TEST(Fused, LinearMatchesTruthForwardAndBackward) {
   }
 }
 
+TEST(Fused, LinearOnATransposedViewIsOneProductPerBatch) {
+  // The op-by-op float32 path multiplies a [B, M, K] view with transposed last dims (mlp_t's token mixing) batch by
+  // batch, as LibTorch 1.13 does and the fixtures need, also where LibTorch >= 2.0 would copy it into [B*M, K]
+  // first because w requires grad (scripts/check-libtorch2.sh runs this test on 2.6).
+  torch::manual_seed(8);
+  nn::ScopedFusedKernels off(FusedKernels::Off);
+  const torch::Tensor x = torch::randn({5, 18, 32}).transpose(1, 2);  // [5, 32, 18], strides [576, 1, 32]
+  const torch::Tensor w = (torch::randn({40, 18}) / 4).requires_grad_(), b = torch::randn({40});
+  const torch::Tensor y = nn::linear(x, w), yb = nn::linear(x, w, b);
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    const torch::Tensor per_batch = torch::mm(x[i], w.t());
+    EXPECT_TRUE(torch::equal(y[i], per_batch)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(yb[i], per_batch + b)) << "batch " << i;
+  }
+  y.sum().backward();
+  EXPECT_TRUE(
+      torch::allclose(w.grad(), torch::ones({5, 32, 40}).flatten(0, 1).t().mm(x.reshape({160, 18})), 1e-5, 1e-5));
+}
+
 TEST(Fused, DefaultModeFusesFloat32ExceptForTheReference) {
   // Default: bf16 and float32 fused on the avx512 and avx2 paths, off on the generic one. The reference mode (what
   // verify-reference holds) leaves float32 bit-identical to the composition and bf16 fused.
