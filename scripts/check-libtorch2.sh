@@ -93,13 +93,15 @@ chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CTE
   cd /w/build
   PARITY="^cli\.verify_reference\.|^Reference\."
   blas() { ./bin/hrm verify-reference /w/shared/fixtures/hrm_small_rope 2>/dev/null | grep -m1 -o "OpenBLAS [0-9.]*" || true; }
-  echo "check-libtorch2: every test but the fixture comparisons, trixie BLAS ($(blas))"
+  trixie_blas=$(blas)
+  host_blas=$(LD_LIBRARY_PATH=/opt/host-openblas blas)
+  echo "check-libtorch2: every test but the fixture comparisons, trixie BLAS ($trixie_blas)"
   ctest --output-on-failure -E "$PARITY" $CTEST_ARGS
   # Each fixture comparison under both BLAS releases; a fixture fails the check only if it fails under both.
   names=$(ctest -N -R "$PARITY" | sed -n "s/^ *Test *#[0-9]*: //p")
   declare -A passed
-  for lib in "" /opt/host-openblas; do
-    release=$(LD_LIBRARY_PATH=$lib blas)
+  for entry in ":$trixie_blas" "/opt/host-openblas:$host_blas"; do  # LD_LIBRARY_PATH:release
+    lib=${entry%%:*} release=${entry#*:}
     for t in $names; do
       if LD_LIBRARY_PATH=$lib ctest -R "^${t//./\\.}\$" --output-on-failure >/tmp/parity.log 2>&1; then
         passed[$t]=1; echo "check-libtorch2: $t passes with $release"

@@ -203,7 +203,7 @@ void remove_unfinished_checkpoints(const std::string& run_dir) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
   if (!fs::is_directory(dir)) return;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().find(".pt.tmp.") != std::string::npos) fs::remove(e.path());
+    if (is_unfinished_write(e.path().filename().string(), ".pt")) fs::remove(e.path());
 }
 
 StateDict ema_weights(const LoadedCheckpoint& ck) {

@@ -69,18 +69,18 @@ bool cpu_has_native_bf16() {
 }
 
 namespace {
-using BlasCoreName = char* (*)();
-BlasCoreName openblas_core_name() {
-  return reinterpret_cast<BlasCoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+// One of OpenBLAS's `char* f(void)` queries, looked up at run time (empty when the BLAS is not OpenBLAS).
+std::string openblas_query(const char* symbol) {
+  const auto f = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, symbol));
+  return f ? std::string(f()) : std::string();
 }
 }  // namespace
 
 void use_reference_blas_kernels(char** argv) {
-  const BlasCoreName core = openblas_core_name();
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || core == nullptr) return;
+  const std::string name = openblas_query("openblas_get_corename");
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || name.empty()) return;
   const std::string flags = cpuinfo().second;
   if (flags.find(" avx2 ") == std::string::npos || flags.find(" fma ") == std::string::npos) return;
-  const std::string name = core();
   if (name == "Haswell" || name == "Zen") return;  // Zen runs Haswell's kernels
   ::setenv("OPENBLAS_CORETYPE", "Haswell", 1);
   ::execv("/proc/self/exe", argv);
@@ -88,18 +88,15 @@ void use_reference_blas_kernels(char** argv) {
 }
 
 std::string blas_description() {
-  const BlasCoreName core = openblas_core_name();
-  if (core == nullptr) return "not OpenBLAS";
-  // The version matters to parity: kernels of the same name round differently across releases
-  // (docs/reference-parity.md). openblas_get_config() reads "OpenBLAS 0.3.21 DYNAMIC_ARCH ...".
-  std::string version;
-  if (auto config = reinterpret_cast<BlasCoreName>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
-    const std::string text = config();
-    const auto start = text.find(' ');
-    if (text.rfind("OpenBLAS ", 0) == 0 && start != std::string::npos)
-      version = text.substr(start + 1, text.find(' ', start + 1) - start - 1) + " ";
-  }
-  return "OpenBLAS " + version + core() + " kernels";
+  const std::string core = openblas_query("openblas_get_corename");
+  if (core.empty()) return "not OpenBLAS";
+  // The release matters to parity: kernels of the same name round differently across releases
+  // (docs/reference-parity.md). The configuration string reads "OpenBLAS 0.3.21 DYNAMIC_ARCH ...".
+  const std::string config = openblas_query("openblas_get_config"), prefix = "OpenBLAS ";
+  const std::string version = config.rfind(prefix, 0) == 0
+                                  ? config.substr(prefix.size(), config.find(' ', prefix.size()) - prefix.size()) + " "
+                                  : "";
+  return prefix + version + core + " kernels";
 }
 
 std::string cpu_description() {

@@ -14,13 +14,21 @@
 
 namespace hrm {
 
+namespace {
+constexpr const char* kTemporaryInfix = ".tmp.";
+}  // namespace
+
+bool is_unfinished_write(const std::string& file_name, const std::string& final_suffix) {
+  return file_name.find(final_suffix + kTemporaryInfix) != std::string::npos;
+}
+
 void write_file_atomic(const std::string& path, const char* data, size_t size) {
   write_file_atomic(path, {{data, size}});
 }
 
 void write_file_atomic(const std::string& path, const std::vector<std::pair<const char*, size_t>>& pieces) {
   std::random_device rd;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
+  const std::string tmp = path + kTemporaryInfix + std::to_string(::getpid()) + "." + std::to_string(rd());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw Error("cannot create " + tmp + ": " + std::strerror(errno));
   for (const auto& [data, size] : pieces) {
