@@ -41,8 +41,8 @@ int run_eval(const hrm::EvalRequest& r, const std::string& json_path) {
   std::printf("eval %s on %s (%s, halt_max_steps %lld, %s weights):\n", r.checkpoint.c_str(), report.data_path.c_str(),
               hrm::data::to_string(report.kind).c_str(), (long long)report.halt_max_steps, report.ema ? "EMA" : "raw");
   for (const auto& [k, v] : report.metrics) std::printf("  %-18s %.6g\n", k.c_str(), v);
-  std::printf("  (%lld batches, %.0f minor page faults per batch)\n", (long long)report.batches,
-              report.minor_faults_per_batch);
+  std::printf("  (%lld batches; minor page faults per batch: %lld in the median batch, %.0f on average)\n",
+              (long long)report.batches, (long long)report.median_batch_minor_faults, report.minor_faults_per_batch);
   const std::string json = hrm::metrics_json(report.metrics);
   if (!json_path.empty()) hrm::write_file_atomic(json_path, json + "\n");
   std::printf("%s\n", json.c_str());
@@ -67,6 +67,7 @@ int run_bench(const BenchFlags& f, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hrm::deliver_stop_signals_on_a_waiting_thread();  // before any other thread starts
   bool float32_products_on_openmp = false;
   try {
     float32_products_on_openmp = hrm::nn::linear_uses_onednn();
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int threads = 0;
   std::string log_level = "info";
-  app.add_option("--threads", threads, "intra-op CPU threads (default: all cores)");
+  app.add_option("--threads", threads, "intra-op CPU threads (default: all cores)")->check(CLI::Range(0, 1 << 16));
   app.add_option("--log-level", log_level, "trace | debug | info | warn | error | off")->capture_default_str();
 
   VerifyFlags verify;

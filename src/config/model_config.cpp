@@ -152,6 +152,8 @@ void ModelConfig::validate(const std::string& source) const {
   req(pos_encodings == "rope" || pos_encodings == "learned" || pos_encodings == "none",
       "pos_encodings must be 'rope', 'learned' or 'none', got '" + pos_encodings + "'");
   req(pos_encodings != "rope" || head_dim() % 2 == 0, "RoPE needs an even head dimension");
+  // theta^(-2i/d) with theta <= 0 is NaN: the first step's loss was non-finite.
+  req(pos_encodings != "rope" || (rope_theta > 0 && std::isfinite(rope_theta)), "rope_theta must be > 0 with RoPE");
   req(halt_max_steps >= 1, "halt_max_steps must be >= 1");
   req(halt_exploration_prob >= 0 && halt_exploration_prob <= 1, "halt_exploration_prob must be in [0, 1]");
   req(rms_norm_eps > 0, "rms_norm_eps must be > 0");

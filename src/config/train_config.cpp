@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
@@ -165,10 +166,32 @@ void apply_top_map(TrainConfig& c, const YAML::Node& root, const std::string& so
   }
 }
 
+// yaml-cpp keeps both entries of a repeated key: iterating saw the last (a second `lr:` won), lookups the first (a
+// second `arch:` block was ignored). Either is a silent surprise, so a repeated key is an error.
+void reject_duplicate_keys(const YAML::Node& n, const std::string& source) {
+  if (n.IsMap()) {
+    std::map<std::string, int> first_line;
+    for (const auto& kv : n) {
+      if (kv.first.IsScalar()) {
+        const std::string k = kv.first.Scalar();
+        const int line = kv.first.Mark().line + 1;
+        const auto [it, inserted] = first_line.emplace(k, line);
+        if (!inserted)
+          throw Error(source + ":" + std::to_string(line) + ": duplicate key '" + k + "' (first at line " +
+                      std::to_string(it->second) + ")");
+      }
+      reject_duplicate_keys(kv.second, source);
+    }
+  } else if (n.IsSequence()) {
+    for (const auto& item : n) reject_duplicate_keys(item, source);
+  }
+}
+
 YAML::Node load_yaml(const std::string& path) {
   try {
     YAML::Node n = YAML::LoadFile(path);
     if (!n.IsMap()) throw Error(path + ": the config must be a YAML mapping");
+    reject_duplicate_keys(n, path);
     return n;
   } catch (const YAML::BadFile&) {
     throw Error("cannot open config " + path);
@@ -217,6 +240,7 @@ TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::st
   apply_arch_map(c, root["arch"], path);
   for (const auto& o : overrides) c.apply_override(o, "command line");
   c.validate(path);
+  c.source = overrides.empty() ? path : path + " with the command line's overrides";
   return c;
 }
 
@@ -228,9 +252,11 @@ TrainConfig TrainConfig::from_yaml(const std::string& yaml_text, const std::stri
     throw Error(source + ": invalid YAML: " + e.what());
   }
   if (!root.IsMap()) throw Error(source + ": the config must be a YAML mapping");
+  reject_duplicate_keys(root, source);
   TrainConfig c = base();
   apply_top_map(c, root, source);
   apply_arch_map(c, root["arch"], source);
+  c.source = source;
   return c;
 }
 
@@ -270,6 +296,12 @@ void TrainConfig::validate(const std::string& source) const {
   req(lr >= 0 && puzzle_emb_lr >= 0, "learning rates must be >= 0");
   req(lr_min_ratio >= 0 && lr_min_ratio <= 1, "lr_min_ratio must be in [0, 1]");
   req(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
+  req(lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0");
+  req(weight_decay >= 0 && puzzle_emb_weight_decay >= 0, "weight decays must be >= 0");
+  req(threads >= 0, "threads must be >= 0 (0: all cores)");
+  req(log_every >= 0, "log_every must be >= 0 (0: ~100 lines per run)");
+  req(max_steps >= 0, "max_steps must be >= 0 (0: run to the end)");
+  req(time_limit_minutes >= 0, "time_limit_minutes must be >= 0 (0: none)");
   req(keep_checkpoints >= 1, "keep_checkpoints must be >= 1");
   req(checkpoint_every_steps >= 0 && checkpoint_every_minutes >= 0,
       "checkpoint_every_steps and checkpoint_every_minutes must be >= 0");

@@ -131,9 +131,31 @@ std::string build_arc(const DatasetRequest& r) {
   return out + summary_line(s, r.output_dir);
 }
 
+// Counts a negative value cannot mean: checked before anything is generated or written (a negative --num-aug used to
+// write a training split of 0 examples without a word).
+void check_counts(const DatasetRequest& r) {
+  const auto at_least = [&](const char* flag, int64_t value, int64_t minimum, const char* meaning) {
+    if (value < minimum)
+      throw Error("dataset " + r.kind + ": " + flag + " must be " + meaning + " (got " + std::to_string(value) + ")");
+  };
+  at_least("--generate", r.generate, 0, ">= 0");
+  at_least("--generate-test", r.generate_test, 0, ">= 0");
+  if (r.kind == "sudoku") {
+    at_least("--num-aug", r.num_aug, 0, ">= 0");
+    at_least("--min-rating", r.min_rating, 0, ">= 0");
+    at_least("--min-difficulty", r.min_difficulty, -1, ">= 0 (or -1: all rows)");
+    at_least("--min-blanks", r.min_blanks, -1, ">= 0 (or -1: minimal puzzles)");
+    at_least("--max-blanks", r.max_blanks, -1, ">= 0 (or -1: --min-blanks)");
+    if (r.subsample != -1) at_least("--subsample-size", r.subsample, 1, ">= 1 (or -1: keep all)");
+  }
+  if (r.kind == "maze") at_least("--min-path-length", r.min_path_length, 0, ">= 0");
+  if (r.kind == "arc") at_least("--num-aug", r.arc_num_aug, 0, ">= 0");
+}
+
 }  // namespace
 
 std::string build_dataset(const DatasetRequest& r) {
+  check_counts(r);
   if (r.kind == "sudoku") return build_sudoku(r);
   if (r.kind == "maze") return build_maze(r);
   if (r.kind == "arc") return build_arc(r);

@@ -1,6 +1,5 @@
 #include "hrm/eval/evaluate.h"
 
-#include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cmath>
@@ -16,6 +15,7 @@
 #include "hrm/util/device.h"
 #include "hrm/util/error.h"
 #include "hrm/util/file.h"
+#include "hrm/util/memory.h"
 #include "hrm/util/progress.h"
 #include "hrm/util/signals.h"
 
@@ -37,6 +37,7 @@ EvalOutput evaluate(ACTModel& model, const data::PuzzleDataset& test, LossType l
   std::map<std::string, double> sums;
   std::vector<torch::Tensor> inputs, labels, preds, qh, ids;
   std::vector<int64_t> effective;  // real examples of each global batch
+  std::vector<int64_t> batch_faults;
   const int64_t total = (test.num_examples() + test.config().global_batch_size - 1) / test.config().global_batch_size;
   ProgressBar bar("eval", total, progress && group.rank() == 0);
   test.for_each_batch(0, [&](data::LoadedBatch&& lb) {
@@ -45,6 +46,7 @@ EvalOutput evaluate(ACTModel& model, const data::PuzzleDataset& test, LossType l
     if (!sharded && stop_signal())
       throw Interrupted("stopped after " + std::to_string(effective.size()) + " of " + std::to_string(total) +
                         " batches");
+    const int64_t faults_before = minor_page_faults();
     const Batch batch = lb.batch.to(device);
     ACTOutputs out;
     const Carry carry = run_to_halt(model, batch, [&](int64_t, const Carry&, const ACTOutputs& o) { out = o; });
@@ -59,11 +61,16 @@ EvalOutput evaluate(ACTModel& model, const data::PuzzleDataset& test, LossType l
     preds.push_back(out.logits.argmax(-1).to(torch::kInt).to(torch::kCPU).narrow(0, 0, keep));
     qh.push_back(out.q_halt_logits.to(torch::kCPU).narrow(0, 0, keep));
     ids.push_back(lb.batch.puzzle_identifiers.narrow(0, 0, keep));
+    batch_faults.push_back(minor_page_faults() - faults_before);
     bar.add();
     return true;
   });
   bar.finish();
   EvalOutput r;
+  if (!batch_faults.empty()) {
+    std::sort(batch_faults.begin(), batch_faults.end());
+    r.median_batch_minor_faults = batch_faults[batch_faults.size() / 2];
+  }
   if (sharded) {
     std::vector<torch::Tensor> s;
     for (const auto& [k, v] : sums) s.push_back(torch::tensor({v}, torch::kDouble));
@@ -142,18 +149,20 @@ Evaluator test_split_evaluator(bool progress) {
 }
 
 EvalReport evaluate_checkpoint(const EvalRequest& r) {
+  check(r.batch_size >= 0, "eval: --batch-size must be >= 1, or 0 for the training global batch size (got " +
+                               std::to_string(r.batch_size) + ")");
   InferenceSetup s =
       load_for_inference(r.checkpoint, r.data_dir, r.config_path, r.overrides, resolve_device(r.device), r.weights);
   const data::PuzzleDataset test(data::LoaderConfig::test_split(
       s.data_path, r.batch_size > 0 ? r.batch_size : std::min<int64_t>(s.global_batch_size, 1024)));
-  rusage before{}, after{};
-  ::getrusage(RUSAGE_SELF, &before);
+  const int64_t faults_before = minor_page_faults();
   EvalOutput out = evaluate(s.model, test, s.loss_type, r.progress);
-  ::getrusage(RUSAGE_SELF, &after);
+  const int64_t faults = minor_page_faults() - faults_before;
   EvalReport report;
   report.batches = (test.num_examples() + test.config().global_batch_size - 1) / test.config().global_batch_size;
-  report.minor_faults_per_batch = static_cast<double>(after.ru_minflt - before.ru_minflt) /
-                                  static_cast<double>(std::max<int64_t>(1, report.batches));
+  report.minor_faults_per_batch =
+      static_cast<double>(faults) / static_cast<double>(std::max<int64_t>(1, report.batches));
+  report.median_batch_minor_faults = out.median_batch_minor_faults;
   report.data_path = s.data_path;
   report.kind = data::detect_task_kind(s.data_path, test.metadata());
   report.halt_max_steps = s.model->config().halt_max_steps;

@@ -1,7 +1,5 @@
 #include "hrm/train/benchmark.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,14 +36,6 @@ struct ProfileRecorder {
 }  // namespace
 
 namespace hrm {
-namespace {
-int64_t minor_faults() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return u.ru_minflt;
-}
-}  // namespace
-
 ModelConfig bench_preset(const std::string& name) {
   ModelConfig c;
   c.seq_len = 81;
@@ -71,6 +61,11 @@ ModelConfig bench_preset(const std::string& name) {
 }
 
 BenchResult benchmark_training_step(const ModelConfig& config, const BenchOptions& options) {
+  check(options.steps >= 1, "bench: --steps must be at least 1 (got " + std::to_string(options.steps) + ")");
+  check(options.warmup >= 0, "bench: --warmup must not be negative (got " + std::to_string(options.warmup) + ")");
+  check(options.batch_size >= 1, "bench: --batch must be at least 1 (got " + std::to_string(options.batch_size) + ")");
+  check(options.world_size >= 1,
+        "bench: --world-size must be at least 1 (got " + std::to_string(options.world_size) + ")");
   const torch::Device device(options.device);
   // Data-parallel: join the ranks this process was started with.
   std::shared_ptr<dist::Group> group = std::make_shared<dist::Group>();
@@ -113,6 +108,7 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   };
   Carry carry = model->initial_carry(batch());
   std::vector<double> times;
+  std::vector<int64_t> step_faults;  // per timed step: the median is the steady state, the mean adds heap growth
   int64_t faults_at_start = 0;
   check(kHaveProfiler || options.profile_path.empty(), "bench --profile: this LibTorch has no legacy profiler");
   std::unique_ptr<ProfileRecorder> profile;
@@ -121,9 +117,10 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     if (i == options.warmup) {
       tracker.reset_peak();
       group->stats().reset();
-      faults_at_start = minor_faults();
+      faults_at_start = minor_page_faults();
       if (!options.profile_path.empty()) profile = std::make_unique<ProfileRecorder>(options.profile_path);
     }
+    const int64_t faults_before = minor_page_faults();
     const auto t0 = std::chrono::steady_clock::now();
     if (reducer) reducer->prepare();
     StepResult s =
@@ -136,10 +133,15 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     group->all_reduce_sum(loss);   // the metrics all-reduce of a training step
     (void)loss[0].item<double>();  // one sync per step, as logging would do
     const auto t1 = std::chrono::steady_clock::now();
-    if (i >= options.warmup) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    if (i >= options.warmup) {
+      times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      step_faults.push_back(minor_page_faults() - faults_before);
+    }
   }
   r.minor_faults_per_step =
-      static_cast<double>(minor_faults() - faults_at_start) / static_cast<double>(std::max<int64_t>(1, options.steps));
+      static_cast<double>(minor_page_faults() - faults_at_start) / static_cast<double>(options.steps);
+  std::sort(step_faults.begin(), step_faults.end());
+  r.median_step_minor_faults = step_faults[step_faults.size() / 2];
   profile.reset();
   std::sort(times.begin(), times.end());
   r.median_step_ms = times[times.size() / 2];
@@ -301,17 +303,18 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
 std::string bench_report(const std::string& preset, const ModelConfig& config, const BenchOptions& options,
                          const BenchResult& r) {
   char buf[1024];
-  std::snprintf(
-      buf, sizeof buf,
-      "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
-      "%d threads, %s, %.2fM params\n"
-      "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
-      "%.1f MiB, %.0f minor page faults per step\n",
-      preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
-      (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len, (long long)options.batch_size,
-      (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
-      torch::get_num_threads(), kernel_path(config, options).c_str(), r.parameters / 1e6, r.samples_per_second,
-      r.median_step_ms, r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0, r.minor_faults_per_step);
+  std::snprintf(buf, sizeof buf,
+                "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
+                "%d threads, %s, %.2fM params\n"
+                "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
+                "%.1f MiB, minor page faults per step: %lld in the median step, %.0f on average\n",
+                preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
+                (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len,
+                (long long)options.batch_size,
+                (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
+                torch::get_num_threads(), kernel_path(config, options).c_str(), r.parameters / 1e6,
+                r.samples_per_second, r.median_step_ms, r.min_step_ms, (long long)options.steps,
+                r.peak_bytes / 1048576.0, (long long)r.median_step_minor_faults, r.minor_faults_per_step);
   std::string out = buf;
   if (r.world_size > 1) {
     std::snprintf(buf, sizeof buf,

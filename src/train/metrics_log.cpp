@@ -27,7 +27,7 @@ const std::vector<std::string> kCsvColumns = {
 
 MetricsLog::MetricsLog(const std::string& dir) : jsonl_(dir + "/metrics.jsonl"), csv_(dir + "/metrics.csv") {}
 
-void MetricsLog::truncate_after(int64_t step) {
+void MetricsLog::truncate_after(int64_t step, bool keep_eval_at_step) {
   for (const std::string* path : {&jsonl_, &csv_}) {
     if (!fs::exists(*path)) continue;
     std::ifstream in(*path);
@@ -40,21 +40,25 @@ void MetricsLog::truncate_after(int64_t step) {
         continue;
       }
       int64_t s = -1;
+      std::string split;
       if (path == &jsonl_) {
         try {
-          s = Json::parse(line).at("step").get<int64_t>();
+          const Json row = Json::parse(line);
+          s = row.at("step").get<int64_t>();
+          split = row.at("split").get<std::string>();
         } catch (const std::exception&) {
-          continue;
+          continue;  // a torn last line of a killed run
         }
       } else {
         const auto c1 = line.find(','), c2 = line.find(',', c1 + 1);
         try {
           s = std::stoll(line.substr(c1 + 1, c2 - c1 - 1));
         } catch (const std::exception&) {
-          continue;  // a torn last line of a killed run
+          continue;
         }
+        split = line.substr(0, c1);
       }
-      if (s <= step) kept += line + "\n";
+      if (s < step || (s == step && (split != "eval" || keep_eval_at_step))) kept += line + "\n";
     }
     write_file_atomic(*path, kept);
   }

@@ -83,12 +83,24 @@ class Trainer {
         progress_(options.progress),
         evaluate_(options.evaluate),
         on_end_(options.on_end),
+        on_step_(options.on_step),
+        clock_(options.clock),
         where_(std::move(where)),
         group_(dist::world()),
         lead_(group_.rank() == 0) {}
 
   TrainOutcome run(const std::string& resume_checkpoint) {
     if (lead_) log_file_ = std::make_unique<log::FileSink>(cfg_.run_dir + "/train.log");
+    try {
+      return start_and_train(resume_checkpoint);
+    } catch (const std::exception& e) {
+      if (log_file_) log_file_->record_error(e.what());
+      throw;
+    }
+  }
+
+ private:
+  TrainOutcome start_and_train(const std::string& resume_checkpoint) {
     // Ranks sharing a node share its cores.
     set_threads(cfg_.threads > 0 || where_.local_world_size <= 1
                     ? cfg_.threads
@@ -110,7 +122,8 @@ class Trainer {
     mc.seq_len = meta.seq_len;
     mc.vocab_size = meta.vocab_size;
     mc.num_puzzle_identifiers = meta.num_puzzle_identifiers;
-    mc.validate(cfg_.run_dir + "/config.yaml (arch)");
+    const std::string arch_source = (cfg_.source.empty() ? cfg_.run_dir + "/config.yaml" : cfg_.source) + " (arch)";
+    mc.validate(arch_source);
     loss_type_ = loss_type_from_string(cfg_.loss_type);
 
     total_steps_ = static_cast<int64_t>(static_cast<double>(cfg_.epochs) * static_cast<double>(meta.total_groups) *
@@ -123,7 +136,11 @@ class Trainer {
 
     torch::manual_seed(cfg_.seed);
     set_auto_dtype_device(device_.is_cuda());
-    model_ = make_model(mc);
+    try {
+      model_ = make_model(mc);
+    } catch (const Error& e) {  // a model's own requirement (hrm needs H_layers >= 1): name the config
+      throw Error(arch_source + ": " + e.what());
+    }
     model_->to(device_);
     if (resume_checkpoint.empty() && !cfg_.init_from.empty()) init_weights(cfg_.init_from);
     broadcast_weights();
@@ -149,7 +166,7 @@ class Trainer {
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     }
     if (lead_) {
-      log_->truncate_after(step_);
+      log_->truncate_after(step_, eval_logged_at_step_);
       write_run_info(meta);
     }
     TrainOutcome outcome = loop();
@@ -157,13 +174,12 @@ class Trainer {
     return outcome;
   }
 
- private:
   TrainOutcome loop() {
     StopSignalScope signals;
     TrainOutcome outcome;
     outcome.run_dir = cfg_.run_dir;
     outcome.total_steps = total_steps_;
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = clock_now();
     loop_start_ = start;
     fit_measuring_ = cfg_.fit_time_limit && cfg_.time_limit_minutes > 0 && !resumed_;
     fit_at_step_ = fit_measuring_ ? step_ + kFitMeasureSteps : -1;
@@ -184,7 +200,7 @@ class Trainer {
     data::BackgroundLoader loader(train_ds_, iteration_, 8, total_iters_ - iteration_);
     int64_t skip = batch_in_iter_;
     std::string stop_reason;
-    auto last = std::chrono::steady_clock::now();
+    auto last = clock_now();
     double ema_rate = 0;
     while (step_ < total_steps_) {
       int64_t it = 0;
@@ -203,7 +219,7 @@ class Trainer {
       const StepReport report = train_step(lb->batch, start, last_checkpoint);
       const std::map<std::string, double>& m = report.metrics;
       ++batch_in_iter_;
-      const auto now = std::chrono::steady_clock::now();
+      const auto now = clock_now();
       const double dt = std::chrono::duration<double>(now - last).count();
       last = now;
       const double rate = static_cast<double>(cfg_.global_batch_size) / std::max(dt, 1e-9);
@@ -214,6 +230,7 @@ class Trainer {
       row["samples_per_s"] = rate;
       row["elapsed_s"] = elapsed_seconds();
       if (log_) log_->write("train", step_, epoch(), row);
+      if (on_step_) on_step_(step_, row);
       if (!std::isfinite(m.at("loss"))) {
         if (tty) std::fprintf(stderr, "\n");
         log::error(
@@ -244,7 +261,7 @@ class Trainer {
       const bool by_steps = cfg_.checkpoint_every_steps > 0 && step_ % cfg_.checkpoint_every_steps == 0;
       if ((by_steps || report.checkpoint_due) && step_ < total_steps_) {
         save();
-        last_checkpoint = std::chrono::steady_clock::now();
+        last_checkpoint = clock_now();
       }
     }
     if (tty) std::fprintf(stderr, "\n");
@@ -293,7 +310,7 @@ class Trainer {
     keys.push_back("loss");
     values.push_back(r.loss.loss.detach().to(torch::kDouble));
     // The clocks and signals of every rank travel with the metrics: one all-reduce per step.
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_now();
     const double flags[3] = {
         stop_signal() ? 1.0 : 0.0,
         // With fit_time_limit the first steps always run: they measure the rate the run is then sized by.
@@ -346,6 +363,7 @@ class Trainer {
     if (e.empty()) return;
     e["elapsed_s"] = elapsed_seconds();
     if (log_) log_->write("eval", step_, epoch(), e);
+    eval_logged_step_ = step_;
     log::info(fmt::format(
         "eval at step {}: exact_accuracy {:.4f}  accuracy {:.4f}  q_halt_accuracy {:.4f}  steps {:.2f}{}", step_,
         e["exact_accuracy"], e["accuracy"], e["q_halt_accuracy"], e["steps"],
@@ -419,6 +437,7 @@ class Trainer {
       for (const auto& [k, v] : ema_->weights()) extra["ema." + k] = v;
     extra["train.iteration"] = torch::tensor(iteration_, torch::kLong);
     extra["train.batch_in_iter"] = torch::tensor(batch_in_iter_, torch::kLong);
+    extra["train.eval_logged"] = torch::tensor(eval_logged_step_ == step_ ? 1 : 0, torch::kLong);
     {
       auto gen = at::globalContext().defaultGenerator(device_);
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -472,6 +491,8 @@ class Trainer {
     if (ck.extra.count("train.elapsed_s")) elapsed_before_ = ck.extra.at("train.elapsed_s").item<double>();
     iteration_ = get("train.iteration").item<int64_t>();
     batch_in_iter_ = get("train.batch_in_iter").item<int64_t>();
+    // Checkpoints written before this field kept every row of their step.
+    eval_logged_at_step_ = !ck.extra.count("train.eval_logged") || ck.extra.at("train.eval_logged").item<int64_t>();
     {
       auto gen = at::globalContext().defaultGenerator(device_);
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -522,7 +543,7 @@ class Trainer {
   static constexpr int64_t kFitWarmupSteps = 5;
   static constexpr int64_t kFitRecheckSteps = 100;
   void fit_to_time_limit(std::chrono::steady_clock::time_point start) {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_now();
     std::vector<torch::Tensor> seconds{torch::tensor(
         {std::chrono::duration<double>(now - start).count(), std::chrono::duration<double>(now - fit_warm_).count()},
         torch::kDouble)};
@@ -549,12 +570,23 @@ class Trainer {
   int64_t planned_steps_ = 0;   // the schedule's length before fit_time_limit shortens it
   std::chrono::steady_clock::time_point fit_warm_{};
   bool resumed_ = false;
+  // The step whose evaluation row was last written; whether the checkpoint resumed from had it written (a checkpoint
+  // written before its step's evaluation replays the evaluation: its row must not stay in the log twice).
+  int64_t eval_logged_step_ = -1;
+  bool eval_logged_at_step_ = true;
 
   TrainConfig cfg_;
   bool progress_;
   torch::Device device_{torch::kCPU};
   Evaluator evaluate_;
   std::function<void(const std::string&)> on_end_;
+  std::function<void(int64_t, const std::map<std::string, double>&)> on_step_;
+  std::function<double()> clock_;
+  std::chrono::steady_clock::time_point clock_now() const {
+    if (!clock_) return std::chrono::steady_clock::now();
+    return std::chrono::steady_clock::time_point(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(clock_())));
+  }
   dist::LaunchInfo where_;
   dist::Group& group_;
   bool lead_;  // rank 0: writes the logs, the metrics and the checkpoints
@@ -569,7 +601,7 @@ class Trainer {
   std::optional<Carry> carry_;
   // Training time of this run: before this invocation (from the checkpoint) plus since the loop started.
   double elapsed_seconds() const {
-    return elapsed_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start_).count();
+    return elapsed_before_ + std::chrono::duration<double>(clock_now() - loop_start_).count();
   }
   double elapsed_before_ = 0;
   std::chrono::steady_clock::time_point loop_start_ = std::chrono::steady_clock::now();

@@ -80,6 +80,12 @@ FileSink::~FileSink() {
               sinks.end());
 }
 
+void FileSink::record_error(const std::string& message) {
+  auto sink = std::static_pointer_cast<spdlog::sinks::basic_file_sink_mt>(sink_);
+  sink->log(spdlog::details::log_msg(logger().name(), spdlog::level::err, message));
+  sink->flush();
+}
+
 void trace(const std::string& message) { logger().trace(message); }
 void debug(const std::string& message) { logger().debug(message); }
 void info(const std::string& message) { logger().info(message); }

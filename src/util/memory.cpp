@@ -1,5 +1,7 @@
 #include "hrm/util/memory.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -209,6 +211,12 @@ void keep_freed_cpu_memory() {
     return true;
   }();
   (void)installed;
+}
+
+int64_t minor_page_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
 }
 
 }  // namespace hrm

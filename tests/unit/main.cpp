@@ -1,10 +1,13 @@
 // The unit tests' entry point: float32 GEMMs on the kernels `hrm verify-reference` uses (the Reference tests compare
-// float32 results with the fixtures: docs/reference-parity.md), then gtest.
+// float32 results with the fixtures: docs/reference-parity.md), then gtest; SIGINT/SIGTERM
+// go to a waiting thread, as in the CLI.
 #include <gtest/gtest.h>
 
 #include "hrm/util/device.h"
+#include "hrm/util/signals.h"
 
 int main(int argc, char** argv) {
+  hrm::deliver_stop_signals_on_a_waiting_thread();  // as the CLI does
   hrm::use_reference_blas_kernels(argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();

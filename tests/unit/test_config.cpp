@@ -146,3 +146,37 @@ TEST(Config, AutoDtypeIsBfloat16WhereNativeElseFloat32) {
   c.seq_len = c.vocab_size = 4;
   EXPECT_NE(c.to_json().find("\"forward_dtype\": \"auto\""), std::string::npos);
 }
+
+// Counts and limits a negative value cannot mean are refused by name (threads=-2 used to run on all cores,
+// max_steps=-1 and time_limit_minutes=-1 as if unset, rope_theta=-5 trained to a non-finite loss).
+TEST(TrainConfig, NegativeCountsAndLimitsAreRefused) {
+  TempDir dir;
+  const std::string config = hrm::test::write_toy_config(dir.str(), "d");
+  for (const auto& [override_, expected] :
+       std::vector<std::pair<std::string, std::string>>{{"threads=-2", "threads must be >= 0"},
+                                                        {"max_steps=-1", "max_steps must be >= 0"},
+                                                        {"time_limit_minutes=-1", "time_limit_minutes must be >= 0"},
+                                                        {"lr_warmup_steps=-5", "lr_warmup_steps must be >= 0"},
+                                                        {"log_every=-1", "log_every must be >= 0"},
+                                                        {"weight_decay=-0.1", "weight decays must be >= 0"},
+                                                        {"arch.rope_theta=-5", "rope_theta must be > 0 with RoPE"}}) {
+    const std::string e = error_of([&] { TrainConfig::load(config, {override_}); });
+    EXPECT_NE(e.find(expected), std::string::npos) << override_ << ": " << e;
+  }
+  EXPECT_NO_THROW(TrainConfig::load(config, {"threads=1", "max_steps=3", "time_limit_minutes=0.5"}));
+}
+
+// A key given twice is an error naming both lines: yaml-cpp let a second `lr:` win and ignored a second `arch:`.
+TEST(TrainConfig, RepeatedKeysAreRefusedWithBothLines) {
+  TempDir dir;
+  std::string e =
+      error_of([&] { TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "lr: 5.0\nlr: 1.0\n")); });
+  EXPECT_NE(e.find("toy.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find(": duplicate key 'lr' (first at line "), std::string::npos) << e;
+  e = error_of([&] {
+    TrainConfig::load(hrm::test::write_toy_config(dir.str(), "d", "arch:\n  hidden_size: 64\n  hidden_size: 32\n"));
+  });
+  EXPECT_NE(e.find("duplicate key 'hidden_size'"), std::string::npos) << e;
+  e = error_of([&] { TrainConfig::from_yaml("epochs: 2\nepochs: 3\n", "run/config.yaml"); });
+  EXPECT_EQ(e, "run/config.yaml:2: duplicate key 'epochs' (first at line 1)");
+}

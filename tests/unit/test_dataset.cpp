@@ -176,3 +176,40 @@ TEST(Dataset, InterruptedBuildLeavesNothing) {
   std::ofstream(dir.file("full/x")) << "x";
   EXPECT_THROW(DatasetFolder(dir.file("full")), hrm::Error);
 }
+
+// Counts a negative value cannot mean are refused by name before anything is generated or written.
+TEST(Dataset, NegativeCountsAreRefusedBeforeAnythingIsWritten) {
+  TempDir dir;
+  const auto message = [&](DatasetRequest r) -> std::string {
+    r.output_dir = dir.file("out");
+    try {
+      return build_dataset(r);
+    } catch (const hrm::Error& e) {
+      return e.what();
+    }
+  };
+  DatasetRequest sudoku;
+  sudoku.kind = "sudoku";
+  sudoku.sudoku_size = 4;
+  sudoku.generate = 8;
+  sudoku.generate_test = 4;
+  DatasetRequest r = sudoku;
+  r.num_aug = -2;
+  EXPECT_EQ(message(r), "dataset sudoku: --num-aug must be >= 0 (got -2)");
+  r = sudoku;
+  r.generate = -5;
+  EXPECT_EQ(message(r), "dataset sudoku: --generate must be >= 0 (got -5)");
+  r = sudoku;
+  r.subsample = 0;
+  EXPECT_EQ(message(r), "dataset sudoku: --subsample-size must be >= 1 (or -1: keep all) (got 0)");
+  DatasetRequest arc;
+  arc.kind = "arc";
+  arc.arc_dirs = {dir.file("none")};
+  arc.arc_num_aug = -1;
+  EXPECT_EQ(message(arc), "dataset arc: --num-aug must be >= 0 (got -1)");
+  EXPECT_FALSE(fs::exists(dir.file("out")));
+  // the same request with valid counts builds
+  const std::string built = message(sudoku);
+  EXPECT_EQ(built.rfind("generated 8 + 4 puzzles", 0), 0u) << built;
+  EXPECT_TRUE(fs::exists(dir.file("out/train")));
+}

@@ -1,5 +1,3 @@
-#include <sys/resource.h>
-
 #include <c10/core/CPUAllocator.h>
 
 #include "test_util.h"
@@ -78,11 +76,6 @@ TEST(Memory, BackpropThroughAllCyclesWouldGrow) {
 // mapped already (no page faults), and a slightly smaller request reuses the same block.
 TEST(Memory, LargeTemporariesAreReusedNotMappedAnew) {
   keep_freed_cpu_memory();
-  const auto minor_faults = [] {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<int64_t>(u.ru_minflt);
-  };
   const int64_t n = 64 << 20;  // 256 MiB of floats: 65536 pages
   void* first = nullptr;
   {
@@ -90,14 +83,14 @@ TEST(Memory, LargeTemporariesAreReusedNotMappedAnew) {
     t.fill_(1.0f);
     first = t.data_ptr();
   }
-  const int64_t before = minor_faults();
+  const int64_t before = minor_page_faults();
   {
     torch::Tensor t = torch::empty({n / 4 - 1000});  // a little smaller: same 2 MiB-granule block
     t.fill_(2.0f);
     EXPECT_EQ(t.data_ptr(), first);
     EXPECT_EQ(t[123].item<float>(), 2.0f);
   }
-  EXPECT_LT(minor_faults() - before, 1000) << "a fresh mapping of 256 MiB takes ~65536 faults";
+  EXPECT_LT(minor_page_faults() - before, 1000) << "a fresh mapping of 256 MiB takes ~65536 faults";
   // raw allocations (raw_allocate / raw_deallocate) of both sizes go through the same allocator
   c10::Allocator* allocator = c10::GetCPUAllocator();
   for (const size_t bytes : {size_t{1} << 10, size_t{40} << 20}) {
@@ -106,4 +99,62 @@ TEST(Memory, LargeTemporariesAreReusedNotMappedAnew) {
     static_cast<char*>(p)[bytes - 1] = 1;
     allocator->raw_deallocate(p);
   }
+}
+
+// A training step at a long sequence (900 tokens, ARC's length) faults no more pages in steady state than it
+// would at a short one: its temporaries -- [8, 2, 900, 900] float32 scores (52 MB, above glibc's mmap ceiling) on
+// the op-by-op path -- come back from the kept blocks instead of fresh mappings (which would fault ~12.7k pages per
+// score tensor, every step). The bound is 1/20 of the pages the step's tensors span at their peak.
+TEST(Memory, LongSequenceStepsDoNotFaultInFreshPages) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan replaces malloc: its quarantine and its own mappings fault fresh pages for every block below the cache's
+  // 32 MiB, so the count measures ASan, not the allocator the release build runs on (244k faults per step under it).
+  GTEST_SKIP() << "built with AddressSanitizer, whose allocator replaces glibc's: page faults are not comparable";
+#endif
+  keep_freed_cpu_memory();  // as set_threads does for the CLI, the trainer and hrm bench
+  for (const auto mode : {nn::FusedKernels::Off, nn::FusedKernels::Auto}) {
+    for (const char* dtype : {"float32", "bfloat16"}) {
+      nn::ScopedFusedKernels m(mode);
+      ModelConfig c = hrm::test::tiny_config();
+      c.hidden_size = 32;
+      c.seq_len = 900;
+      c.H_cycles = c.L_cycles = 1;
+      c.halt_max_steps = 2;
+      c.forward_dtype = dtype;
+      BenchOptions o;
+      o.batch_size = 8;
+      o.steps = 5;
+      o.warmup = 3;
+      const BenchResult r = benchmark_training_step(c, o);
+      const int64_t pages = r.peak_bytes / 4096;
+      SCOPED_TRACE(std::string(dtype) + ", fused kernels " + nn::fused_kernels_name(mode));
+      EXPECT_GT(pages, 10000);  // the scores alone are 12.7k pages on the op-by-op float32 path
+      EXPECT_LT(r.median_step_minor_faults, pages / 20) << "peak tensor memory " << r.peak_bytes << " bytes";
+    }
+  }
+}
+
+// hrm bench's counts are checked before anything runs (--steps 0 used to index an empty list of step times).
+TEST(Bench, RejectsCountsItCannotMeasure) {
+  const ModelConfig c = hrm::test::tiny_config();
+  const auto message = [&](BenchOptions o) -> std::string {
+    try {
+      benchmark_training_step(c, o);
+    } catch (const hrm::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  BenchOptions o;
+  o.steps = 0;
+  EXPECT_EQ(message(o), "bench: --steps must be at least 1 (got 0)");
+  o = BenchOptions{};
+  o.warmup = -1;
+  EXPECT_EQ(message(o), "bench: --warmup must not be negative (got -1)");
+  o = BenchOptions{};
+  o.batch_size = 0;
+  EXPECT_EQ(message(o), "bench: --batch must be at least 1 (got 0)");
+  o = BenchOptions{};
+  o.world_size = 0;
+  EXPECT_EQ(message(o), "bench: --world-size must be at least 1 (got 0)");
 }

@@ -1,10 +1,13 @@
 #pragma once
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -76,11 +79,28 @@ inline std::string write_toy_config(const std::string& dir, const std::string& d
                                                     "halt_max_steps: 3\nH_cycles: 2\nL_cycles: 2\nH_layers: 1\n"
                                                     "L_layers: 1\nhidden_size: 64\nnum_heads: 4\nexpansion: 2\n"
                                                     "puzzle_emb_ndim: 0\npos_encodings: rope\nforward_dtype: auto\n";
-  std::ofstream(dir + "/configs/toy.yaml") << "defaults: {arch: tiny}\ndata_path: " << data
-                                           << "\nglobal_batch_size: 32\nepochs: 12\neval_interval: 6\nlr: 3e-3\n"
-                                              "lr_min_ratio: 0.1\nlr_warmup_steps: 10\nweight_decay: 0.1\n"
-                                              "puzzle_emb_lr: 1e-2\nseed: 5\nthreads: 2\n"
-                                           << extra;
+  // `extra` replaces the base lines of the top-level keys it sets (a key given twice is a config error).
+  const std::vector<std::string> base = {"defaults: {arch: tiny}",
+                                         "data_path: " + data,
+                                         "global_batch_size: 32",
+                                         "epochs: 12",
+                                         "eval_interval: 6",
+                                         "lr: 3e-3",
+                                         "lr_min_ratio: 0.1",
+                                         "lr_warmup_steps: 10",
+                                         "weight_decay: 0.1",
+                                         "puzzle_emb_lr: 1e-2",
+                                         "seed: 5",
+                                         "threads: 2"};
+  const auto key_of = [](const std::string& line) { return line.substr(0, line.find(':')); };
+  std::vector<std::string> extra_keys;
+  std::istringstream lines(extra);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] != ' ' && line.find(':') != std::string::npos) extra_keys.push_back(key_of(line));
+  std::ofstream out(dir + "/configs/toy.yaml");
+  for (const std::string& line : base)
+    if (std::find(extra_keys.begin(), extra_keys.end(), key_of(line)) == extra_keys.end()) out << line << "\n";
+  out << extra;
   return dir + "/configs/toy.yaml";
 }
 

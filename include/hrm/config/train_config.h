@@ -14,7 +14,8 @@
 namespace hrm {
 
 struct TrainConfig {
-  std::string name;  // the config file's stem (for the default run folder)
+  std::string name;    // the config file's stem (for the default run folder)
+  std::string source;  // where it was read from (load/from_yaml), for errors found later; not written to YAML
   std::string data_path;
   std::string run_dir;  // default runs/<name>-<timestamp>
   int64_t global_batch_size = 768;

@@ -19,10 +19,11 @@ namespace hrm {
 struct EvalOutput {
   std::map<std::string, double> metrics;  // count, accuracy, exact_accuracy, q_halt_accuracy, steps, lm_loss, ...
   // Per real (unpadded) test example, in dataset order:
-  torch::Tensor inputs, labels;      // int32 [N, S] (labels kIgnoreLabel where ignored)
-  torch::Tensor predictions;         // int32 [N, S]: argmax of the last segment
-  torch::Tensor q_halt_logits;       // float [N]
-  torch::Tensor puzzle_identifiers;  // int32 [N]
+  torch::Tensor inputs, labels;           // int32 [N, S] (labels kIgnoreLabel where ignored)
+  torch::Tensor predictions;              // int32 [N, S]: argmax of the last segment
+  torch::Tensor q_halt_logits;            // float [N]
+  torch::Tensor puzzle_identifiers;       // int32 [N]
+  int64_t median_batch_minor_faults = 0;  // page faults of the median batch (steady state; the mean adds heap growth)
 };
 
 // Batches of the dataset's configured global batch size; the dataset must be opened in test mode.
@@ -54,7 +55,8 @@ struct EvalReport {
   int64_t halt_max_steps = 0;
   bool ema = false;  // evaluated with the checkpoint's EMA weights
   int64_t batches = 0;
-  double minor_faults_per_batch = 0;  // page faults the kernel served during the evaluation, per batch
+  double minor_faults_per_batch = 0;      // page faults the kernel served during the evaluation, per batch
+  int64_t median_batch_minor_faults = 0;  // those of the median batch
 };
 EvalReport evaluate_checkpoint(const EvalRequest& request);
 

@@ -27,7 +27,10 @@ struct BenchResult {
   double comm_wait_ms = 0;
   double comm_bytes = 0;
   int64_t world_size = 1;
-  double minor_faults_per_step = 0;  // page faults the kernel served while timing (fresh mappings zero-filled)
+  // Page faults the kernel served while timing (fresh mappings zero-filled): the mean over the timed steps, which
+  // includes the heap still growing to its working size in the first ones, and the median step's count (steady state).
+  double minor_faults_per_step = 0;
+  int64_t median_step_minor_faults = 0;
 };
 
 // Presets: "paper" (hidden 512, 8 heads, 4+4 layers, 2x2 cycles, seq 81, puzzle emb 512, bf16) and

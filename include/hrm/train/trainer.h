@@ -22,6 +22,11 @@ struct TrainOptions {
   bool progress = true;
   Evaluator evaluate;                                      // empty: no evaluation
   std::function<void(const std::string& run_dir)> on_end;  // after the run stops (e.g. write its report)
+  // After each training step, on every rank, with the row logged for it (loss, accuracy, lr, samples_per_s, ...).
+  std::function<void(int64_t step, const std::map<std::string, double>& row)> on_step;
+  // Seconds on a monotonic clock, read for time_limit_minutes, fit_time_limit, checkpoint_every_minutes and the
+  // logged rates; empty: std::chrono::steady_clock. Tests give a simulated machine's clock.
+  std::function<double()> clock;
 };
 
 struct TrainOutcome {

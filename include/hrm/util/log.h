@@ -19,6 +19,9 @@ class FileSink {
  public:
   explicit FileSink(const std::string& path);
   ~FileSink();
+  // Appends an error to this file alone (the caller reports it on the console): a run that fails to start or
+  // stops with an error says why in its own log.
+  void record_error(const std::string& message);
   FileSink(const FileSink&) = delete;
   FileSink& operator=(const FileSink&) = delete;
 

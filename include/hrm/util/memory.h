@@ -25,4 +25,7 @@ class CpuMemoryTracker {
 // set_threads() calls it, so the CLI, the trainer and the benchmark all run with it.
 void keep_freed_cpu_memory();
 
+// Minor page faults of this process so far (getrusage): each is a fresh page the kernel zero-filled.
+int64_t minor_page_faults();
+
 }  // namespace hrm

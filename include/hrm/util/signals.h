@@ -10,7 +10,15 @@ namespace hrm {
 // The signal received while a StopSignalScope was alive (SIGINT or SIGTERM), or 0.
 int stop_signal();
 
-// Catches SIGINT and SIGTERM while alive (the previous handlers come back at destruction) and clears the flag.
+// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts afterwards) and starts one thread that
+// does nothing but receive them, so that no signal interrupts a computing thread (oneDNN's JIT matrix products
+// corrupt the heap when one does: signals.cpp). Idempotent. The CLI calls it first thing in main; programs linking
+// hrm should too, before they start threads (LibTorch's OpenMP workers start at the first parallel operation):
+// threads started before it still take signals themselves.
+void deliver_stop_signals_on_a_waiting_thread();
+
+// Catches SIGINT and SIGTERM while alive (calling deliver_stop_signals_on_a_waiting_thread first) (the previous
+// handlers come back at destruction) and clears the flag.
 class StopSignalScope {
  public:
   StopSignalScope();
