@@ -212,6 +212,23 @@ TEST_F(ToyRun, FitTimeLimitSizesARunThatWouldNotFit) {
       << log;
 }
 
+// time_limit_minutes without fit_time_limit stops the run with a checkpoint when the clock says so, and
+// checkpoint_every_minutes writes one each time that much time passed since the last (1 s per simulated step: the
+// step that starts at 30 s and the one that starts at 60 s).
+TEST_F(ToyRun, TimeLimitAndCheckpointsEveryMinutesFollowTheClock) {
+  double seconds = 0;
+  const TrainOutcome r =
+      train(TrainConfig::load(config(), {"run_dir=" + dir_.file("clock"), "time_limit_minutes=1",
+                                         "checkpoint_every_minutes=0.5", "eval_interval=0", "keep_checkpoints=5"}),
+            one_second_per_step(&seconds));
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.steps, 61);
+  std::vector<std::string> saved;
+  for (const auto& [step, path] : list_checkpoints(r.run_dir)) saved.push_back(fs::path(path).filename().string());
+  EXPECT_EQ(saved, (std::vector<std::string>{"step_31.pt", "step_61.pt"}));
+  EXPECT_NE(read_file(dir_.file("clock/train.log")).find("time limit reached at step 61"), std::string::npos);
+}
+
 TEST_F(ToyRun, FitTimeLimitShortensARunThatSlowsDown) {
   // On a simulated clock (real time made this test fail on a loaded machine): each step takes 1 s, the first
   // evaluation nothing, later ones 20 s, the limit is 100 s. The rate measured over steps 6-20 sizes the run to 86
