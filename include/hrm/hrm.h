@@ -50,6 +50,7 @@
 #include "hrm/util/pickle.h"
 #include "hrm/util/progress.h"
 #include "hrm/util/signals.h"
+#include "hrm/util/stats.h"
 #include "hrm/util/strings.h"
 #include "hrm/util/zip.h"
 #include "hrm/version.h"

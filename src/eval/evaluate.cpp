@@ -18,6 +18,7 @@
 #include "hrm/util/memory.h"
 #include "hrm/util/progress.h"
 #include "hrm/util/signals.h"
+#include "hrm/util/stats.h"
 
 namespace hrm {
 namespace fs = std::filesystem;
@@ -67,10 +68,7 @@ EvalOutput evaluate(ACTModel& model, const data::PuzzleDataset& test, LossType l
   });
   bar.finish();
   EvalOutput r;
-  if (!batch_faults.empty()) {
-    std::sort(batch_faults.begin(), batch_faults.end());
-    r.median_batch_minor_faults = batch_faults[batch_faults.size() / 2];
-  }
+  r.median_batch_minor_faults = median(batch_faults);
   if (sharded) {
     std::vector<torch::Tensor> s;
     for (const auto& [k, v] : sums) s.push_back(torch::tensor({v}, torch::kDouble));

@@ -20,6 +20,7 @@
 #include "hrm/train/train_step.h"
 #include "hrm/util/error.h"
 #include "hrm/util/memory.h"
+#include "hrm/util/stats.h"
 
 namespace {
 // Records a chrome trace while alive (written at destruction). LibTorch builds without the legacy profiler get a
@@ -140,12 +141,10 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   }
   r.minor_faults_per_step =
       static_cast<double>(minor_page_faults() - faults_at_start) / static_cast<double>(options.steps);
-  std::sort(step_faults.begin(), step_faults.end());
-  r.median_step_minor_faults = step_faults[step_faults.size() / 2];
+  r.median_step_minor_faults = median(step_faults);
   profile.reset();
-  std::sort(times.begin(), times.end());
-  r.median_step_ms = times[times.size() / 2];
-  r.min_step_ms = times.front();
+  r.median_step_ms = median(times);
+  r.min_step_ms = *std::min_element(times.begin(), times.end());
   r.samples_per_second = 1000.0 * static_cast<double>(options.batch_size) / r.median_step_ms;
   r.world_size = options.world_size;
   r.comm_wait_ms = 1000.0 * group->stats().wait_s / static_cast<double>(options.steps);
@@ -177,10 +176,7 @@ std::vector<double> interleaved_medians(const std::vector<std::function<void()>>
       if (r >= 0) times[i].push_back(ms);
     }
   std::vector<double> out;
-  for (auto& t : times) {
-    std::sort(t.begin(), t.end());
-    out.push_back(t[t.size() / 2]);
-  }
+  for (const auto& t : times) out.push_back(median(t));
   return out;
 }
 }  // namespace

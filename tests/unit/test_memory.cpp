@@ -158,3 +158,11 @@ TEST(Bench, RejectsCountsItCannotMeasure) {
   o.world_size = 0;
   EXPECT_EQ(message(o), "bench: --world-size must be at least 1 (got 0)");
 }
+
+// hrm bench and hrm eval report medians of steps and batches (the upper one of an even count).
+TEST(Stats, MedianOfUnsortedValues) {
+  EXPECT_EQ(hrm::median(std::vector<int64_t>{9, 1, 5}), 5);
+  EXPECT_EQ(hrm::median(std::vector<int64_t>{4, 1, 3, 2}), 3);
+  EXPECT_DOUBLE_EQ(hrm::median(std::vector<double>{2.5}), 2.5);
+  EXPECT_EQ(hrm::median(std::vector<int64_t>{}), 0);
+}
