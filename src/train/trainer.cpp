@@ -165,6 +165,16 @@ class Trainer {
     } else if (lead_) {
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     }
+    if (resumed_ && step_ >= total_steps_ && eval_logged_at_step_) {
+      // Its final evaluation and checkpoint are written: evaluating again would only log that row twice.
+      log::info(fmt::format("{} finished at step {} of {}: nothing to resume", cfg_.run_dir, step_, total_steps_));
+      TrainOutcome done;
+      done.run_dir = cfg_.run_dir;
+      done.steps = step_;
+      done.total_steps = total_steps_;
+      done.finished = true;
+      return done;
+    }
     if (lead_) {
       log_->truncate_after(step_, eval_logged_at_step_);
       write_run_info(meta);

@@ -256,6 +256,21 @@ TEST_F(ToyRun, FitTimeLimitShortensARunThatSlowsDown) {
   EXPECT_GE(calls, 3);
 }
 
+// Resuming a run that finished changes nothing (it used to evaluate again and log the last evaluation twice).
+TEST_F(ToyRun, ResumingAFinishedRunChangesNothing) {
+  const std::string run = dir_.file("run_e");
+  fs::copy(run_a(), run, fs::copy_options::recursive);
+  const std::string metrics = read_file(run + "/metrics.jsonl"), newest = latest_checkpoint(run);
+  const auto written = fs::last_write_time(newest);
+  const TrainOutcome r = resume_training(run, {}, quiet());
+  EXPECT_TRUE(r.finished);
+  EXPECT_EQ(r.steps, 150);
+  EXPECT_EQ(read_file(run + "/metrics.jsonl"), metrics);
+  EXPECT_EQ(latest_checkpoint(run), newest);
+  EXPECT_EQ(fs::last_write_time(newest), written);
+  EXPECT_NE(read_file(run + "/train.log").find("finished at step 150 of 150: nothing to resume"), std::string::npos);
+}
+
 TEST_F(ToyRun, ResumingAtAnEvaluationBoundaryDoesNotRepeatIt) {
   const auto eval_a = rows(run_a(), "eval");
   fs::copy(run_a(), dir_.file("run_c"), fs::copy_options::recursive);
