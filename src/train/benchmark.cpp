@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <numeric>
 
 #if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -110,7 +111,6 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
   Carry carry = model->initial_carry(batch());
   std::vector<double> times;
   std::vector<int64_t> step_faults;  // per timed step: the median is the steady state, the mean adds heap growth
-  int64_t faults_at_start = 0;
   check(kHaveProfiler || options.profile_path.empty(), "bench --profile: this LibTorch has no legacy profiler");
   std::unique_ptr<ProfileRecorder> profile;
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
@@ -118,7 +118,6 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
     if (i == options.warmup) {
       tracker.reset_peak();
       group->stats().reset();
-      faults_at_start = minor_page_faults();
       if (!options.profile_path.empty()) profile = std::make_unique<ProfileRecorder>(options.profile_path);
     }
     const int64_t faults_before = minor_page_faults();
@@ -139,8 +138,8 @@ BenchResult benchmark_training_step(const ModelConfig& config, const BenchOption
       step_faults.push_back(minor_page_faults() - faults_before);
     }
   }
-  r.minor_faults_per_step =
-      static_cast<double>(minor_page_faults() - faults_at_start) / static_cast<double>(options.steps);
+  r.minor_faults_per_step = static_cast<double>(std::accumulate(step_faults.begin(), step_faults.end(), int64_t{0})) /
+                            static_cast<double>(options.steps);
   r.median_step_minor_faults = median(step_faults);
   profile.reset();
   r.median_step_ms = median(times);

@@ -54,7 +54,7 @@ void MetricsLog::truncate_after(int64_t step, bool keep_eval_at_step) {
         try {
           s = std::stoll(line.substr(c1 + 1, c2 - c1 - 1));
         } catch (const std::exception&) {
-          continue;
+          continue;  // likewise
         }
         split = line.substr(0, c1);
       }

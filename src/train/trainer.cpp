@@ -80,11 +80,7 @@ class Trainer {
  public:
   Trainer(TrainConfig config, const TrainOptions& options, dist::LaunchInfo where)
       : cfg_(std::move(config)),
-        progress_(options.progress),
-        evaluate_(options.evaluate),
-        on_end_(options.on_end),
-        on_step_(options.on_step),
-        clock_(options.clock),
+        options_(options),
         where_(std::move(where)),
         group_(dist::world()),
         lead_(group_.rank() == 0) {}
@@ -165,7 +161,7 @@ class Trainer {
     } else if (lead_) {
       write_file_atomic(cfg_.run_dir + "/config.yaml", cfg_.to_yaml());
     }
-    if (resumed_ && step_ >= total_steps_ && eval_logged_at_step_) {
+    if (resumed_ && step_ >= total_steps_ && eval_logged_step_ == step_) {
       // Its final evaluation and checkpoint are written: evaluating again would only log that row twice.
       log::info(fmt::format("{} finished at step {} of {}: nothing to resume", cfg_.run_dir, step_, total_steps_));
       TrainOutcome done;
@@ -176,11 +172,11 @@ class Trainer {
       return done;
     }
     if (lead_) {
-      log_->truncate_after(step_, eval_logged_at_step_);
+      log_->truncate_after(step_, eval_logged_step_ == step_);
       write_run_info(meta);
     }
     TrainOutcome outcome = loop();
-    if (on_end_ && lead_) on_end_(cfg_.run_dir);
+    if (options_.on_end && lead_) options_.on_end(cfg_.run_dir);
     return outcome;
   }
 
@@ -196,7 +192,7 @@ class Trainer {
     fit_warm_step_ = fit_measuring_ ? step_ + kFitWarmupSteps : -1;
     planned_steps_ = total_steps_;
     auto last_checkpoint = start;
-    const bool tty = progress_ && lead_ && ::isatty(STDERR_FILENO);
+    const bool tty = options_.progress && lead_ && ::isatty(STDERR_FILENO);
     const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : std::max<int64_t>(1, total_steps_ / 100);
     log::info(fmt::format(
         "training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {}{}, {} threads{}",
@@ -240,7 +236,7 @@ class Trainer {
       row["samples_per_s"] = rate;
       row["elapsed_s"] = elapsed_seconds();
       if (log_) log_->write("train", step_, epoch(), row);
-      if (on_step_) on_step_(step_, row);
+      if (options_.on_step) options_.on_step(step_, row);
       if (!std::isfinite(m.at("loss"))) {
         if (tty) std::fprintf(stderr, "\n");
         log::error(
@@ -252,7 +248,7 @@ class Trainer {
         std::fprintf(stderr, "\rstep %lld/%lld | %.1f samples/s | eta %s | loss %.4f | acc %.3f | exact %.3f   ",
                      (long long)step_, (long long)total_steps_, ema_rate, format_duration(eta).c_str(), m.at("loss"),
                      m.at("accuracy"), m.at("exact_accuracy"));
-      } else if (progress_ && lead_ && (step_ % log_every == 0 || step_ == 1)) {
+      } else if (options_.progress && lead_ && (step_ % log_every == 0 || step_ == 1)) {
         log::info(fmt::format("step {}/{}  {:.1f} samples/s  eta {}  loss {:.4f}  acc {:.3f}  exact {:.3f}  lr {:.3g}",
                               step_, total_steps_, ema_rate, format_duration(eta), m.at("loss"), m.at("accuracy"),
                               m.at("exact_accuracy"), m.at("lr")));
@@ -359,12 +355,12 @@ class Trainer {
   }
 
   void evaluate_now(TrainOutcome& outcome) {
-    if (!evaluate_) return;
+    if (!options_.evaluate) return;
     std::optional<SwappedWeights> averaged;  // the published trainer evaluates the EMA
     if (ema_) averaged.emplace(model_, ema_->weights());
     std::map<std::string, double> e;
     try {
-      e = evaluate_(model_, cfg_);
+      e = options_.evaluate(model_, cfg_);
     } catch (const Interrupted& i) {  // Ctrl-C/SIGTERM during evaluation: nothing partial is logged
       log::info(fmt::format("evaluation at step {} interrupted: {}", step_, i.what()));
       return;
@@ -502,7 +498,9 @@ class Trainer {
     iteration_ = get("train.iteration").item<int64_t>();
     batch_in_iter_ = get("train.batch_in_iter").item<int64_t>();
     // Checkpoints written before this field kept every row of their step.
-    eval_logged_at_step_ = !ck.extra.count("train.eval_logged") || ck.extra.at("train.eval_logged").item<int64_t>();
+    const bool eval_logged =
+        !ck.extra.count("train.eval_logged") || ck.extra.at("train.eval_logged").item<int64_t>() != 0;
+    eval_logged_step_ = eval_logged ? step_ : -1;
     {
       auto gen = at::globalContext().defaultGenerator(device_);
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -580,22 +578,17 @@ class Trainer {
   int64_t planned_steps_ = 0;   // the schedule's length before fit_time_limit shortens it
   std::chrono::steady_clock::time_point fit_warm_{};
   bool resumed_ = false;
-  // The step whose evaluation row was last written; whether the checkpoint resumed from had it written (a checkpoint
-  // written before its step's evaluation replays the evaluation: its row must not stay in the log twice).
+  // The step whose evaluation row was last written (on resume: the checkpoint's step, if its row was). A checkpoint
+  // written before its step's evaluation replays the evaluation: its row must not stay in the log twice.
   int64_t eval_logged_step_ = -1;
-  bool eval_logged_at_step_ = true;
 
   TrainConfig cfg_;
-  bool progress_;
   torch::Device device_{torch::kCPU};
-  Evaluator evaluate_;
-  std::function<void(const std::string&)> on_end_;
-  std::function<void(int64_t, const std::map<std::string, double>&)> on_step_;
-  std::function<double()> clock_;
+  const TrainOptions options_;
   std::chrono::steady_clock::time_point clock_now() const {
-    if (!clock_) return std::chrono::steady_clock::now();
-    return std::chrono::steady_clock::time_point(
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(clock_())));
+    if (!options_.clock) return std::chrono::steady_clock::now();
+    return std::chrono::steady_clock::time_point(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(options_.clock())));
   }
   dist::LaunchInfo where_;
   dist::Group& group_;
