@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
   hrm::deliver_stop_signals_on_a_waiting_thread();  // before any other thread starts
   bool float32_products_on_openmp = false;
   try {
+    hrm::nn::apply_cpu_isa_environment();  // before any product runs
     float32_products_on_openmp = hrm::nn::linear_uses_onednn();
   } catch (const std::exception&) {  // a bad HRM_CPU_ISA: reported by the command that runs kernels
   }

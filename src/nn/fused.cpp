@@ -1,8 +1,10 @@
 #include "hrm/nn/fused.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -41,6 +43,7 @@ std::atomic<FusedKernels>& mode_flag() {
 enum class Path { Composition, Kernel, KernelWithGraph };
 
 Path path_for(std::initializer_list<const torch::Tensor*> tensors, bool has_backward) {
+  apply_cpu_isa_environment();
   const auto dtype = (*tensors.begin())->scalar_type();
   if (!fused_kernels_cover(dtype)) return Path::Composition;
   bool graph = false;
@@ -146,31 +149,12 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
 }
 
 #ifdef HRM_HAVE_DNNL
-// A forced avx2 or generic path (HRM_CPU_ISA in the environment) stands for a CPU without AVX-512, so oneDNN's
-// kernels are capped to match unless ONEDNN_MAX_CPU_ISA chooses. oneDNN takes the cap only before its first kernel
-// runs: once, at the first product (or query).
-void cap_onednn_isa_to_the_forced_path() {
-  static const bool done = [] {
-    const char* forced = std::getenv("HRM_CPU_ISA");
-    if (forced == nullptr || *forced == '\0' || std::getenv("ONEDNN_MAX_CPU_ISA") != nullptr ||
-        std::getenv("DNNL_MAX_CPU_ISA") != nullptr)
-      return true;
-    switch (parse_cpu_isa(forced, "HRM_CPU_ISA")) {
-      case CpuIsa::Avx2: dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2); break;
-      case CpuIsa::Generic: dnnl_set_max_cpu_isa(dnnl_cpu_isa_sse41); break;
-      case CpuIsa::Avx512: break;
-    }
-    return true;
-  }();
-  (void)done;
-}
-
 // C [M, N] = op(A) op(B) + beta C, row-major float32, by oneDNN's sgemm. It runs on LibTorch's OpenMP workers;
 // OpenBLAS (what LibTorch 1.13 calls for float32) runs its own pthread pool, which spins against OpenMP's on a
 // small machine (docs/benchmarks.md).
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta,
            float* C) {
-  cap_onednn_isa_to_the_forced_path();
+  apply_cpu_isa_environment();
   const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
   const dnnl_status_t status =
       dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
@@ -341,7 +325,51 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
   return attention_ops(qkv, H, rope);
 }
 
+namespace {
+const char* onednn_isa_name() {
+#ifdef HRM_HAVE_DNNL
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto has = [&](dnnl_cpu_isa_t bits) {
+    return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
+  };
+  return has(dnnl_cpu_isa_avx512_core) ? "avx512" : has(dnnl_cpu_isa_avx2) ? "avx2" : "sse41";
+#else
+  return "none";
+#endif
+}
+}  // namespace
+
+// A forced avx2 or generic path stands for a CPU without AVX-512. LibTorch sends bf16 products to oneDNN by the CPU's
+// own flags, so it is told too: with oneDNN's kernels capped below AVX-512 (by the forced path or by
+// ONEDNN_MAX_CPU_ISA) those products could not run, and on such a CPU LibTorch runs them with its own loops.
+// oneDNN takes a cap only before its first kernel runs, hence once, as early as the process can.
+void apply_cpu_isa_environment() {
+  static const bool done = [] {
+    const char* forced = std::getenv("HRM_CPU_ISA");
+    const CpuIsa isa = forced == nullptr || *forced == '\0' ? CpuIsa::Avx512 : parse_cpu_isa(forced, "HRM_CPU_ISA");
+    bool onednn_below_avx512 = false;
+#ifdef HRM_HAVE_DNNL
+    if (isa != CpuIsa::Avx512 && std::getenv("ONEDNN_MAX_CPU_ISA") == nullptr &&
+        std::getenv("DNNL_MAX_CPU_ISA") == nullptr &&
+        dnnl_set_max_cpu_isa(isa == CpuIsa::Generic ? dnnl_cpu_isa_sse41 : dnnl_cpu_isa_avx2) != dnnl_success)
+      std::cerr << "hrm: HRM_CPU_ISA=" << forced << " could not cap oneDNN's kernels (it had already run one): "
+                << "float32 products keep its " << onednn_isa_name() << " kernels\n";
+    onednn_below_avx512 = std::string(onednn_isa_name()) != "avx512";
+#endif
+    if (isa != CpuIsa::Avx512 || onednn_below_avx512) at::globalContext().setUserEnabledMkldnn(false);
+    return true;
+  }();
+  (void)done;
+}
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  apply_cpu_isa_environment();
+  // The same product as LibTorch's bf16 one (bf16 operands, float sums, one rounding to bf16) on float32 kernels.
+  if (x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 &&
+      (!b.defined() || b.scalar_type() == torch::kBFloat16) && x.device().is_cpu() && bf16_products_in_float32()) {
+    const auto up = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
+    return linear(up(x), up(w), up(b)).to(torch::kBFloat16);
+  }
 #ifdef HRM_HAVE_DNNL
   // Empty products and shapes LibTorch should reject (with its message) stay torch::linear.
   const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
@@ -370,16 +398,43 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
 }
 
 const char* onednn_kernels() {
-#ifdef HRM_HAVE_DNNL
-  cap_onednn_isa_to_the_forced_path();
-  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-  const auto has = [&](dnnl_cpu_isa_t bits) {
-    return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
-  };
-  return has(dnnl_cpu_isa_avx512_core) ? "avx512" : has(dnnl_cpu_isa_avx2) ? "avx2" : "sse41";
-#else
-  return "none";
-#endif
+  apply_cpu_isa_environment();
+  return onednn_isa_name();
+}
+
+namespace {
+// LibTorch's own test (>= 1.13) for sending bf16 products to oneDNN: its oneDNN route is on and the CPU has AVX-512
+// BW/VL/DQ (the avx512 path's set). Elsewhere it runs them in loops at ~2 GFLOP/s.
+bool libtorch_runs_bf16_products_on_onednn() {
+  apply_cpu_isa_environment();
+  const std::vector<CpuIsa> isas = supported_cpu_isas();
+  const bool avx512 = std::find(isas.begin(), isas.end(), CpuIsa::Avx512) != isas.end();
+  return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && avx512;
+}
+
+constexpr int kUnset = -1;
+std::atomic<int> g_bf16_in_float32{kUnset};
+}  // namespace
+
+bool bf16_products_in_float32() {
+  const int v = g_bf16_in_float32.load(std::memory_order_relaxed);
+  if (v != kUnset) return v != 0;
+  static const bool where_libtorch_is_slow = !libtorch_runs_bf16_products_on_onednn();
+  return where_libtorch_is_slow;
+}
+void set_bf16_products_in_float32(bool on) { g_bf16_in_float32.store(on ? 1 : 0, std::memory_order_relaxed); }
+void reset_bf16_products_in_float32() { g_bf16_in_float32.store(kUnset, std::memory_order_relaxed); }
+
+const char* bf16_product_kernels() {
+  if (bf16_products_in_float32()) return "float32 kernels, rounded to bfloat16";
+  return libtorch_runs_bf16_products_on_onednn() ? "oneDNN" : "LibTorch's own loops";
+}
+
+torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.scalar_type() == torch::kBFloat16 && b.scalar_type() == torch::kBFloat16 && a.device().is_cpu() &&
+      bf16_products_in_float32())
+    return torch::matmul(a.to(torch::kFloat), b.to(torch::kFloat)).to(torch::kBFloat16);
+  return torch::matmul(a, b);
 }
 
 bool linear_uses_onednn() {

@@ -180,12 +180,12 @@ torch::Tensor attention_ops(const torch::Tensor& qkv, int64_t num_heads, const R
         const torch::Tensor qc = q.select(0, b).narrow(0, h0, n), kc = k.select(0, b).narrow(0, h0, n);
         const torch::Tensor vc = v.select(0, b).narrow(0, h0, n);
         const torch::Tensor part =
-            torch::matmul(torch::softmax(torch::matmul(qc, kc.transpose(-2, -1)) * scale, -1), vc);
+            hrm::nn::matmul(torch::softmax(hrm::nn::matmul(qc, kc.transpose(-2, -1)) * scale, -1), vc);
         out.select(0, b).narrow(1, h0, n).copy_(part.transpose(0, 1));
       }
     return out.view({B, S, H * D});
   }
-  const torch::Tensor attn = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
+  const torch::Tensor attn = hrm::nn::matmul(torch::softmax(hrm::nn::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
 #endif
   return attn.transpose(1, 2).reshape({B, S, H * D});
 }

@@ -156,12 +156,17 @@ namespace {
 // Which code runs the step's norms, SwiGLUs and attention: the fused kernels (and their instruction-set path) or
 // LibTorch's ops; and, in float32, whether oneDNN runs the products.
 std::string kernel_path(const ModelConfig& config, const BenchOptions& options) {
-  const bool fused = torch::Device(options.device).is_cpu() && nn::fused_kernels_cover(config.dtype());
+  const bool cpu = torch::Device(options.device).is_cpu();
+  const bool fused = cpu && nn::fused_kernels_cover(config.dtype());
   const std::string setting = std::string("HRM_FUSED_KERNELS=") + nn::fused_kernels_name(nn::fused_kernels());
-  if (!fused) return "LibTorch ops (" + setting + ")";
+  const std::string bf16_products = cpu && config.dtype() == torch::kBFloat16
+                                        ? std::string(", bfloat16 products by ") + nn::bf16_product_kernels()
+                                        : "";
+  if (!fused) return "LibTorch ops (" + setting + ")" + bf16_products;
   const bool onednn = config.dtype() == torch::kFloat && nn::linear_uses_onednn();
   return std::string("fused kernels on the ") + nn::cpu_isa_name(nn::cpu_isa()) + " path (" + setting + ")" +
-         (onednn ? std::string(", float32 products by oneDNN (") + nn::onednn_kernels() + " kernels)" : "");
+         (onednn ? std::string(", float32 products by oneDNN (") + nn::onednn_kernels() + " kernels)" : "") +
+         bf16_products;
 }
 
 // Median milliseconds per call of each of `fns`, called in turn `repeats` times after one warm-up round.
@@ -238,16 +243,17 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   }
   nn::set_fused_kernels(mode_before);
   nn::set_cpu_isa(isa_before);
-  // The layer's matrix products: torch::linear (OpenBLAS in float32 with Debian's LibTorch, oneDNN in bf16 where
-  // LibTorch finds AVX-512) and, where the build has it, hrm::nn::linear's oneDNN sgemm (the fused float32 path), to
-  // compare a step's GEMM throughput with.
+  // The layer's matrix products, to compare a step's GEMM throughput with: torch::linear in float32 (OpenBLAS with
+  // Debian's LibTorch); where the build has it, hrm::nn::linear's oneDNN sgemm (the fused float32 path); and in bf16
+  // hrm::nn::linear as the model runs it (oneDNN inside LibTorch on AVX-512 CPUs, float32 products elsewhere).
   const int64_t T = batch_size * S;
   const std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> shapes = {
       {"qkv_proj", {hidden, 3 * hidden}},
       {"o_proj", {hidden, hidden}},
       {"gate_up_proj", {hidden, 2 * inter}},
       {"down_proj", {inter, hidden}}};
-  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s\n", "GEMM", "[tokens x in] x [in x out]", "ms", "GFLOP/s");
+  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s   (f32-dnnl: oneDNN's %s kernels; bfloat16: %s)\n", "GEMM",
+                "[tokens x in] x [in x out]", "ms", "GFLOP/s", nn::onednn_kernels(), nn::bf16_product_kernels());
   out += buf;
   struct Variant {
     const char* name;
@@ -261,7 +267,9 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   }
   variants.push_back({"bfloat16", torch::kBFloat16, false});
   for (const Variant& v : variants) {
-    nn::ScopedFusedKernels mode(v.onednn ? nn::FusedKernels::All : nn::FusedKernels::Off);
+    nn::ScopedFusedKernels mode(v.onednn                      ? nn::FusedKernels::All
+                                : v.dtype == torch::kBFloat16 ? mode_before
+                                                              : nn::FusedKernels::Off);
     std::vector<std::function<void()>> calls;
     std::vector<torch::Tensor> inputs, weights;
     for (const auto& [name, io] : shapes) {
@@ -271,7 +279,7 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
     for (size_t i = 0; i < shapes.size(); ++i)
       calls.push_back([&, i] {
         torch::NoGradGuard ng;
-        if (v.onednn)
+        if (v.onednn || v.dtype == torch::kBFloat16)
           nn::linear(inputs[i], weights[i]);
         else
           torch::linear(inputs[i], weights[i]);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -62,6 +63,17 @@ bool cpu_has_native_bf16() {
     // A forced avx2 or generic kernel path stands for a CPU without AVX-512, so without native bf16 too.
     const char* isa = std::getenv("HRM_CPU_ISA");
     if (isa != nullptr && *isa != '\0' && std::string(isa) != "avx512") return false;
+    // So does oneDNN capped below its bf16 kernels (LibTorch's bf16 products run there).
+    for (const char* var : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
+      const char* cap = std::getenv(var);
+      if (cap == nullptr) continue;
+      std::string name(cap);
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+      const bool bf16_kernels = name == "ALL" || name == "DEFAULT" || name.find("BF16") != std::string::npos ||
+                                name.find("FP16") != std::string::npos || name.find("AMX") != std::string::npos ||
+                                name.find("AVX10") != std::string::npos;
+      if (!bf16_kernels) return false;
+    }
     const std::string flags = cpuinfo().second;
     return flags.find(" avx512_bf16 ") != std::string::npos || flags.find(" amx_bf16 ") != std::string::npos;
   }();

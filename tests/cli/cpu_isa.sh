@@ -25,6 +25,17 @@ for isa in generic avx2 avx512; do
   fi
 done
 [ "${ran[0]}" = generic ] || { echo "FAIL: the generic path must always run"; exit 1; }
+# A path without AVX-512 runs bf16 products on float32 kernels, as on such a CPU (LibTorch's own bf16 loops there
+# run at ~2 GFLOP/s; its oneDNN route, capped below AVX-512, could not run them at all).
+if [[ " ${ran[*]} " == *" avx2 "* ]]; then
+  grep -q "bfloat16 products by float32 kernels, rounded to bfloat16" avx2.log || { echo "FAIL: avx2 bf16 products"; cat avx2.log; exit 1; }
+fi
+# So does oneDNN capped by its own switch; forward_dtype auto then resolves to float32 (no native bf16 products).
+# Without the float32 route the bf16 run aborted on AVX-512 CPUs.
+ONEDNN_MAX_CPU_ISA=AVX2 "$HRM" "${bench[@]}" > onednn_avx2.log 2>&1 || { echo "FAIL: ONEDNN_MAX_CPU_ISA=AVX2 bf16"; cat onednn_avx2.log; exit 1; }
+grep -q "bfloat16 products by float32 kernels, rounded to bfloat16" onednn_avx2.log || { echo "FAIL: capped bf16 products"; cat onednn_avx2.log; exit 1; }
+ONEDNN_MAX_CPU_ISA=AVX2 "$HRM" "${bench[@]/forward_dtype=bfloat16/forward_dtype=auto}" > onednn_auto.log 2>&1
+grep -q "float32 (auto)" onednn_auto.log || { echo "FAIL: auto under a capped oneDNN"; cat onednn_auto.log; exit 1; }
 "$HRM" bench --preset small --batch 2 --steps 2 --kernels hidden_size=32 num_heads=2 > kernels.log
 for isa in "${ran[@]}"; do
   for kernel in add_rms_norm swiglu attention; do
@@ -41,6 +52,10 @@ if grep -q "fused kernels on the .* path (HRM_FUSED_KERNELS=auto), float32 produ
     HRM_CPU_ISA=avx2 "$HRM" bench --preset small --batch 2 --steps 1 --warmup 0 H_cycles=1 L_cycles=1 \
       forward_dtype=float32 > f32_avx2.log 2>&1
     grep -q "float32 products by oneDNN (avx2 kernels)" f32_avx2.log || { echo "FAIL: oneDNN not capped"; cat f32_avx2.log; exit 1; }
+    # before any product runs: bench --kernels times bf16 products before its oneDNN float32 ones
+    HRM_CPU_ISA=avx2 "$HRM" bench --preset small --batch 2 --steps 1 --kernels hidden_size=32 num_heads=2 > kernels_avx2.log
+    grep -q "f32-dnnl: oneDNN's avx2 kernels; bfloat16: float32 kernels, rounded to bfloat16" kernels_avx2.log ||
+      { echo "FAIL: bench --kernels on the avx2 path"; cat kernels_avx2.log; exit 1; }
   fi
   grep -q "^f32-dnnl .* one layer's four products" kernels.log || { echo "FAIL: oneDNN rows"; cat kernels.log; exit 1; }
 fi

@@ -470,3 +470,79 @@ TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
     EXPECT_GT(scale, 0);
   });
 }
+
+// Where LibTorch has no fast bf16 products (CPUs without AVX-512: its own loops at ~2 GFLOP/s), nn::linear and
+// nn::matmul run them as float32 products of the bf16 operands, rounded to bf16: the product LibTorch's bf16 kernels
+// compute (float sums, one rounding), forward and backward, as accurate on average as LibTorch's own here.
+TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
+  struct Reset {
+    ~Reset() { nn::reset_bf16_products_in_float32(); }
+  } reset;
+  torch::manual_seed(9);
+  const auto bf16_exact = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kDouble); };
+  const torch::Tensor x = bf16_exact(torch::randn({3, 37, 300})), w = bf16_exact(torch::randn({130, 300}) / 17);
+  const torch::Tensor b = bf16_exact(torch::randn({130})), w_out = bf16_exact(torch::randn({3, 37, 130}));
+  // y and the gradients of sum(w_out * y) (w_out exact in bf16, so the incoming gradient is not rounded).
+  const auto run = [&](torch::ScalarType as) {
+    const auto leaf = [&](const torch::Tensor& t) { return t.to(as).detach().clone().requires_grad_(); };
+    const torch::Tensor xs = leaf(x), ws = leaf(w), bs = leaf(b);
+    const torch::Tensor y = nn::linear(xs, ws, bs);
+    EXPECT_EQ(y.scalar_type(), as);
+    (y.to(torch::kDouble) * w_out).sum().backward();
+    std::vector<torch::Tensor> parts{y.flatten(), xs.grad().flatten(), ws.grad().flatten(), bs.grad().flatten()};
+    for (auto& p : parts) p = p.to(torch::kDouble);
+    return torch::cat(parts);
+  };
+  const torch::Tensor truth = run(torch::kDouble);
+  const at::CallbackHandle observer = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        if (std::string(fn.name()) == "hrm::linear") ++linear_kernel_calls;
+        return nullptr;
+      }));
+  struct Removed {
+    at::CallbackHandle handle;
+    ~Removed() { at::removeCallback(handle); }
+  } removed{observer};
+  nn::ScopedFusedKernels fused_float32(FusedKernels::All);  // the float32 products then run hrm::linear's kernel
+  linear_kernel_calls = 0;
+  nn::set_bf16_products_in_float32(true);
+  EXPECT_EQ(std::string(nn::bf16_product_kernels()), "float32 kernels, rounded to bfloat16");
+  const torch::Tensor in_float32 = run(torch::kBFloat16);
+#ifdef HRM_TEST_EXPECTS_DNNL
+  EXPECT_EQ(linear_kernel_calls, 1);
+#endif
+  nn::set_bf16_products_in_float32(false);
+  EXPECT_NE(std::string(nn::bf16_product_kernels()), "float32 kernels, rounded to bfloat16");
+  const torch::Tensor libtorch = run(torch::kBFloat16);
+  EXPECT_EQ(linear_kernel_calls, 1);  // LibTorch's own bf16 product
+  // One rounding to bf16 (half an ulp: 2^-8 relative) after float sums of at most 111 terms.
+  const double scale = truth.abs().max().item<double>();
+  const torch::Tensor err = (in_float32 - truth).abs();
+  EXPECT_EQ((err > truth.abs() * std::ldexp(1.0, -8) + 1e-5 * scale).sum().item<int64_t>(), 0)
+      << "max abs error " << err.max().item<double>();
+  EXPECT_LE(err.mean().item<double>(), 1.1 * (libtorch - truth).abs().mean().item<double>() + 1e-9);
+
+  // nn::matmul (the attention's products on LibTorch's ops), batched as attention calls it.
+  const torch::Tensor q = bf16_exact(torch::randn({2, 4, 37, 16})), k = bf16_exact(torch::randn({2, 4, 16, 37}));
+  const torch::Tensor scores_truth = torch::matmul(q, k);
+  nn::set_bf16_products_in_float32(true);
+  const torch::Tensor scores = nn::matmul(q.to(torch::kBFloat16), k.to(torch::kBFloat16));
+  EXPECT_EQ(scores.scalar_type(), torch::kBFloat16);
+  const torch::Tensor scores_err = (scores.to(torch::kDouble) - scores_truth).abs();
+  EXPECT_EQ((scores_err > scores_truth.abs() * std::ldexp(1.0, -8) + 1e-6).sum().item<int64_t>(), 0);
+
+  // A whole bf16 HRM forward either way: the same model up to bf16 rounding through the recurrence.
+  ModelConfig c = test::tiny_config();
+  c.forward_dtype = "bfloat16";
+  torch::manual_seed(5);
+  ACTModel model = make_model(c);
+  model->eval();
+  const Batch batch = test::random_batch(c, 4);
+  torch::NoGradGuard ng;
+  const auto logits = [&](bool in_float) {
+    nn::set_bf16_products_in_float32(in_float);
+    return model->forward(model->initial_carry(batch), batch).second.logits.to(torch::kFloat);
+  };
+  const torch::Tensor a = logits(true), reference = logits(false);
+  EXPECT_LT((a - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());
+}

@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <csignal>
+#include <cstdlib>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -61,19 +63,27 @@ std::vector<nlohmann::json> rows(const std::string& run_dir, const std::string& 
 
 // Every test here starts from one finished training run on the toy task (12 epochs, evaluations at epochs 6 and
 // 12). ctest runs each test in its own process, so the run is made once per test binary and shared through a
-// folder next to the binary (keyed by the binary's modification time), under a file lock.
+// folder next to the binary (keyed by the binary's modification time and the kernel-choosing environment), under
+// a file lock.
 class ToyRun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     struct stat st {};
     ASSERT_EQ(::stat("/proc/self/exe", &st), 0);
     const std::string exe = fs::read_symlink("/proc/self/exe").string();
-    root_ = exe + ".toy_run_" + std::to_string(static_cast<long long>(st.st_mtime));
+    // Keyed by the environment that picks kernels too: a run made on another path (HRM_CPU_ISA=avx2 resolves
+    // forward_dtype auto to float32) rounds differently and is no reference for this one.
+    std::string numerics;
+    for (const char* var : {"HRM_CPU_ISA", "HRM_FUSED_KERNELS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                            "DNNL_MAX_CPU_ISA", "OPENBLAS_CORETYPE"})
+      if (const char* value = std::getenv(var)) numerics += std::string(var) + "=" + value + ";";
+    const std::string this_build = exe + ".toy_run_" + std::to_string(static_cast<long long>(st.st_mtime)) + "_";
+    root_ = this_build + std::to_string(std::hash<std::string>{}(numerics) % 1000000007);
     fs::create_directories(root_);
     // Runs of earlier builds of this binary are stale.
     for (const auto& e : fs::directory_iterator(fs::path(exe).parent_path())) {
       const std::string p = e.path().string();
-      if (p.rfind(exe + ".toy_run_", 0) == 0 && p != root_ && p != root_ + ".lock") fs::remove_all(e.path());
+      if (p.rfind(exe + ".toy_run_", 0) == 0 && p.rfind(this_build, 0) != 0) fs::remove_all(e.path());
     }
     const int lock = ::open((root_ + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
     ASSERT_GE(lock, 0);

@@ -66,7 +66,22 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
 bool linear_uses_onednn();  // whether float32 CPU products take oneDNN's sgemm now
 // The widest instruction set oneDNN's kernels use: "avx512", "avx2", "sse41" ("none": a build without oneDNN).
-// HRM_CPU_ISA=avx2|generic in the environment caps it to match (unless ONEDNN_MAX_CPU_ISA is set).
 const char* onednn_kernels();
+// HRM_CPU_ISA=avx2|generic in the environment stands for a CPU without AVX-512: oneDNN's kernels are capped to match
+// (unless ONEDNN_MAX_CPU_ISA is set) and bf16 products take LibTorch's own kernels, as they do on such a CPU. Once
+// per process; the CLI and the tests call it first (oneDNN takes a cap only before its first kernel), every fused
+// op and product calls it too. A bad HRM_CPU_ISA throws hrm::Error.
+void apply_cpu_isa_environment();
+// bf16 CPU products (linear, matmul below): LibTorch sends them to oneDNN on AVX-512 CPUs and runs them in its own
+// loops elsewhere (~2 GFLOP/s on 2 cores: the bf16 cliff of CPUs without AVX-512, docs/benchmarks.md). There they
+// run as float32 products of the bf16 operands, rounded to bf16 (the same product: bf16 operands, float sums, one
+// rounding). set_ overrides the choice (tests), reset_ returns to it; bf16_product_kernels() names what runs them:
+// "oneDNN", "float32 kernels, rounded to bfloat16" or "LibTorch's own loops".
+bool bf16_products_in_float32();
+void set_bf16_products_in_float32(bool on);
+void reset_bf16_products_in_float32();
+const char* bf16_product_kernels();
+// a @ b (torch::matmul), with bf16 CPU products as linear() runs them.
+torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 
 }  // namespace hrm::nn

@@ -11,7 +11,8 @@ std::string resolve_device(const std::string& device);
 void set_threads(int64_t threads);
 // Whether this CPU computes bfloat16 products natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo). False when
 // HRM_CPU_ISA forces the avx2 or generic kernel path: a machine then runs (forward_dtype auto, OpenMP wait policy)
-// what a CPU without AVX-512 runs.
+// what a CPU without AVX-512 runs. False too when ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) caps oneDNN below its
+// bf16 kernels (AVX512_CORE_BF16), where LibTorch runs bf16 products.
 bool cpu_has_native_bf16();
 // OpenMP's idle workers spin for a while after each parallel region. Where the forward runs in float32 (CPUs without
 // native bf16, where forward_dtype auto resolves to float32) and its GEMMs run on OpenBLAS's own threads (no oneDNN
