@@ -340,9 +340,9 @@ const char* onednn_isa_name() {
 }  // namespace
 
 // A forced avx2 or generic path stands for a CPU without AVX-512. LibTorch sends bf16 products to oneDNN by the CPU's
-// own flags, so it is told too: with oneDNN's kernels capped below AVX-512 (by the forced path or by
-// ONEDNN_MAX_CPU_ISA) those products could not run, and on such a CPU LibTorch runs them with its own loops.
-// oneDNN takes a cap only before its first kernel runs, hence once, as early as the process can.
+// own flags, so it is told too: oneDNN capped below AVX-512 (by the forced path or by ONEDNN_MAX_CPU_ISA) could not
+// run them (they then take bf16_products_in_float32, as on such a CPU). oneDNN takes a cap only before its first
+// kernel runs, hence once, as early as the process can.
 void apply_cpu_isa_environment() {
   static const bool done = [] {
     const char* forced = std::getenv("HRM_CPU_ISA");
