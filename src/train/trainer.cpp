@@ -22,6 +22,7 @@
 #include "hrm/dist/group.h"
 #include "hrm/dist/launch.h"
 #include "hrm/model/registry.h"
+#include "hrm/nn/fused.h"
 #include "hrm/optim/ema.h"
 #include "hrm/optim/model_optimizer.h"
 #include "hrm/train/checkpoint.h"
@@ -198,7 +199,11 @@ class Trainer {
         "training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {}{}, {} threads{}",
         cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size, count_parameters(),
         device_.str(), model_->config().resolved_forward_dtype(),
-        model_->config().forward_dtype == "auto" ? " (auto)" : "", torch::get_num_threads(),
+        std::string(model_->config().forward_dtype == "auto" ? " (auto)" : "") +
+            (device_.is_cpu() && model_->config().dtype() == torch::kBFloat16
+                 ? std::string(", bfloat16 products by ") + nn::bf16_product_kernels()
+                 : ""),
+        torch::get_num_threads(),
         group_.connected() ? fmt::format(" per rank; {} ranks ({}, {}), {} gradient buckets", group_.world_size(),
                                          where_.launcher, group_.backend(), reducer_->num_buckets())
                            : std::string()));
