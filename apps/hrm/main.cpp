@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
     hrm::set_threads(threads);
     hrm::nn::cpu_isa();  // an HRM_CPU_ISA this CPU cannot run is an error before any work
     const std::string command = app.get_subcommands().front()->get_name();
+    if (command != "verify-reference") hrm::use_blas_kernels_fitting_the_cpu(argv);
     if (command == "verify-reference") {
       hrm::use_reference_blas_kernels(argv);
       verify.options.free_running = !verify.no_free_running;

@@ -121,7 +121,7 @@ void set_auto_dtype_device(bool cuda) { g_auto_on_cuda = cuda; }
 
 std::string ModelConfig::resolved_forward_dtype() const {
   if (forward_dtype != "auto") return forward_dtype;
-  return g_auto_on_cuda || cpu_has_native_bf16() ? "bfloat16" : "float32";
+  return g_auto_on_cuda || cpu_bf16_products_beat_float32() ? "bfloat16" : "float32";
 }
 
 c10::ScalarType ModelConfig::dtype() const {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fused_kernels.h"
+#include "hrm/util/device.h"
 
 #ifdef HRM_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -419,8 +420,9 @@ std::atomic<int> g_bf16_in_float32{kUnset};
 bool bf16_products_in_float32() {
   const int v = g_bf16_in_float32.load(std::memory_order_relaxed);
   if (v != kUnset) return v != 0;
-  static const bool where_libtorch_is_slow = !libtorch_runs_bf16_products_on_onednn();
-  return where_libtorch_is_slow;
+  // oneDNN's bf16 kernels lose to its float32 ones where bf16 is not faster (Intel cores without AMX).
+  static const bool float32_is_faster = !libtorch_runs_bf16_products_on_onednn() || !cpu_bf16_products_beat_float32();
+  return float32_is_faster;
 }
 void set_bf16_products_in_float32(bool on) { g_bf16_in_float32.store(on ? 1 : 0, std::memory_order_relaxed); }
 void reset_bf16_products_in_float32() { g_bf16_in_float32.store(kUnset, std::memory_order_relaxed); }

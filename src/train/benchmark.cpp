@@ -19,6 +19,7 @@
 #include "hrm/nn/fused.h"
 #include "hrm/optim/model_optimizer.h"
 #include "hrm/train/train_step.h"
+#include "hrm/util/device.h"
 #include "hrm/util/error.h"
 #include "hrm/util/memory.h"
 #include "hrm/util/stats.h"
@@ -252,8 +253,9 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       {"o_proj", {hidden, hidden}},
       {"gate_up_proj", {hidden, 2 * inter}},
       {"down_proj", {inter, hidden}}};
-  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s   (f32-dnnl: oneDNN's %s kernels; bfloat16: %s)\n", "GEMM",
-                "[tokens x in] x [in x out]", "ms", "GFLOP/s", nn::onednn_kernels(), nn::bf16_product_kernels());
+  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s   (float32: %s; f32-dnnl: oneDNN's %s kernels; bfloat16: %s)\n",
+                "GEMM", "[tokens x in] x [in x out]", "ms", "GFLOP/s", blas_description().c_str(), nn::onednn_kernels(),
+                nn::bf16_product_kernels());
   out += buf;
   struct Variant {
     const char* name;

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <thread>
 
 #include <torch/torch.h>
@@ -36,48 +37,89 @@ void set_threads(int64_t threads) {
 }
 
 void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_on_openmp) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || cpu_has_native_bf16() || float32_products_on_openmp) return;
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || cpu_bf16_products_beat_float32() || float32_products_on_openmp)
+    return;
   ::setenv("OMP_WAIT_POLICY", "passive", 1);
   ::execv("/proc/self/exe", argv);
   ::unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as started
 }
 
 namespace {
-// The first "model name" and "flags" lines of /proc/cpuinfo (flags padded with spaces for whole-word search).
-std::pair<std::string, std::string> cpuinfo() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line, model, flags;
-  while (std::getline(in, line) && (model.empty() || flags.empty())) {
-    const auto colon = line.find(':');
-    if (colon == std::string::npos || colon == 0) continue;
-    const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-    if (key == "model name" && model.empty()) model = line.substr(std::min(line.size(), colon + 2));
-    if (key == "flags" && flags.empty()) flags = " " + line.substr(colon + 1) + " ";
+// The first "vendor_id", "model name" and "flags" lines of /proc/cpuinfo.
+struct CpuInfo {
+  std::string vendor, model, flags;
+};
+const CpuInfo& cpuinfo() {
+  static const CpuInfo info = [] {
+    CpuInfo c;
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line) && (c.vendor.empty() || c.model.empty() || c.flags.empty())) {
+      const auto colon = line.find(':');
+      if (colon == std::string::npos || colon == 0) continue;
+      const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+      const std::string value = line.substr(std::min(line.size(), colon + 2));
+      if (key == "vendor_id" && c.vendor.empty()) c.vendor = value;
+      if (key == "model name" && c.model.empty()) c.model = value;
+      if (key == "flags" && c.flags.empty()) c.flags = value;
+    }
+    return c;
+  }();
+  return info;
+}
+// Whether a space-separated flag list holds a flag as a whole word.
+bool flags_have(const std::string& flags, const char* flag) {
+  return (" " + flags + " ").find(std::string(" ") + flag + " ") != std::string::npos;
+}
+bool has_flag(const char* flag) { return flags_have(cpuinfo().flags, flag); }
+
+// The oneDNN cap of ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA), upper-cased; empty when neither is set.
+std::string onednn_cap() {
+  for (const char* var : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
+    const char* cap = std::getenv(var);
+    if (cap == nullptr) continue;
+    std::string name(cap);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+    return name;
   }
-  return {model, flags};
+  return "";
+}
+
+CpuFacts this_cpu() {
+  const char* isa = std::getenv("HRM_CPU_ISA");
+  return {cpuinfo().vendor, cpuinfo().flags, isa == nullptr ? "" : isa, onednn_cap()};
+}
+
+bool has(const CpuFacts& cpu, const char* flag) { return flags_have(cpu.flags, flag); }
+bool cap_allows(const CpuFacts& cpu, const char* isa) {
+  const std::string& cap = cpu.onednn_cap;
+  return cap.empty() || cap == "ALL" || cap == "DEFAULT" || cap.find(isa) != std::string::npos;
 }
 }  // namespace
 
+bool has_native_bf16(const CpuFacts& cpu) {
+  // A forced avx2 or generic kernel path stands for a CPU without AVX-512, so without native bf16 too.
+  if (!cpu.hrm_cpu_isa.empty() && cpu.hrm_cpu_isa != "avx512") return false;
+  // So does oneDNN capped below its bf16 kernels (LibTorch's bf16 products run there).
+  if (!(cap_allows(cpu, "BF16") || cap_allows(cpu, "FP16") || cap_allows(cpu, "AMX") || cap_allows(cpu, "AVX10")))
+    return false;
+  return has(cpu, "avx512_bf16") || has(cpu, "amx_bf16");
+}
+
+bool bf16_products_beat_float32(const CpuFacts& cpu) {
+  if (!has_native_bf16(cpu)) return false;
+  if (has(cpu, "amx_bf16") && cap_allows(cpu, "AMX")) return true;
+  return has(cpu, "avx512_bf16") && cpu.vendor == "AuthenticAMD";
+}
+
 bool cpu_has_native_bf16() {
-  static const bool native = [] {
-    // A forced avx2 or generic kernel path stands for a CPU without AVX-512, so without native bf16 too.
-    const char* isa = std::getenv("HRM_CPU_ISA");
-    if (isa != nullptr && *isa != '\0' && std::string(isa) != "avx512") return false;
-    // So does oneDNN capped below its bf16 kernels (LibTorch's bf16 products run there).
-    for (const char* var : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
-      const char* cap = std::getenv(var);
-      if (cap == nullptr) continue;
-      std::string name(cap);
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
-      const bool bf16_kernels = name == "ALL" || name == "DEFAULT" || name.find("BF16") != std::string::npos ||
-                                name.find("FP16") != std::string::npos || name.find("AMX") != std::string::npos ||
-                                name.find("AVX10") != std::string::npos;
-      if (!bf16_kernels) return false;
-    }
-    const std::string flags = cpuinfo().second;
-    return flags.find(" avx512_bf16 ") != std::string::npos || flags.find(" amx_bf16 ") != std::string::npos;
-  }();
+  static const bool native = has_native_bf16(this_cpu());
   return native;
+}
+
+bool cpu_bf16_products_beat_float32() {
+  static const bool faster = bf16_products_beat_float32(this_cpu());
+  return faster;
 }
 
 namespace {
@@ -88,15 +130,29 @@ std::string openblas_query(const char* symbol) {
 }
 }  // namespace
 
-void use_reference_blas_kernels(char** argv) {
+namespace {
+// Sets OPENBLAS_CORETYPE=core and re-executes the program where OpenBLAS is the BLAS, the user has not chosen a core
+// and OpenBLAS's own choice is not one of `fine` (read once, as OpenBLAS loads).
+void reexec_with_blas_core(char** argv, const char* core, std::initializer_list<const char*> fine) {
   const std::string name = openblas_query("openblas_get_corename");
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || name.empty()) return;
-  const std::string flags = cpuinfo().second;
-  if (flags.find(" avx2 ") == std::string::npos || flags.find(" fma ") == std::string::npos) return;
-  if (name == "Haswell" || name == "Zen") return;  // Zen runs Haswell's kernels
-  ::setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || name.empty() || core == nullptr) return;
+  for (const char* f : fine)
+    if (name == f) return;
+  ::setenv("OPENBLAS_CORETYPE", core, 1);
   ::execv("/proc/self/exe", argv);
   ::unsetenv("OPENBLAS_CORETYPE");
+}
+bool has_avx2_fma() { return has_flag("avx2") && has_flag("fma"); }
+}  // namespace
+
+void use_reference_blas_kernels(char** argv) {
+  reexec_with_blas_core(argv, has_avx2_fma() ? "Haswell" : nullptr, {"Haswell", "Zen"});  // Zen runs Haswell's
+}
+
+void use_blas_kernels_fitting_the_cpu(char** argv) {
+  const bool avx512 = has_flag("avx512f") && has_flag("avx512bw") && has_flag("avx512vl") && has_flag("avx512dq");
+  const char* core = avx512 ? "SkylakeX" : has_avx2_fma() ? "Haswell" : nullptr;
+  reexec_with_blas_core(argv, core, {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"});
 }
 
 std::string blas_description() {
@@ -112,10 +168,10 @@ std::string blas_description() {
 }
 
 std::string cpu_description() {
-  const auto [model, flags] = cpuinfo();
+  const std::string& model = cpuinfo().model;
   std::string simd;
   for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16"})
-    if (flags.find(std::string(" ") + f + " ") != std::string::npos) simd += (simd.empty() ? "" : " ") + std::string(f);
+    if (has_flag(f)) simd += (simd.empty() ? "" : " ") + std::string(f);
   return (model.empty() ? std::string("unknown CPU") : model) + ", " +
          std::to_string(std::thread::hardware_concurrency()) + " cores" + (simd.empty() ? "" : ", " + simd);
 }

@@ -60,4 +60,12 @@ if grep -q "fused kernels on the .* path (HRM_FUSED_KERNELS=auto), float32 produ
   grep -q "^f32-dnnl .* one layer's four products" kernels.log || { echo "FAIL: oneDNN rows"; cat kernels.log; exit 1; }
 fi
 [ "$(grep -c "one layer's four products" kernels.log)" = $gemm_rows ] || { echo "FAIL: GEMM rows"; cat kernels.log; exit 1; }
+# OpenBLAS's float32 kernels fit the CPU: Debian's OpenBLAS falls back to SSE3 ("Prescott") on CPU models newer
+# than its table (Emerald Rapids: 59 GFLOP/s instead of 250); a core the user chose stays.
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -q "float32: OpenBLAS" kernels.log; then
+  grep -Eq "float32: OpenBLAS [0-9.]* ?(Haswell|Zen|SkylakeX|Cooperlake|SapphireRapids) kernels" kernels.log ||
+    { echo "FAIL: OpenBLAS kernels without AVX2"; head -1 kernels.log; grep GEMM kernels.log; exit 1; }
+  OPENBLAS_CORETYPE=Prescott "$HRM" bench --preset small --batch 2 --steps 1 --kernels hidden_size=32 num_heads=2 > prescott.log
+  grep -Eq "float32: OpenBLAS [0-9.]* ?Prescott kernels" prescott.log || { echo "FAIL: OPENBLAS_CORETYPE"; grep GEMM prescott.log; exit 1; }
+fi
 echo "PASS: paths ${ran[*]}"

@@ -130,10 +130,42 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   EXPECT_EQ(arc.arch.forward_dtype, "auto");
 }
 
-TEST(Config, AutoDtypeIsBfloat16WhereNativeElseFloat32) {
+// The CPUs measured (docs/benchmarks.md), by their /proc/cpuinfo facts: bf16 where its products beat float32 ones.
+TEST(Config, Bf16ProductsBeatFloat32OnAmxAndAmdAvx512Bf16Only) {
+  const std::string avx2 = "fpu sse4_2 avx fma avx2";
+  const std::string avx512 = avx2 + " avx512f avx512dq avx512bw avx512vl";
+  const CpuFacts zen5{"AuthenticAMD", avx512 + " avx512_bf16 avx512_vnni", "", ""};
+  const CpuFacts zen3{"AuthenticAMD", avx2, "", ""};  // family 25 model 1: AVX2 only
+  const CpuFacts emerald_rapids_in_vm{"GenuineIntel", avx512 + " avx512_bf16 avx512_fp16", "", ""};  // AMX hidden
+  const CpuFacts sapphire_rapids{"GenuineIntel", avx512 + " avx512_bf16 amx_bf16 amx_tile amx_int8", "", ""};
+  for (const CpuFacts* c : {&zen5, &emerald_rapids_in_vm, &sapphire_rapids}) EXPECT_TRUE(has_native_bf16(*c));
+  EXPECT_FALSE(has_native_bf16(zen3));
+  EXPECT_TRUE(bf16_products_beat_float32(zen5));
+  EXPECT_TRUE(bf16_products_beat_float32(sapphire_rapids));
+  EXPECT_FALSE(bf16_products_beat_float32(emerald_rapids_in_vm));
+  EXPECT_FALSE(bf16_products_beat_float32(zen3));
+  // A forced avx2 path, or oneDNN capped below the kernels that make bf16 fast, stands for a CPU without them.
+  CpuFacts forced = zen5;
+  forced.hrm_cpu_isa = "avx2";
+  EXPECT_FALSE(has_native_bf16(forced));
+  EXPECT_FALSE(bf16_products_beat_float32(forced));
+  forced = zen5;
+  forced.onednn_cap = "AVX2";
+  EXPECT_FALSE(bf16_products_beat_float32(forced));
+  forced.onednn_cap = "AVX512_CORE_BF16";
+  EXPECT_TRUE(bf16_products_beat_float32(forced));
+  forced = sapphire_rapids;
+  forced.onednn_cap = "AVX512_CORE_BF16";  // no AMX tiles: the FMA rate again
+  EXPECT_TRUE(has_native_bf16(forced));
+  EXPECT_FALSE(bf16_products_beat_float32(forced));
+  forced.onednn_cap = "AVX512_CORE_AMX";
+  EXPECT_TRUE(bf16_products_beat_float32(forced));
+}
+
+TEST(Config, AutoDtypeIsBfloat16WhereItsProductsAreFasterElseFloat32) {
   ModelConfig c;
   EXPECT_EQ(c.forward_dtype, "auto");
-  EXPECT_EQ(c.resolved_forward_dtype(), cpu_has_native_bf16() ? "bfloat16" : "float32");
+  EXPECT_EQ(c.resolved_forward_dtype(), cpu_bf16_products_beat_float32() ? "bfloat16" : "float32");
   set_auto_dtype_device(/*cuda=*/true);  // CUDA computes bf16 natively
   EXPECT_EQ(c.dtype(), torch::kBFloat16);
   set_auto_dtype_device(false);

@@ -73,10 +73,11 @@ const char* onednn_kernels();
 // op and product calls it too. A bad HRM_CPU_ISA throws hrm::Error.
 void apply_cpu_isa_environment();
 // bf16 CPU products (linear, matmul below): LibTorch sends them to oneDNN on AVX-512 CPUs and runs them in its own
-// loops elsewhere (~2 GFLOP/s on 2 cores: the bf16 cliff of CPUs without AVX-512, docs/benchmarks.md). There they
-// run as float32 products of the bf16 operands, rounded to bf16 (the same product: bf16 operands, float sums, one
-// rounding). set_ overrides the choice (tests), reset_ returns to it; bf16_product_kernels() names what runs them:
-// "oneDNN", "float32 kernels, rounded to bfloat16" or "LibTorch's own loops".
+// loops elsewhere (~2 GFLOP/s on 2 cores: the bf16 cliff of CPUs without AVX-512, docs/benchmarks.md). There, and
+// where oneDNN's bf16 kernels are slower than its float32 ones (!cpu_bf16_products_beat_float32: Intel cores without
+// AMX), they run as float32 products of the bf16 operands, rounded to bf16 (the same product: bf16 operands, float
+// sums, one rounding). set_ overrides the choice (tests), reset_ returns to it; bf16_product_kernels() names what runs
+// them: "oneDNN", "float32 kernels, rounded to bfloat16" or "LibTorch's own loops".
 bool bf16_products_in_float32();
 void set_bf16_products_in_float32(bool on);
 void reset_bf16_products_in_float32();

@@ -14,12 +14,25 @@ void set_threads(int64_t threads);
 // what a CPU without AVX-512 runs. False too when ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) caps oneDNN below its
 // bf16 kernels (AVX512_CORE_BF16), where LibTorch runs bf16 products.
 bool cpu_has_native_bf16();
+// Whether this CPU runs bf16 products faster than float32 ones, so that forward_dtype auto resolves to bf16: with
+// AMX-BF16 tiles (unless ONEDNN_MAX_CPU_ISA caps oneDNN below them), or with AVX512-BF16 on AMD cores (Zen 4 and 5
+// issue vdpbf16ps at twice their float FMA rate). Intel cores without AMX (Cooper Lake; Sapphire or Emerald Rapids
+// whose VM hides AMX) issue it at the FMA rate: oneDNN's bf16 products ran at 163 GFLOP/s there against 274 for its
+// float32 ones (docs/benchmarks.md). False wherever cpu_has_native_bf16 is.
+bool cpu_bf16_products_beat_float32();
+// The two rules above on given facts, for tests: /proc/cpuinfo's vendor_id and flags, HRM_CPU_ISA and the
+// upper-cased ONEDNN_MAX_CPU_ISA (empty: unset).
+struct CpuFacts {
+  std::string vendor, flags, hrm_cpu_isa, onednn_cap;
+};
+bool has_native_bf16(const CpuFacts& cpu);
+bool bf16_products_beat_float32(const CpuFacts& cpu);
 // OpenMP's idle workers spin for a while after each parallel region. Where the forward runs in float32 (CPUs without
-// native bf16, where forward_dtype auto resolves to float32) and its GEMMs run on OpenBLAS's own threads (no oneDNN
-// in the build, or the fused float32 path off: hrm::nn::linear_uses_onednn), the spinning workers starve them.
-// libgomp reads OMP_WAIT_POLICY once, as it loads, so the `hrm` CLI calls this first: in that case and without a
-// policy chosen by the user, it sets OMP_WAIT_POLICY=passive and re-executes the program (same pid, same arguments).
-// Returns only when nothing was to be done or the exec failed.
+// bf16 products faster than float32 ones, where forward_dtype auto resolves to float32) and its GEMMs run on OpenBLAS's
+// own threads (no oneDNN in the build, or the fused float32 path off: hrm::nn::linear_uses_onednn), the spinning
+// workers starve them. libgomp reads OMP_WAIT_POLICY once, as it loads, so the `hrm` CLI calls this first: in that case
+// and without a policy chosen by the user, it sets OMP_WAIT_POLICY=passive and re-executes the program (same pid, same
+// arguments). Returns only when nothing was to be done or the exec failed.
 void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_on_openmp);
 
 // The float32 GEMMs of `hrm verify-reference`: OpenBLAS's AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids,
@@ -28,6 +41,12 @@ void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_o
 // the CPU has AVX2 + FMA and OPENBLAS_CORETYPE is not set, this sets OPENBLAS_CORETYPE=Haswell (read once, as
 // OpenBLAS loads) and re-executes the program. Returns only when nothing was to be done or the exec failed.
 void use_reference_blas_kernels(char** argv);
+// OpenBLAS 0.3.21 (Debian 12) picks its kernels by CPU model and falls back to SSE3 ("Prescott") on models newer than
+// its table: Emerald Rapids (family 6 model 207) ran float32 products at 59 GFLOP/s on 2 cores instead of 250 with
+// its SkylakeX kernels (docs/benchmarks.md). Where OpenBLAS's choice lacks AVX2 and OPENBLAS_CORETYPE is not set,
+// this sets it to SkylakeX (AVX-512 F/BW/VL/DQ) or Haswell (AVX2 + FMA) and re-executes the program. Returns only
+// when nothing was to be done or the exec failed. The CLI calls it for every command but verify-reference.
+void use_blas_kernels_fitting_the_cpu(char** argv);
 // "OpenBLAS <core> kernels" (its run-time kernel choice) or "not OpenBLAS".
 std::string blas_description();
 
