@@ -403,7 +403,6 @@ const char* onednn_kernels() {
   return onednn_isa_name();
 }
 
-namespace {
 // LibTorch's own test (>= 1.13) for sending bf16 products to oneDNN: its oneDNN route is on and the CPU has AVX-512
 // BW/VL/DQ (the avx512 path's set). Elsewhere it runs them in loops at ~2 GFLOP/s.
 bool libtorch_runs_bf16_products_on_onednn() {
@@ -413,6 +412,7 @@ bool libtorch_runs_bf16_products_on_onednn() {
   return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && avx512;
 }
 
+namespace {
 constexpr int kUnset = -1;
 std::atomic<int> g_bf16_in_float32{kUnset};
 }  // namespace

@@ -253,25 +253,32 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       {"o_proj", {hidden, hidden}},
       {"gate_up_proj", {hidden, 2 * inter}},
       {"down_proj", {inter, hidden}}};
-  std::snprintf(buf, sizeof buf, "%-9s %-34s %10s %10s   (float32: %s; f32-dnnl: oneDNN's %s kernels; bfloat16: %s)\n",
-                "GEMM", "[tokens x in] x [in x out]", "ms", "GFLOP/s", blas_description().c_str(), nn::onednn_kernels(),
-                nn::bf16_product_kernels());
+  const bool bf16_dnnl_row = nn::bf16_products_in_float32() && nn::libtorch_runs_bf16_products_on_onednn();
+  std::snprintf(buf, sizeof buf,
+                "%-9s %-34s %10s %10s   (float32: %s; f32-dnnl: oneDNN's %s kernels;%s bfloat16: %s)\n", "GEMM",
+                "[tokens x in] x [in x out]", "ms", "GFLOP/s", blas_description().c_str(), nn::onednn_kernels(),
+                bf16_dnnl_row ? " bf16-dnnl: LibTorch's bf16 products, by oneDNN;" : "", nn::bf16_product_kernels());
   out += buf;
+  // How a row runs its products: torch::linear (LibTorch's own route), nn::linear with every fused kernel on (oneDNN's
+  // sgemm for float32), or nn::linear as the model runs it.
+  enum class Route { LibTorch, FusedFloat32, AsTheModel };
   struct Variant {
     const char* name;
     torch::ScalarType dtype;
-    bool onednn;
+    Route route;
   };
-  std::vector<Variant> variants = {{"float32", torch::kFloat, false}};
+  std::vector<Variant> variants = {{"float32", torch::kFloat, Route::LibTorch}};
   {
     nn::ScopedFusedKernels all(nn::FusedKernels::All);
-    if (nn::linear_uses_onednn()) variants.push_back({"f32-dnnl", torch::kFloat, true});
+    if (nn::linear_uses_onednn()) variants.push_back({"f32-dnnl", torch::kFloat, Route::FusedFloat32});
   }
-  variants.push_back({"bfloat16", torch::kBFloat16, false});
+  // Where the model takes bf16 products off LibTorch's oneDNN route, that route too: the rows that show why.
+  if (bf16_dnnl_row) variants.push_back({"bf16-dnnl", torch::kBFloat16, Route::LibTorch});
+  variants.push_back({"bfloat16", torch::kBFloat16, Route::AsTheModel});
   for (const Variant& v : variants) {
-    nn::ScopedFusedKernels mode(v.onednn                      ? nn::FusedKernels::All
-                                : v.dtype == torch::kBFloat16 ? mode_before
-                                                              : nn::FusedKernels::Off);
+    nn::ScopedFusedKernels mode(v.route == Route::FusedFloat32 ? nn::FusedKernels::All
+                                : v.route == Route::AsTheModel ? mode_before
+                                                               : nn::FusedKernels::Off);
     std::vector<std::function<void()>> calls;
     std::vector<torch::Tensor> inputs, weights;
     for (const auto& [name, io] : shapes) {
@@ -281,10 +288,10 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
     for (size_t i = 0; i < shapes.size(); ++i)
       calls.push_back([&, i] {
         torch::NoGradGuard ng;
-        if (v.onednn || v.dtype == torch::kBFloat16)
-          nn::linear(inputs[i], weights[i]);
-        else
+        if (v.route == Route::LibTorch)
           torch::linear(inputs[i], weights[i]);
+        else
+          nn::linear(inputs[i], weights[i]);
       });
     const std::vector<double> ms = interleaved_medians(calls, repeats);
     double flops_sum = 0, ms_sum = 0;

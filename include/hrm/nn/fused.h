@@ -82,6 +82,8 @@ bool bf16_products_in_float32();
 void set_bf16_products_in_float32(bool on);
 void reset_bf16_products_in_float32();
 const char* bf16_product_kernels();
+// Whether LibTorch's own bf16 CPU products (torch::linear, torch::matmul) run on oneDNN (else in its loops).
+bool libtorch_runs_bf16_products_on_onednn();
 // a @ b (torch::matmul), with bf16 CPU products as linear() runs them.
 torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 
