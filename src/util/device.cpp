@@ -128,9 +128,7 @@ std::string openblas_query(const char* symbol) {
   const auto f = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, symbol));
   return f ? std::string(f()) : std::string();
 }
-}  // namespace
 
-namespace {
 // Sets OPENBLAS_CORETYPE=core and re-executes the program where OpenBLAS is the BLAS, the user has not chosen a core
 // and OpenBLAS's own choice is not one of `fine` (read once, as OpenBLAS loads).
 void reexec_with_blas_core(char** argv, const char* core, std::initializer_list<const char*> fine) {
