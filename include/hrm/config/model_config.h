@@ -39,8 +39,9 @@ struct ModelConfig {
   bool mlp_t = false;          // TRM: a SwiGLU across the sequence in place of self-attention
   int64_t puzzle_emb_len = 0;  // puzzle-embedding positions; 0 = ceil(puzzle_emb_ndim / hidden_size)
 
-  // "float32" | "bfloat16" | "auto": bfloat16 where it is native (AVX512-BF16/AMX CPUs, CUDA), float32 elsewhere;
-  // resolved whenever a model is built, so a checkpoint keeps "auto" and resolves again on another machine.
+  // "float32" | "bfloat16" | "auto": bfloat16 on CUDA and where the CPU's bf16 products beat float32 ones (AMX;
+  // AVX512-BF16 on AMD: cpu_bf16_products_beat_float32), float32 elsewhere; resolved whenever a model is built, so a
+  // checkpoint keeps "auto" and resolves again on another machine.
   std::string forward_dtype = "auto";
 
   // Derived quantities.
