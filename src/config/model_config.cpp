@@ -124,6 +124,16 @@ std::string ModelConfig::resolved_forward_dtype() const {
   return g_auto_on_cuda || cpu_bf16_products_beat_float32() ? "bfloat16" : "float32";
 }
 
+std::string ModelConfig::forward_dtype_description() const {
+  const std::string d = resolved_forward_dtype();
+  if (forward_dtype != "auto") return d;
+  const char* why = g_auto_on_cuda                     ? "CUDA"
+                    : cpu_bf16_products_beat_float32() ? "this CPU's bf16 products beat float32"
+                    : cpu_has_native_bf16()            ? "this CPU's bf16 products are not faster"
+                                                       : "no native bf16";
+  return d + " (auto: " + why + ")";
+}
+
 c10::ScalarType ModelConfig::dtype() const {
   const std::string d = resolved_forward_dtype();
   if (d == "float32") return c10::kFloat;

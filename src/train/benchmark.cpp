@@ -322,11 +322,10 @@ std::string bench_report(const std::string& preset, const ModelConfig& config, c
                 "%.1f MiB, minor page faults per step: %lld in the median step, %.0f on average\n",
                 preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
                 (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len,
-                (long long)options.batch_size,
-                (config.resolved_forward_dtype() + (config.forward_dtype == "auto" ? " (auto)" : "")).c_str(),
-                torch::get_num_threads(), kernel_path(config, options).c_str(), r.parameters / 1e6,
-                r.samples_per_second, r.median_step_ms, r.min_step_ms, (long long)options.steps,
-                r.peak_bytes / 1048576.0, (long long)r.median_step_minor_faults, r.minor_faults_per_step);
+                (long long)options.batch_size, config.forward_dtype_description().c_str(), torch::get_num_threads(),
+                kernel_path(config, options).c_str(), r.parameters / 1e6, r.samples_per_second, r.median_step_ms,
+                r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0,
+                (long long)r.median_step_minor_faults, r.minor_faults_per_step);
   std::string out = buf;
   if (r.world_size > 1) {
     std::snprintf(buf, sizeof buf,

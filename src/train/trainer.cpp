@@ -198,11 +198,10 @@ class Trainer {
     log::info(fmt::format(
         "training {}: {} steps ({} epochs, {} per evaluation), batch {}, {} parameters, {}, {}{}, {} threads{}",
         cfg_.run_dir, total_steps_, cfg_.epochs, epochs_per_iter_, cfg_.global_batch_size, count_parameters(),
-        device_.str(), model_->config().resolved_forward_dtype(),
-        std::string(model_->config().forward_dtype == "auto" ? " (auto)" : "") +
-            (device_.is_cpu() && model_->config().dtype() == torch::kBFloat16
-                 ? std::string(", bfloat16 products by ") + nn::bf16_product_kernels()
-                 : ""),
+        device_.str(), model_->config().forward_dtype_description(),
+        device_.is_cpu() && model_->config().dtype() == torch::kBFloat16
+            ? std::string(", bfloat16 products by ") + nn::bf16_product_kernels()
+            : std::string(),
         torch::get_num_threads(),
         group_.connected() ? fmt::format(" per rank; {} ranks ({}, {}), {} gradient buckets", group_.world_size(),
                                          where_.launcher, group_.backend(), reducer_->num_buckets())

@@ -166,11 +166,18 @@ TEST(Config, AutoDtypeIsBfloat16WhereItsProductsAreFasterElseFloat32) {
   ModelConfig c;
   EXPECT_EQ(c.forward_dtype, "auto");
   EXPECT_EQ(c.resolved_forward_dtype(), cpu_bf16_products_beat_float32() ? "bfloat16" : "float32");
+  // Start lines say why auto resolved as it did.
+  EXPECT_EQ(c.forward_dtype_description(),
+            cpu_bf16_products_beat_float32() ? "bfloat16 (auto: this CPU's bf16 products beat float32)"
+            : cpu_has_native_bf16()          ? "float32 (auto: this CPU's bf16 products are not faster)"
+                                             : "float32 (auto: no native bf16)");
   set_auto_dtype_device(/*cuda=*/true);  // CUDA computes bf16 natively
   EXPECT_EQ(c.dtype(), torch::kBFloat16);
+  EXPECT_EQ(c.forward_dtype_description(), "bfloat16 (auto: CUDA)");
   set_auto_dtype_device(false);
   c.forward_dtype = "float32";  // an explicit dtype wins
   EXPECT_EQ(c.dtype(), torch::kFloat);
+  EXPECT_EQ(c.forward_dtype_description(), "float32");
   c.forward_dtype = "half";
   EXPECT_THROW(c.validate(), hrm::Error);
   // Configs and checkpoints keep "auto", so another machine resolves it again.

@@ -55,6 +55,9 @@ struct ModelConfig {
   int64_t mlp_intermediate() const { return mlp_intermediate(hidden_size); }
   c10::ScalarType dtype() const;               // forward_dtype, with "auto" resolved
   std::string resolved_forward_dtype() const;  // "float32" | "bfloat16"
+  // For start lines: the resolved dtype, and for "auto" why, e.g. "float32 (auto: this CPU's bf16 products are not
+  // faster)".
+  std::string forward_dtype_description() const;
 
   // Throws hrm::Error (prefixed by `source`) when the values are inconsistent.
   void validate(const std::string& source = "model config") const;
