@@ -129,28 +129,33 @@ std::string openblas_query(const char* symbol) {
   return f ? std::string(f()) : std::string();
 }
 
-// Sets OPENBLAS_CORETYPE=core and re-executes the program where OpenBLAS is the BLAS, the user has not chosen a core
-// and OpenBLAS's own choice is not one of `fine` (read once, as OpenBLAS loads).
-void reexec_with_blas_core(char** argv, const char* core, std::initializer_list<const char*> fine) {
-  const std::string name = openblas_query("openblas_get_corename");
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || name.empty() || core == nullptr) return;
-  for (const char* f : fine)
-    if (name == f) return;
+// Sets OPENBLAS_CORETYPE=core and re-executes the program, unless core is null or the user chose a core (OpenBLAS
+// reads the variable once, as it loads).
+void reexec_with_blas_core(char** argv, const char* core) {
+  if (core == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
   ::setenv("OPENBLAS_CORETYPE", core, 1);
   ::execv("/proc/self/exe", argv);
   ::unsetenv("OPENBLAS_CORETYPE");
 }
-bool has_avx2_fma() { return has_flag("avx2") && has_flag("fma"); }
 }  // namespace
 
 void use_reference_blas_kernels(char** argv) {
-  reexec_with_blas_core(argv, has_avx2_fma() ? "Haswell" : nullptr, {"Haswell", "Zen"});  // Zen runs Haswell's
+  const std::string name = openblas_query("openblas_get_corename");
+  const bool haswell_kernels = name == "Haswell" || name == "Zen";  // Zen runs Haswell's
+  reexec_with_blas_core(argv,
+                        !name.empty() && !haswell_kernels && has_flag("avx2") && has_flag("fma") ? "Haswell" : nullptr);
+}
+
+const char* blas_core_fitting(const std::string& openblas_core, const CpuFacts& cpu) {
+  for (const char* fine : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})
+    if (openblas_core == fine) return nullptr;
+  if (has(cpu, "avx512f") && has(cpu, "avx512bw") && has(cpu, "avx512vl") && has(cpu, "avx512dq")) return "SkylakeX";
+  return has(cpu, "avx2") && has(cpu, "fma") ? "Haswell" : nullptr;
 }
 
 void use_blas_kernels_fitting_the_cpu(char** argv) {
-  const bool avx512 = has_flag("avx512f") && has_flag("avx512bw") && has_flag("avx512vl") && has_flag("avx512dq");
-  const char* core = avx512 ? "SkylakeX" : has_avx2_fma() ? "Haswell" : nullptr;
-  reexec_with_blas_core(argv, core, {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"});
+  const std::string name = openblas_query("openblas_get_corename");
+  reexec_with_blas_core(argv, name.empty() ? nullptr : blas_core_fitting(name, this_cpu()));
 }
 
 std::string blas_description() {

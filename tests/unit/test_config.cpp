@@ -162,6 +162,20 @@ TEST(Config, Bf16ProductsBeatFloat32OnAmxAndAmdAvx512Bf16Only) {
   EXPECT_TRUE(bf16_products_beat_float32(forced));
 }
 
+// Debian 12's OpenBLAS falls back to SSE3 kernels on CPU models newer than its table (Emerald Rapids: "Prescott").
+TEST(Config, OpenBlasKernelsWithoutAvx2AreReplacedWhereTheCpuHasIt) {
+  const CpuFacts emerald_rapids{"GenuineIntel", "sse4_2 avx fma avx2 avx512f avx512dq avx512bw avx512vl avx512_bf16",
+                                "", ""};
+  const CpuFacts zen3{"AuthenticAMD", "sse4_2 avx fma avx2", "", ""};
+  const CpuFacts old_cpu{"GenuineIntel", "sse4_2 avx", "", ""};
+  EXPECT_STREQ(blas_core_fitting("Prescott", emerald_rapids), "SkylakeX");
+  EXPECT_STREQ(blas_core_fitting("Prescott", zen3), "Haswell");
+  EXPECT_STREQ(blas_core_fitting("Sandybridge", zen3), "Haswell");
+  EXPECT_EQ(blas_core_fitting("Sandybridge", old_cpu), nullptr);  // its best already
+  for (const char* fine : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})
+    EXPECT_EQ(blas_core_fitting(fine, emerald_rapids), nullptr) << fine;
+}
+
 TEST(Config, AutoDtypeIsBfloat16WhereItsProductsAreFasterElseFloat32) {
   ModelConfig c;
   EXPECT_EQ(c.forward_dtype, "auto");

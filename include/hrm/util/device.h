@@ -47,6 +47,8 @@ void use_reference_blas_kernels(char** argv);
 // this sets it to SkylakeX (AVX-512 F/BW/VL/DQ) or Haswell (AVX2 + FMA) and re-executes the program. Returns only
 // when nothing was to be done or the exec failed. The CLI calls it for every command but verify-reference.
 void use_blas_kernels_fitting_the_cpu(char** argv);
+// Its rule: the OpenBLAS core to set given OpenBLAS's own choice and the CPU's flags; nullptr to keep the choice.
+const char* blas_core_fitting(const std::string& openblas_core, const CpuFacts& cpu);
 // "OpenBLAS <core> kernels" (its run-time kernel choice) or "not OpenBLAS".
 std::string blas_description();
 
