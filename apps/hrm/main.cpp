@@ -108,7 +108,6 @@ int main(int argc, char** argv) {
     hrm::set_threads(threads);
     hrm::nn::cpu_isa();  // an HRM_CPU_ISA this CPU cannot run is an error before any work
     const std::string command = app.get_subcommands().front()->get_name();
-    if (command != "verify-reference") hrm::use_blas_kernels_fitting_the_cpu(argv);
     if (command == "verify-reference") {
       hrm::use_reference_blas_kernels(argv);
       verify.options.free_running = !verify.no_free_running;
@@ -116,6 +115,7 @@ int main(int argc, char** argv) {
       if (!r.unsupported_model.empty()) std::cout << "SKIPPED: no '" << r.unsupported_model << "' model" << std::endl;
       return r.ok ? 0 : r.unsupported_model.empty() ? 1 : kSkipped;
     }
+    hrm::use_blas_kernels_fitting_the_cpu(argv);  // every other command
     if (command == "train") return run_train(train, threads);
     if (command == "eval") return run_eval(eval, eval_json);
     if (command == "solve") return std::printf("%s", hrm::solve(solve).c_str()) < 0;

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cmath>
 #include <functional>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -119,19 +120,23 @@ std::atomic<bool> g_auto_on_cuda{false};
 
 void set_auto_dtype_device(bool cuda) { g_auto_on_cuda = cuda; }
 
+namespace {
+// What "auto" resolves to here, and why.
+std::pair<const char*, const char*> resolve_auto_dtype() {
+  if (g_auto_on_cuda) return {"bfloat16", "CUDA"};
+  if (cpu_bf16_products_beat_float32()) return {"bfloat16", "this CPU's bf16 products beat float32"};
+  return {"float32", cpu_has_native_bf16() ? "this CPU's bf16 products are not faster" : "no native bf16"};
+}
+}  // namespace
+
 std::string ModelConfig::resolved_forward_dtype() const {
-  if (forward_dtype != "auto") return forward_dtype;
-  return g_auto_on_cuda || cpu_bf16_products_beat_float32() ? "bfloat16" : "float32";
+  return forward_dtype == "auto" ? resolve_auto_dtype().first : forward_dtype;
 }
 
 std::string ModelConfig::forward_dtype_description() const {
-  const std::string d = resolved_forward_dtype();
-  if (forward_dtype != "auto") return d;
-  const char* why = g_auto_on_cuda                     ? "CUDA"
-                    : cpu_bf16_products_beat_float32() ? "this CPU's bf16 products beat float32"
-                    : cpu_has_native_bf16()            ? "this CPU's bf16 products are not faster"
-                                                       : "no native bf16";
-  return d + " (auto: " + why + ")";
+  if (forward_dtype != "auto") return forward_dtype;
+  const auto [dtype, why] = resolve_auto_dtype();
+  return std::string(dtype) + " (auto: " + why + ")";
 }
 
 c10::ScalarType ModelConfig::dtype() const {

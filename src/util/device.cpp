@@ -68,10 +68,9 @@ const CpuInfo& cpuinfo() {
   return info;
 }
 // Whether a space-separated flag list holds a flag as a whole word.
-bool flags_have(const std::string& flags, const char* flag) {
+bool has(const std::string& flags, const char* flag) {
   return (" " + flags + " ").find(std::string(" ") + flag + " ") != std::string::npos;
 }
-bool has_flag(const char* flag) { return flags_have(cpuinfo().flags, flag); }
 
 // The oneDNN cap of ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA), upper-cased; empty when neither is set.
 std::string onednn_cap() {
@@ -90,7 +89,7 @@ CpuFacts this_cpu() {
   return {cpuinfo().vendor, cpuinfo().flags, isa == nullptr ? "" : isa, onednn_cap()};
 }
 
-bool has(const CpuFacts& cpu, const char* flag) { return flags_have(cpu.flags, flag); }
+bool has(const CpuFacts& cpu, const char* flag) { return has(cpu.flags, flag); }
 bool cap_allows(const CpuFacts& cpu, const char* isa) {
   const std::string& cap = cpu.onednn_cap;
   return cap.empty() || cap == "ALL" || cap == "DEFAULT" || cap.find(isa) != std::string::npos;
@@ -142,8 +141,8 @@ void reexec_with_blas_core(char** argv, const char* core) {
 void use_reference_blas_kernels(char** argv) {
   const std::string name = openblas_query("openblas_get_corename");
   const bool haswell_kernels = name == "Haswell" || name == "Zen";  // Zen runs Haswell's
-  reexec_with_blas_core(argv,
-                        !name.empty() && !haswell_kernels && has_flag("avx2") && has_flag("fma") ? "Haswell" : nullptr);
+  const bool can_run_them = has(cpuinfo().flags, "avx2") && has(cpuinfo().flags, "fma");
+  reexec_with_blas_core(argv, !name.empty() && !haswell_kernels && can_run_them ? "Haswell" : nullptr);
 }
 
 const char* blas_core_fitting(const std::string& openblas_core, const CpuFacts& cpu) {
@@ -174,7 +173,7 @@ std::string cpu_description() {
   const std::string& model = cpuinfo().model;
   std::string simd;
   for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16"})
-    if (has_flag(f)) simd += (simd.empty() ? "" : " ") + std::string(f);
+    if (has(cpuinfo().flags, f)) simd += (simd.empty() ? "" : " ") + std::string(f);
   return (model.empty() ? std::string("unknown CPU") : model) + ", " +
          std::to_string(std::thread::hardware_concurrency()) + " cores" + (simd.empty() ? "" : ", " + simd);
 }
