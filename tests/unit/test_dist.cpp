@@ -1,8 +1,11 @@
 // Data-parallel training: the launch contract, the gradient buckets, and real runs of `hrm train` with 2 ranks
 // (Gloo on loopback) against 1 process with the same global batch.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,9 +217,21 @@ int finish(Proc& p, double timeout_s = 600) {
 
 std::string read_log(const Proc& p) { return read_file(p.log); }
 
+// A port the kernel reports free now. Ports derived from the pid collided when ctest ran two of these tests at
+// once (pids n and n+1 walk the same sequence); the kernel does not hand the same ephemeral port to both.
 int next_port() {
-  static int port = 20000 + static_cast<int>(::getpid() % 20000);
-  return ++port;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("no free loopback port");
+  return ntohs(addr.sin_port);
 }
 
 // `hrm train ARGS` on `world` ranks of this machine (1: one process without rank variables); every exit status.
@@ -261,7 +276,8 @@ class TwoRanks : public ::testing::Test {
  protected:
   void SetUp() override {
     data_ = make_dataset(dir_.file("data"));
-    config_ = test::write_toy_config(dir_.str(), data_);
+    // 60 s instead of 300: a rank that never arrives fails the test within a minute (CI ran 2 of these at once).
+    config_ = test::write_toy_config(dir_.str(), data_, "dist:\n  timeout_s: 60\n");
     // A q head that makes samples halt at different segments (a fresh one never halts before halt_max_steps).
     TrainConfig c = TrainConfig::load(config_, settings_);
     ModelConfig m = c.arch;
