@@ -14,6 +14,7 @@
 
 #include "fused_kernels.h"
 #include "hrm/util/device.h"
+#include "hrm/util/error.h"
 
 #ifdef HRM_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -177,9 +178,82 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
 }
 #endif
 
+#if HRM_KERNEL_ISAS_X86
+// C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
+// AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then rows of C in blocks of 48. With a
+// silu table, B is [gate | up] and the result silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
+torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bits* b, int64_t k_stride,
+                               int64_t n_stride, int64_t N, std::vector<int64_t> shape,
+                               const float* silu_table = nullptr) {
+  namespace dot = kernels::avx512_bf16;
+  const int64_t M = a.numel() / K;
+  shape.back() = silu_table != nullptr ? N / 2 : N;
+  torch::Tensor out = torch::empty(shape, a.options());
+  torch::Tensor packed = torch::empty({dot::packed_b_elements(K, N)}, a.options());
+  bf16_bits* p = reinterpret_cast<bf16_bits*>(packed.data_ptr());
+  constexpr int64_t kColumnBlock = 64, kRowBlock = 48;
+  at::parallel_for(0, (N + kColumnBlock - 1) / kColumnBlock, 1, [&](int64_t c0, int64_t c1) {
+    dot::pack_b(b, k_stride, n_stride, K, N, silu_table != nullptr, p, c0 * kColumnBlock,
+                std::min(N, c1 * kColumnBlock));
+  });
+  const bf16_bits* pa = reinterpret_cast<const bf16_bits*>(a.data_ptr());
+  bf16_bits* pc = reinterpret_cast<bf16_bits*>(out.data_ptr());
+  at::parallel_for(0, (M + kRowBlock - 1) / kRowBlock, 1, [&](int64_t r0, int64_t r1) {
+    if (silu_table != nullptr)
+      dot::gemm_swiglu_packed(pa, K, K, p, N, silu_table, pc, r0 * kRowBlock, std::min(M, r1 * kRowBlock));
+    else
+      dot::gemm_packed(pa, K, K, p, N, pc, r0 * kRowBlock, std::min(M, r1 * kRowBlock));
+  });
+  return out;
+}
+#endif
+
+// Whether the dot-product kernels take a [.., K] x [K, N] product: K pairs, whole 16-column vectors.
+bool dot_kernels_fit(int64_t K, int64_t N) { return K % 2 == 0 && N % 16 == 0 && K > 0 && N > 0; }
+
+// x [..., K] times w [N, K] transposed (bf16, contiguous): y on the dot-product kernels.
+torch::Tensor bf16_linear_kernel(const torch::Tensor& x, const torch::Tensor& w) {
+  RECORD_FUNCTION("hrm::linear_bf16", std::vector<c10::IValue>());
+#if HRM_KERNEL_ISAS_X86
+  const int64_t K = x.size(-1);
+  return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec());
+#else
+  return torch::linear(x, w);
+#endif
+}
+
 // ---------------------------------------------------------------- autograd functions with fused backward
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+// bf16 linear without bias on the dot-product kernels: y = x w^T and dx = dy w there; dw = dy^T x (a long reduction
+// over tokens, which the kernels' tiles do not fit) by LibTorch, as its own linear's backward computes it.
+struct Bf16LinearFunction : torch::autograd::Function<Bf16LinearFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
+    ctx->save_for_backward({x, w});
+    return bf16_linear_kernel(x, w);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out{torch::Tensor(), torch::Tensor()};
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &w = saved[1];
+    const int64_t K = x.size(-1), N = w.size(0);
+    const torch::Tensor dy = grads[0].contiguous();
+    const torch::Tensor dy2 = dy.view({-1, N});
+    if (ctx->needs_input_grad(0)) {  // dx = dy w
+#if HRM_KERNEL_ISAS_X86
+      if (dot_kernels_fit(N, K)) {
+        RECORD_FUNCTION("hrm::linear_bf16_backward", std::vector<c10::IValue>());
+        out[0] = bf16_dot_product(dy, N, reinterpret_cast<const bf16_bits*>(w.data_ptr()), K, 1, K, x.sizes().vec());
+      }
+#endif
+      if (!out[0].defined()) out[0] = dy2.mm(w).view(x.sizes());
+    }
+    if (ctx->needs_input_grad(1)) out[1] = dy2.t().mm(x.reshape({-1, K}));  // dw = dy^T x
+    return out;
+  }
+};
 
 struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& y, double eps) {
@@ -371,10 +445,18 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
     const auto up = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
     return linear(up(x), up(w), up(b)).to(torch::kBFloat16);
   }
-#ifdef HRM_HAVE_DNNL
   // Empty products and shapes LibTorch should reject (with its message) stay torch::linear.
   const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
                          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
+  if (x.scalar_type() == torch::kBFloat16 && shapes_ok && !b.defined() && dot_kernels_fit(w.size(1), w.size(0)) &&
+      bf16_products_on_dot_kernels()) {
+    switch (path_for({&x, &w}, /*has_backward=*/true)) {
+      case Path::Kernel: return bf16_linear_kernel(x, w);
+      case Path::KernelWithGraph: return Bf16LinearFunction::apply(x, w);
+      case Path::Composition: break;
+    }
+  }
+#ifdef HRM_HAVE_DNNL
   if (x.scalar_type() == torch::kFloat && shapes_ok) {
     switch (path_for({&x, &w, &b}, /*has_backward=*/true)) {
       case Path::Kernel: return linear_kernel(x, w, b);
@@ -398,6 +480,22 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
 }
 
+torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
+#if HRM_KERNEL_ISAS_X86
+  const bool fits = x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && x.dim() >= 1 &&
+                    w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.size(0) % 64 == 0 &&
+                    w.size(1) % 2 == 0;
+  if (fits && bf16_products_on_dot_kernels() && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
+    if (const float* table = kernels::silu_table_bf16()) {
+      RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
+      const int64_t K = x.size(-1);
+      return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec(),
+                              table);
+    }
+#endif
+  return swiglu(nn::linear(x, w));
+}
+
 const char* onednn_kernels() {
   apply_cpu_isa_environment();
   return onednn_isa_name();
@@ -415,6 +513,7 @@ bool libtorch_runs_bf16_products_on_onednn() {
 namespace {
 constexpr int kUnset = -1;
 std::atomic<int> g_bf16_in_float32{kUnset};
+std::atomic<int> g_bf16_on_dot_kernels{kUnset};
 }  // namespace
 
 bool bf16_products_in_float32() {
@@ -425,10 +524,34 @@ bool bf16_products_in_float32() {
   return float32_is_faster;
 }
 void set_bf16_products_in_float32(bool on) { g_bf16_in_float32.store(on ? 1 : 0, std::memory_order_relaxed); }
-void reset_bf16_products_in_float32() { g_bf16_in_float32.store(kUnset, std::memory_order_relaxed); }
+void reset_bf16_products_in_float32() {
+  g_bf16_in_float32.store(kUnset, std::memory_order_relaxed);
+  g_bf16_on_dot_kernels.store(kUnset, std::memory_order_relaxed);
+}
+
+bool cpu_runs_bf16_dot_kernels() {
+#if HRM_KERNEL_ISAS_X86
+  static const bool runs = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("x86-64-v4");
+  return runs;
+#else
+  return false;
+#endif
+}
+
+bool bf16_products_on_dot_kernels() {
+  const int v = g_bf16_on_dot_kernels.load(std::memory_order_relaxed);
+  const bool chosen = v != kUnset ? v != 0 : cpu_bf16_products_on_dot_kernels();
+  return chosen && !bf16_products_in_float32() && fused_kernels_cover(torch::kBFloat16) && cpu_isa() == CpuIsa::Avx512;
+}
+void set_bf16_products_on_dot_kernels(bool on) {
+  if (on && !cpu_runs_bf16_dot_kernels())
+    throw Error("bf16 products on AVX512-BF16 dot-product kernels: this CPU lacks avx512_bf16");
+  g_bf16_on_dot_kernels.store(on ? 1 : 0, std::memory_order_relaxed);
+}
 
 const char* bf16_product_kernels() {
   if (bf16_products_in_float32()) return "float32 kernels, rounded to bfloat16";
+  if (bf16_products_on_dot_kernels()) return "hrm's AVX512-BF16 kernels (oneDNN for other shapes)";
   return libtorch_runs_bf16_products_on_onednn() ? "oneDNN" : "LibTorch's own loops";
 }
 

@@ -43,6 +43,20 @@ void swiglu_backward_from_table(const float* silu_table, const float* derivative
 namespace avx2 {
 HRM_DECLARE_ISA_KERNELS()
 }
+// bf16 products on AVX512-BF16 dot products (src/nn/kernels_gemm_bf16.cpp; only where the CPU has avx512_bf16).
+// B [K, N] (element b[k * k_stride + n * n_stride]) is packed first; K even, N a multiple of 16.
+namespace avx512_bf16 {
+int64_t packed_b_elements(int64_t K, int64_t N);
+// With swiglu, B is [gate | up] (N a multiple of 64) and gemm_swiglu_packed writes silu(gate) * up [M, N / 2] with
+// silu looked up per bf16 gate in silu_table (the rounded values, as the unfused SwiGLU).
+void pack_b(const bf16_bits* b, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N, bool swiglu,
+            bf16_bits* packed, int64_t n0, int64_t n1);
+// Rows [m0, m1) of C = A B (A [M, K] with row stride lda, C [M, N]).
+void gemm_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N, bf16_bits* c,
+                 int64_t m0, int64_t m1);
+void gemm_swiglu_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N,
+                        const float* silu_table, bf16_bits* out, int64_t m0, int64_t m1);
+}  // namespace avx512_bf16
 #else
 #define HRM_KERNEL_ISAS_X86 0
 #endif
@@ -57,6 +71,9 @@ HRM_DECLARE_ENTRY_POINTS(bf16_bits)
 // SwiGLU and its backward on bf16 gates look silu (and its derivative) up in 65536-entry tables on the avx512 path
 // (bit-identical to computing them); false computes them. Returns whether the active path has the table.
 bool set_silu_table(bool enabled);
+
+// silu rounded to bf16 per bf16 gate value (65536 floats) where SwiGLU uses the table now, else null.
+const float* silu_table_bf16();
 
 // Floats of scratch one thread needs for attention and attention_backward.
 int64_t attention_scratch_floats(int64_t S, int64_t D);

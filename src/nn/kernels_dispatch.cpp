@@ -151,6 +151,11 @@ const float* const* active_silu_tables() {
 
 }  // namespace
 
+const float* silu_table_bf16() {
+  const float* const* t = active_silu_tables();
+  return t != nullptr ? t[0] : nullptr;
+}
+
 bool set_silu_table(bool enabled) {
   g_silu_table = enabled;
   return HRM_KERNEL_ISAS_X86 && cpu_isa() == CpuIsa::Avx512;

@@ -42,8 +42,12 @@ CastedLinearImpl::CastedLinearImpl(int64_t in_features, int64_t out_features, bo
   if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}));
 }
 
+torch::Tensor CastedLinearImpl::cast_weight(c10::ScalarType dtype) const {
+  return weight_cast_.defined() ? weight_cast_ : weight.to(dtype);
+}
+
 torch::Tensor CastedLinearImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor& w = weight_cast_.defined() ? weight_cast_ : weight.to(x.scalar_type());
+  const torch::Tensor w = cast_weight(x.scalar_type());
   if (!bias.defined()) return hrm::nn::linear(x, w);
   const torch::Tensor& b = bias_cast_.defined() ? bias_cast_ : bias.to(x.scalar_type());
   return hrm::nn::linear(x, w, b);
@@ -127,7 +131,10 @@ SwiGLUImpl::SwiGLUImpl(int64_t hidden_size, int64_t intermediate_size) {
   down_proj = register_module("down_proj", CastedLinear(intermediate_size, hidden_size, false));
 }
 
-torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) { return down_proj(swiglu(gate_up_proj(x))); }
+torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
+  // swiglu(gate_up_proj(x)), in one pass where the kernels allow (nn::linear_swiglu)
+  return down_proj(linear_swiglu(x, gate_up_proj->cast_weight(x.scalar_type())));
+}
 
 // ------------------------------------------------------------------ Block
 TransformerBlockImpl::TransformerBlockImpl(int64_t hidden_size, int64_t num_heads, int64_t intermediate_size,

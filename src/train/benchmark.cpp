@@ -253,7 +253,8 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       {"o_proj", {hidden, hidden}},
       {"gate_up_proj", {hidden, 2 * inter}},
       {"down_proj", {inter, hidden}}};
-  const bool bf16_dnnl_row = nn::bf16_products_in_float32() && nn::libtorch_runs_bf16_products_on_onednn();
+  const bool bf16_dnnl_row = (nn::bf16_products_in_float32() || nn::bf16_products_on_dot_kernels()) &&
+                             nn::libtorch_runs_bf16_products_on_onednn();
   std::snprintf(buf, sizeof buf,
                 "%-9s %-34s %10s %10s   (float32: %s; f32-dnnl: oneDNN's %s kernels;%s bfloat16: %s)\n", "GEMM",
                 "[tokens x in] x [in x out]", "ms", "GFLOP/s", blas_description().c_str(), nn::onednn_kernels(),

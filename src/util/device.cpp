@@ -111,6 +111,16 @@ bool bf16_products_beat_float32(const CpuFacts& cpu) {
   return has(cpu, "avx512_bf16") && cpu.vendor == "AuthenticAMD";
 }
 
+bool bf16_products_on_dot_kernels(const CpuFacts& cpu) {
+  return bf16_products_beat_float32(cpu) && has(cpu, "avx512_bf16") &&
+         !(has(cpu, "amx_bf16") && cap_allows(cpu, "AMX"));
+}
+
+bool cpu_bf16_products_on_dot_kernels() {
+  static const bool on = bf16_products_on_dot_kernels(this_cpu());
+  return on;
+}
+
 bool cpu_has_native_bf16() {
   static const bool native = has_native_bf16(this_cpu());
   return native;

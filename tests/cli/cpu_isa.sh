@@ -59,8 +59,9 @@ if grep -q "fused kernels on the .* path (HRM_FUSED_KERNELS=auto), float32 produ
   fi
   grep -q "^f32-dnnl .* one layer's four products" kernels.log || { echo "FAIL: oneDNN rows"; cat kernels.log; exit 1; }
 fi
-# Where bf16 products leave LibTorch's oneDNN route (taken on AVX-512 CPUs) for float32 kernels, that route is a row too.
-if grep -q "bfloat16: float32 kernels, rounded to bfloat16" kernels.log && grep -qw avx512bw /proc/cpuinfo; then
+# Where bf16 products leave LibTorch's oneDNN route (taken on AVX-512 CPUs) for float32 kernels or hrm's AVX512-BF16
+# kernels, that route is a row too.
+if grep -qE "bfloat16: (float32 kernels, rounded to bfloat16|hrm's AVX512-BF16 kernels)" kernels.log && grep -qw avx512bw /proc/cpuinfo; then
   grep -q "^bf16-dnnl .*one layer's four products" kernels.log || { echo "FAIL: bf16-dnnl rows"; cat kernels.log; exit 1; }
   gemm_rows=$((gemm_rows + 1))
 fi

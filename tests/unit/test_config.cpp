@@ -160,6 +160,14 @@ TEST(Config, Bf16ProductsBeatFloat32OnAmxAndAmdAvx512Bf16Only) {
   EXPECT_FALSE(bf16_products_beat_float32(forced));
   forced.onednn_cap = "AVX512_CORE_AMX";
   EXPECT_TRUE(bf16_products_beat_float32(forced));
+
+  // hrm's AVX512-BF16 dot-product kernels: where bf16 wins without AMX tiles (oneDNN's AMX kernels are faster).
+  EXPECT_TRUE(bf16_products_on_dot_kernels(zen5));
+  for (const CpuFacts* c : {&zen3, &emerald_rapids_in_vm, &sapphire_rapids})
+    EXPECT_FALSE(bf16_products_on_dot_kernels(*c)) << c->flags;
+  forced = zen5;
+  forced.hrm_cpu_isa = "avx2";
+  EXPECT_FALSE(bf16_products_on_dot_kernels(forced));
 }
 
 // Debian 12's OpenBLAS falls back to SSE3 kernels on CPU models newer than its table (Emerald Rapids: "Prescott").

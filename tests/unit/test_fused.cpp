@@ -546,3 +546,139 @@ TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
   const torch::Tensor a = logits(true), reference = logits(false);
   EXPECT_LT((a - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());
 }
+
+// Names of the RECORD_FUNCTION events seen while the returned handle lives.
+struct RecordedNames {
+  std::vector<std::string> names;
+  at::CallbackHandle handle;
+  RecordedNames() {
+    handle = at::addThreadLocalCallback(
+        at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+          current->names.emplace_back(fn.name());
+          return nullptr;
+        }));
+    current = this;
+  }
+  ~RecordedNames() { at::removeCallback(handle); }
+  int64_t count(const std::string& name) const { return std::count(names.begin(), names.end(), name); }
+  static inline RecordedNames* current = nullptr;
+};
+
+// hrm's AVX512-BF16 dot-product kernels: the bf16 product (bf16 operands, float sums, one rounding), forward and the
+// input's gradient, at shapes with partial row tiles (111 rows) and partial column blocks (16, 48, 80, 144 columns).
+TEST(Fused, Bf16DotKernelsAreTheBf16Product) {
+  if (!nn::cpu_runs_bf16_dot_kernels()) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  struct Reset {
+    ~Reset() { nn::reset_bf16_products_in_float32(); }
+  } reset;
+  nn::ScopedFusedKernels fused(FusedKernels::Auto);
+  nn::set_bf16_products_in_float32(false);
+  nn::set_bf16_products_on_dot_kernels(true);
+  ASSERT_TRUE(nn::bf16_products_on_dot_kernels());
+  torch::manual_seed(11);
+  const auto bf16_exact = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kDouble); };
+  for (const int64_t K : {2, 130, 160, 512})
+    for (const int64_t N : {16, 48, 80, 144}) {
+      const torch::Tensor x = bf16_exact(torch::randn({3, 37, K})), w = bf16_exact(torch::randn({N, K}) / 11);
+      const torch::Tensor w_out = bf16_exact(torch::randn({3, 37, N}));
+      const auto run = [&](torch::ScalarType as) {
+        const torch::Tensor xs = x.to(as).detach().requires_grad_(), ws = w.to(as).detach().requires_grad_();
+        const torch::Tensor y = nn::linear(xs, ws);
+        (y.to(torch::kDouble) * w_out).sum().backward();
+        return std::vector<torch::Tensor>{y.to(torch::kDouble), xs.grad().to(torch::kDouble),
+                                          ws.grad().to(torch::kDouble)};
+      };
+      const std::vector<torch::Tensor> truth = run(torch::kDouble);
+      nn::set_bf16_products_on_dot_kernels(false);
+      const std::vector<torch::Tensor> libtorch = run(torch::kBFloat16);
+      nn::set_bf16_products_on_dot_kernels(true);
+      RecordedNames seen;
+      const std::vector<torch::Tensor> got = run(torch::kBFloat16);
+      EXPECT_EQ(seen.count("hrm::linear_bf16"), 1) << K << "x" << N;
+      const bool dx_on_dot = K % 16 == 0;
+      EXPECT_EQ(seen.count("hrm::linear_bf16_backward"), dx_on_dot ? 1 : 0) << K << "x" << N;
+      // What the kernels do not compute is LibTorch's own product, as in its linear's backward: dw, and dx where K
+      // is not a multiple of 16 (LibTorch's small bf16 products run in its own loops, less accurate than one rounding).
+      EXPECT_TRUE(torch::equal(got[2], libtorch[2])) << K << "x" << N;
+      if (!dx_on_dot) EXPECT_TRUE(torch::equal(got[1], libtorch[1])) << K << "x" << N;
+      for (size_t i = 0; i < (dx_on_dot ? 2u : 1u); ++i) {
+        // One rounding to bf16 (half an ulp: 2^-8 relative) after float sums.
+        const double scale = truth[i].abs().max().item<double>();
+        const torch::Tensor err = (got[i] - truth[i]).abs();
+        EXPECT_EQ((err > truth[i].abs() * std::ldexp(1.0, -8) + 1e-5 * scale).sum().item<int64_t>(), 0)
+            << "K " << K << " N " << N << " output " << i << ": max abs error " << err.max().item<double>();
+      }
+    }
+  // Off with the fused kernels, and where the shape does not fit (N not a multiple of 16): LibTorch's product.
+  const torch::Tensor x = torch::randn({5, 64}).to(torch::kBFloat16);
+  {
+    RecordedNames seen;
+    nn::linear(x, torch::randn({24, 64}).to(torch::kBFloat16));
+    nn::ScopedFusedKernels off(FusedKernels::Off);
+    EXPECT_FALSE(nn::bf16_products_on_dot_kernels());
+    nn::linear(x, torch::randn({32, 64}).to(torch::kBFloat16));
+    EXPECT_EQ(seen.count("hrm::linear_bf16"), 0);
+  }
+}
+
+// swiglu(linear(x, w)) in one pass (no graph, dot kernels, the SwiGLU table) is bit-identical to the two ops.
+TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
+  if (!nn::cpu_runs_bf16_dot_kernels()) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  struct Reset {
+    ~Reset() {
+      nn::reset_bf16_products_in_float32();
+      nn::set_silu_table(true);
+    }
+  } reset;
+  nn::ScopedFusedKernels fused(FusedKernels::Auto);
+  nn::set_bf16_products_in_float32(false);
+  nn::set_bf16_products_on_dot_kernels(true);
+  ASSERT_TRUE(nn::set_silu_table(true));
+  torch::manual_seed(12);
+  for (const int64_t K : {64, 130, 512}) {
+    const torch::Tensor x = torch::randn({2, 41, K}).to(torch::kBFloat16);
+    const torch::Tensor w = (torch::randn({192, K}) * 3 / std::sqrt(double(K))).to(torch::kBFloat16);
+    torch::NoGradGuard ng;
+    RecordedNames seen;
+    const torch::Tensor one_pass = nn::linear_swiglu(x, w);
+    EXPECT_EQ(seen.count("hrm::linear_swiglu_bf16"), 1);
+    const torch::Tensor two_ops = nn::swiglu(nn::linear(x, w));
+    EXPECT_EQ(seen.count("hrm::linear_swiglu_bf16"), 1);
+    EXPECT_EQ(one_pass.sizes(), two_ops.sizes());
+    EXPECT_TRUE(torch::equal(one_pass, two_ops))
+        << "K " << K << ": max difference "
+        << (one_pass.to(torch::kFloat) - two_ops.to(torch::kFloat)).abs().max().item<float>();
+  }
+  // With a graph to build, the two ops (the SwiGLU backward needs the product).
+  const torch::Tensor x = torch::randn({4, 64}).to(torch::kBFloat16).requires_grad_();
+  const torch::Tensor w = torch::randn({128, 64}).to(torch::kBFloat16);
+  RecordedNames seen;
+  const torch::Tensor y = nn::linear_swiglu(x, w);
+  EXPECT_EQ(seen.count("hrm::linear_swiglu_bf16"), 0);
+  EXPECT_TRUE(y.requires_grad());
+}
+
+// A bf16 HRM forward on the dot-product kernels against oneDNN's products: the same model up to bf16 rounding.
+TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
+  if (!nn::cpu_runs_bf16_dot_kernels()) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  struct Reset {
+    ~Reset() { nn::reset_bf16_products_in_float32(); }
+  } reset;
+  nn::set_bf16_products_in_float32(false);
+  ModelConfig c = test::tiny_config();
+  c.forward_dtype = "bfloat16";
+  torch::manual_seed(5);
+  ACTModel model = make_model(c);
+  model->eval();
+  const Batch batch = test::random_batch(c, 4);
+  torch::NoGradGuard ng;
+  const auto logits = [&](bool dot) {
+    nn::set_bf16_products_on_dot_kernels(dot);
+    RecordedNames seen;
+    torch::Tensor out = model->forward(model->initial_carry(batch), batch).second.logits.to(torch::kFloat);
+    EXPECT_EQ(seen.count("hrm::linear_bf16") > 0, dot);
+    return out;
+  };
+  const torch::Tensor a = logits(true), reference = logits(false);
+  EXPECT_LT((a - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());
+}

@@ -128,7 +128,10 @@ TEST(Memory, LongSequenceStepsDoNotFaultInFreshPages) {
       const BenchResult r = benchmark_training_step(c, o);
       const int64_t pages = r.peak_bytes / 4096;
       SCOPED_TRACE(std::string(dtype) + ", fused kernels " + nn::fused_kernels_name(mode));
-      EXPECT_GT(pages, 10000);  // the scores alone are 12.7k pages on the op-by-op float32 path
+      // A step whose tensors span many pages: the scores alone are 12.7k on the op-by-op float32 path; the fused bf16
+      // one (no score matrix, no [tokens, 2 x inter] product in the no-grad calls where SwiGLU takes the product in
+      // one pass) peaks at ~9.8k.
+      EXPECT_GT(pages, 8000);
       EXPECT_LT(r.median_step_minor_faults, pages / 20) << "peak tensor memory " << r.peak_bytes << " bytes";
     }
   }

@@ -64,6 +64,10 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
 // sgemm on LibTorch's OpenMP workers, forward and backward, instead of OpenBLAS's second thread pool (bf16 products
 // already go to oneDNN inside LibTorch). Otherwise torch::linear.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
+// swiglu(linear(x, w)) for w = [gate | up] weights [2n, in]: one pass where no graph is needed and bf16 products run
+// on the dot-product kernels (bf16_products_on_dot_kernels) with the SwiGLU table -- the same roundings, without
+// writing and re-reading the [.., 2n] product; otherwise the two ops.
+torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w);
 bool linear_uses_onednn();  // whether float32 CPU products take oneDNN's sgemm now
 // The widest instruction set oneDNN's kernels use: "avx512", "avx2", "sse41" ("none": a build without oneDNN).
 const char* onednn_kernels();
@@ -82,6 +86,13 @@ bool bf16_products_in_float32();
 void set_bf16_products_in_float32(bool on);
 void reset_bf16_products_in_float32();
 const char* bf16_product_kernels();
+// bf16 linear products without bias (K even, N a multiple of 16) on hrm's AVX512-BF16 dot-product kernels, forward
+// and the input's gradient, where cpu_bf16_products_on_dot_kernels (AMD cores with AVX512-BF16: oneDNN 2.6's bf16
+// kernels reach ~60% of vdpbf16ps's peak there), the fused kernels cover bf16 and the avx512 path is active. set_
+// overrides the CPU rule (true throws where the CPU lacks AVX512-BF16); reset_bf16_products_in_float32 resets both.
+bool bf16_products_on_dot_kernels();
+void set_bf16_products_on_dot_kernels(bool on);
+bool cpu_runs_bf16_dot_kernels();  // whether this CPU has the instructions (AVX512-BF16)
 // Whether LibTorch's own bf16 CPU products (torch::linear, torch::matmul) run on oneDNN (else in its loops).
 bool libtorch_runs_bf16_products_on_onednn();
 // a @ b (torch::matmul), with bf16 CPU products as linear() runs them.

@@ -19,6 +19,7 @@ class CastedLinearImpl : public torch::nn::Module {
  public:
   CastedLinearImpl(int64_t in_features, int64_t out_features, bool bias);
   torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor cast_weight(c10::ScalarType dtype) const;  // the weight in dtype (the cached cast, if any)
   void cast_weights(c10::ScalarType dtype);
   void release_cast();
 

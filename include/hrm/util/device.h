@@ -27,6 +27,11 @@ struct CpuFacts {
 };
 bool has_native_bf16(const CpuFacts& cpu);
 bool bf16_products_beat_float32(const CpuFacts& cpu);
+// Whether bf16 products run on hrm's AVX512-BF16 dot-product kernels instead of oneDNN's: where bf16 beats float32
+// without AMX tiles (oneDNN's AMX kernels are faster still). On Zen 4 oneDNN 2.6's bf16 kernels reach 60% of the
+// vdpbf16ps peak on HRM's layer shapes, hrm's 75-90% (docs/benchmarks.md).
+bool bf16_products_on_dot_kernels(const CpuFacts& cpu);
+bool cpu_bf16_products_on_dot_kernels();
 // OpenMP's idle workers spin for a while after each parallel region. Where the forward runs in float32 (CPUs without
 // bf16 products faster than float32 ones, where forward_dtype auto resolves to float32) and its GEMMs run on OpenBLAS's
 // own threads (no oneDNN in the build, or the fused float32 path off: hrm::nn::linear_uses_onednn), the spinning
