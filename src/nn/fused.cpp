@@ -180,7 +180,8 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
 
 #if HRM_KERNEL_ISAS_X86
 // C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
-// AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then rows of C in blocks of 48. With a
+// AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
+// of 48 (the kernel walks them in L1-sized blocks). With a
 // silu table, B is [gate | up] and the result silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
 torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bits* b, int64_t k_stride,
                                int64_t n_stride, int64_t N, std::vector<int64_t> shape,
@@ -540,7 +541,7 @@ bool cpu_runs_bf16_dot_kernels() {
 
 bool bf16_products_on_dot_kernels() {
   const int v = g_bf16_on_dot_kernels.load(std::memory_order_relaxed);
-  const bool chosen = v != kUnset ? v != 0 : cpu_bf16_products_on_dot_kernels();
+  const bool chosen = v != kUnset ? v != 0 : cpu_bf16_products_on_dot_kernels() && cpu_runs_bf16_dot_kernels();
   return chosen && !bf16_products_in_float32() && fused_kernels_cover(torch::kBFloat16) && cpu_isa() == CpuIsa::Avx512;
 }
 void set_bf16_products_on_dot_kernels(bool on) {
