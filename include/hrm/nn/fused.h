@@ -81,7 +81,8 @@ void apply_cpu_isa_environment();
 // where oneDNN's bf16 kernels are slower than its float32 ones (!cpu_bf16_products_beat_float32: Intel cores without
 // AMX), they run as float32 products of the bf16 operands, rounded to bf16 (the same product: bf16 operands, float
 // sums, one rounding). set_ overrides the choice (tests), reset_ returns to it; bf16_product_kernels() names what runs
-// them: "oneDNN", "float32 kernels, rounded to bfloat16" or "LibTorch's own loops".
+// them: "oneDNN", "float32 kernels, rounded to bfloat16", "hrm's AVX512-BF16 kernels (oneDNN for other shapes)" (below)
+// or "LibTorch's own loops".
 bool bf16_products_in_float32();
 void set_bf16_products_in_float32(bool on);
 void reset_bf16_products_in_float32();
