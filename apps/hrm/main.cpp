@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
   try {
     hrm::log::set_level(hrm::log::parse_level(log_level));
     hrm::set_threads(threads);
-    hrm::nn::cpu_isa();  // an HRM_CPU_ISA this CPU cannot run is an error before any work
+    hrm::nn::cpu_isa();               // an HRM_CPU_ISA this CPU cannot run is an error before any work
+    hrm::nn::bf16_product_kernels();  // so is a bad HRM_BF16_PRODUCTS, whatever the dtype
     const std::string command = app.get_subcommands().front()->get_name();
     if (command == "verify-reference") {
       hrm::use_reference_blas_kernels(argv);

@@ -517,9 +517,31 @@ std::atomic<int> g_bf16_in_float32{kUnset};
 std::atomic<int> g_bf16_on_dot_kernels{kUnset};
 }  // namespace
 
+// HRM_BF16_PRODUCTS chooses the route of bf16 CPU products over the CPU's rule: auto (the rule), onednn (LibTorch's
+// own: oneDNN on AVX-512 CPUs), float32 (float32 kernels, rounded), hrm (the AVX512-BF16 dot-product kernels).
+enum class Bf16Route { Auto, LibTorch, Float32, Dot };
+Bf16Route bf16_route_from_environment() {
+  static const Bf16Route route = [] {
+    const char* env = std::getenv("HRM_BF16_PRODUCTS");
+    const std::string v = env ? env : "";
+    if (v.empty() || v == "auto") return Bf16Route::Auto;
+    if (v == "onednn") return Bf16Route::LibTorch;
+    if (v == "float32") return Bf16Route::Float32;
+    if (v == "hrm") return Bf16Route::Dot;
+    throw Error("HRM_BF16_PRODUCTS='" + v + "' is not one of auto, onednn, float32, hrm");
+  }();
+  return route;
+}
+
 bool bf16_products_in_float32() {
   const int v = g_bf16_in_float32.load(std::memory_order_relaxed);
   if (v != kUnset) return v != 0;
+  switch (bf16_route_from_environment()) {
+    case Bf16Route::Float32: return true;
+    case Bf16Route::LibTorch:
+    case Bf16Route::Dot: return false;
+    case Bf16Route::Auto: break;
+  }
   // oneDNN's bf16 kernels lose to its float32 ones where bf16 is not faster (Intel cores without AMX).
   static const bool float32_is_faster = !libtorch_runs_bf16_products_on_onednn() || !cpu_bf16_products_beat_float32();
   return float32_is_faster;
@@ -541,7 +563,16 @@ bool cpu_runs_bf16_dot_kernels() {
 
 bool bf16_products_on_dot_kernels() {
   const int v = g_bf16_on_dot_kernels.load(std::memory_order_relaxed);
-  const bool chosen = v != kUnset ? v != 0 : cpu_bf16_products_on_dot_kernels() && cpu_runs_bf16_dot_kernels();
+  bool chosen = cpu_bf16_products_on_dot_kernels() && cpu_runs_bf16_dot_kernels();
+  if (v != kUnset) {
+    chosen = v != 0;
+  } else if (bf16_route_from_environment() == Bf16Route::Dot) {
+    if (!cpu_runs_bf16_dot_kernels())
+      throw Error("HRM_BF16_PRODUCTS=hrm: the AVX512-BF16 dot-product kernels need avx512_bf16, which this CPU lacks");
+    chosen = true;
+  } else if (bf16_route_from_environment() != Bf16Route::Auto) {
+    chosen = false;
+  }
   return chosen && !bf16_products_in_float32() && fused_kernels_cover(torch::kBFloat16) && cpu_isa() == CpuIsa::Avx512;
 }
 void set_bf16_products_on_dot_kernels(bool on) {

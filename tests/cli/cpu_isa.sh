@@ -74,4 +74,28 @@ if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -q "float32
   OPENBLAS_CORETYPE=Prescott "$HRM" bench --preset small --batch 2 --steps 1 --kernels hidden_size=32 num_heads=2 > prescott.log
   grep -Eq "float32: OpenBLAS [0-9.]* ?Prescott kernels" prescott.log || { echo "FAIL: OPENBLAS_CORETYPE"; grep GEMM prescott.log; exit 1; }
 fi
+# HRM_BF16_PRODUCTS picks the route of bf16 products: each named on the bench line; a bad value, or hrm's
+# AVX512-BF16 kernels on a CPU without the instructions, is an error naming the variable.
+bf16_bench() {
+  "$HRM" bench --preset small --batch 2 --steps 1 --warmup 0 H_cycles=1 L_cycles=1 forward_dtype=bfloat16 2>&1
+}
+HRM_BF16_PRODUCTS=float32 bf16_bench | grep -q "bfloat16 products by float32 kernels, rounded to bfloat16" ||
+  { echo "FAIL: HRM_BF16_PRODUCTS=float32"; HRM_BF16_PRODUCTS=float32 bf16_bench; exit 1; }
+HRM_BF16_PRODUCTS=onednn bf16_bench | grep -Eq "bfloat16 products by (oneDNN|LibTorch's own loops)" ||
+  { echo "FAIL: HRM_BF16_PRODUCTS=onednn"; HRM_BF16_PRODUCTS=onednn bf16_bench; exit 1; }
+if HRM_BF16_PRODUCTS=sideways bf16_bench > bad_route.log; then echo "FAIL: a bad HRM_BF16_PRODUCTS ran"; exit 1; fi
+grep -q "HRM_BF16_PRODUCTS='sideways' is not one of auto, onednn, float32, hrm" bad_route.log ||
+  { echo "FAIL: bad HRM_BF16_PRODUCTS message"; cat bad_route.log; exit 1; }
+if HRM_BF16_PRODUCTS=sideways "$HRM" bench --preset small --batch 2 --steps 1 --warmup 0 forward_dtype=float32 \
+  > bad_route_f32.log 2>&1; then
+  echo "FAIL: a bad HRM_BF16_PRODUCTS ran a float32 command"; exit 1
+fi
+grep -q "HRM_BF16_PRODUCTS='sideways'" bad_route_f32.log || { echo "FAIL: float32 message"; cat bad_route_f32.log; exit 1; }
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  HRM_BF16_PRODUCTS=hrm bf16_bench | grep -q "bfloat16 products by hrm's AVX512-BF16 kernels" ||
+    { echo "FAIL: HRM_BF16_PRODUCTS=hrm"; HRM_BF16_PRODUCTS=hrm bf16_bench; exit 1; }
+else
+  if HRM_BF16_PRODUCTS=hrm bf16_bench > no_dot.log; then echo "FAIL: HRM_BF16_PRODUCTS=hrm ran without AVX512-BF16"; exit 1; fi
+  grep -q "HRM_BF16_PRODUCTS=hrm: .*lacks" no_dot.log || { echo "FAIL: HRM_BF16_PRODUCTS=hrm message"; cat no_dot.log; exit 1; }
+fi
 echo "PASS: paths ${ran[*]}"
