@@ -66,6 +66,11 @@ if grep -qE "bfloat16: (float32 kernels, rounded to bfloat16|hrm's AVX512-BF16 k
   gemm_rows=$((gemm_rows + 1))
 fi
 [ "$(grep -c "one layer's four products" kernels.log)" = $gemm_rows ] || { echo "FAIL: GEMM rows"; cat kernels.log; exit 1; }
+# On hrm's AVX512-BF16 kernels the MLP's first product with SwiGLU in one pass is timed against the two ops.
+if grep -q "bfloat16: hrm's AVX512-BF16 kernels" kernels.log; then
+  grep -q "^one-pass  gate_up_proj + swiglu" kernels.log && grep -q "^two-ops   gate_up_proj, swiglu" kernels.log ||
+    { echo "FAIL: one-pass rows"; cat kernels.log; exit 1; }
+fi
 # OpenBLAS's float32 kernels fit the CPU: Debian's OpenBLAS falls back to SSE3 ("Prescott") on CPU models newer
 # than its table (Emerald Rapids: 59 GFLOP/s instead of 250); a core the user chose stays.
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -q "float32: OpenBLAS" kernels.log; then
