@@ -120,11 +120,9 @@ LaunchInfo launch_info(const EnvLookup& env) {
   return l;
 }
 
-namespace {
-// A port nobody listens on now (the kernel's pick for an ephemeral bind).
 int free_local_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  check(fd >= 0, "run_local_ranks: socket() failed");
+  check(fd >= 0, "free_local_port: socket() failed");
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -133,10 +131,9 @@ int free_local_port() {
   const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
                   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
   ::close(fd);
-  check(ok, "run_local_ranks: could not find a free port on 127.0.0.1");
+  check(ok, "free_local_port: could not find a free port on 127.0.0.1");
   return ntohs(a.sin_port);
 }
-}  // namespace
 
 int run_local_ranks(const std::vector<std::string>& args, int64_t world_size) {
   check(world_size >= 1, "run_local_ranks: world size must be >= 1");

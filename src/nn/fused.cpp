@@ -181,8 +181,8 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
 #if HRM_KERNEL_ISAS_X86
 // C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
 // AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
-// of 48 (the kernel walks them in L1-sized blocks). With a
-// silu table, B is [gate | up] and the result silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
+// of 48 (the kernel walks them in L1-sized blocks). With a silu table, B is [gate | up] and the result
+// silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
 torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bits* b, int64_t k_stride,
                                int64_t n_stride, int64_t N, std::vector<int64_t> shape,
                                const float* silu_table = nullptr) {
@@ -190,7 +190,7 @@ torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bit
   const int64_t M = a.numel() / K;
   shape.back() = silu_table != nullptr ? N / 2 : N;
   torch::Tensor out = torch::empty(shape, a.options());
-  torch::Tensor packed = torch::empty({dot::packed_b_elements(K, N)}, a.options());
+  torch::Tensor packed = torch::empty({K * N}, a.options());
   bf16_bits* p = reinterpret_cast<bf16_bits*>(packed.data_ptr());
   constexpr int64_t kColumnBlock = 64, kRowBlock = 48;
   at::parallel_for(0, (N + kColumnBlock - 1) / kColumnBlock, 1, [&](int64_t c0, int64_t c1) {
@@ -207,26 +207,31 @@ torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bit
   });
   return out;
 }
-#endif
 
 // Whether the dot-product kernels take a [.., K] x [K, N] product: K pairs, whole 16-column vectors.
 bool dot_kernels_fit(int64_t K, int64_t N) { return K % 2 == 0 && N % 16 == 0 && K > 0 && N > 0; }
 
+// Whether x [..., K] w [N, K]^T (no bias) runs on the dot-product kernels now: bf16 operands of a product they fit,
+// their route chosen (bf16_products_on_dot_kernels); path_for then decides between the kernel and its graph.
+bool dot_route_takes(const torch::Tensor& x, const torch::Tensor& w) {
+  return x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && x.dim() >= 1 && w.dim() == 2 &&
+         x.size(-1) == w.size(1) && x.numel() > 0 && dot_kernels_fit(w.size(1), w.size(0)) &&
+         bf16_products_on_dot_kernels();
+}
+
 // x [..., K] times w [N, K] transposed (bf16, contiguous): y on the dot-product kernels.
 torch::Tensor bf16_linear_kernel(const torch::Tensor& x, const torch::Tensor& w) {
   RECORD_FUNCTION("hrm::linear_bf16", std::vector<c10::IValue>());
-#if HRM_KERNEL_ISAS_X86
   const int64_t K = x.size(-1);
   return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec());
-#else
-  return torch::linear(x, w);
-#endif
 }
+#endif
 
 // ---------------------------------------------------------------- autograd functions with fused backward
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+#if HRM_KERNEL_ISAS_X86
 // bf16 linear without bias on the dot-product kernels: y = x w^T and dx = dy w there; dw = dy^T x (a long reduction
 // over tokens, which the kernels' tiles do not fit) by LibTorch, as its own linear's backward computes it.
 struct Bf16LinearFunction : torch::autograd::Function<Bf16LinearFunction> {
@@ -243,18 +248,18 @@ struct Bf16LinearFunction : torch::autograd::Function<Bf16LinearFunction> {
     const torch::Tensor dy = grads[0].contiguous();
     const torch::Tensor dy2 = dy.view({-1, N});
     if (ctx->needs_input_grad(0)) {  // dx = dy w
-#if HRM_KERNEL_ISAS_X86
       if (dot_kernels_fit(N, K)) {
         RECORD_FUNCTION("hrm::linear_bf16_backward", std::vector<c10::IValue>());
         out[0] = bf16_dot_product(dy, N, reinterpret_cast<const bf16_bits*>(w.data_ptr()), K, 1, K, x.sizes().vec());
+      } else {
+        out[0] = dy2.mm(w).view(x.sizes());
       }
-#endif
-      if (!out[0].defined()) out[0] = dy2.mm(w).view(x.sizes());
     }
     if (ctx->needs_input_grad(1)) out[1] = dy2.t().mm(x.reshape({-1, K}));  // dw = dy^T x
     return out;
   }
 };
+#endif
 
 struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& y, double eps) {
@@ -449,14 +454,15 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
   // Empty products and shapes LibTorch should reject (with its message) stay torch::linear.
   const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
                          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
-  if (x.scalar_type() == torch::kBFloat16 && shapes_ok && !b.defined() && dot_kernels_fit(w.size(1), w.size(0)) &&
-      bf16_products_on_dot_kernels()) {
+#if HRM_KERNEL_ISAS_X86
+  if (!b.defined() && dot_route_takes(x, w)) {
     switch (path_for({&x, &w}, /*has_backward=*/true)) {
       case Path::Kernel: return bf16_linear_kernel(x, w);
       case Path::KernelWithGraph: return Bf16LinearFunction::apply(x, w);
       case Path::Composition: break;
     }
   }
+#endif
 #ifdef HRM_HAVE_DNNL
   if (x.scalar_type() == torch::kFloat && shapes_ok) {
     switch (path_for({&x, &w, &b}, /*has_backward=*/true)) {
@@ -483,10 +489,8 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
 
 torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
 #if HRM_KERNEL_ISAS_X86
-  const bool fits = x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && x.dim() >= 1 &&
-                    w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.size(0) % 64 == 0 &&
-                    w.size(1) % 2 == 0;
-  if (fits && bf16_products_on_dot_kernels() && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
+  // [gate | up] blocks of 32 columns each: 2n a multiple of 64
+  if (dot_route_takes(x, w) && w.size(0) % 64 == 0 && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
     if (const float* table = kernels::silu_table_bf16()) {
       RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
       const int64_t K = x.size(-1);
@@ -511,47 +515,6 @@ bool libtorch_runs_bf16_products_on_onednn() {
   return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && avx512;
 }
 
-namespace {
-constexpr int kUnset = -1;
-std::atomic<int> g_bf16_in_float32{kUnset};
-std::atomic<int> g_bf16_on_dot_kernels{kUnset};
-}  // namespace
-
-// HRM_BF16_PRODUCTS chooses the route of bf16 CPU products over the CPU's rule: auto (the rule), onednn (LibTorch's
-// own: oneDNN on AVX-512 CPUs), float32 (float32 kernels, rounded), hrm (the AVX512-BF16 dot-product kernels).
-enum class Bf16Route { Auto, LibTorch, Float32, Dot };
-Bf16Route bf16_route_from_environment() {
-  static const Bf16Route route = [] {
-    const char* env = std::getenv("HRM_BF16_PRODUCTS");
-    const std::string v = env ? env : "";
-    if (v.empty() || v == "auto") return Bf16Route::Auto;
-    if (v == "onednn") return Bf16Route::LibTorch;
-    if (v == "float32") return Bf16Route::Float32;
-    if (v == "hrm") return Bf16Route::Dot;
-    throw Error("HRM_BF16_PRODUCTS='" + v + "' is not one of auto, onednn, float32, hrm");
-  }();
-  return route;
-}
-
-bool bf16_products_in_float32() {
-  const int v = g_bf16_in_float32.load(std::memory_order_relaxed);
-  if (v != kUnset) return v != 0;
-  switch (bf16_route_from_environment()) {
-    case Bf16Route::Float32: return true;
-    case Bf16Route::LibTorch:
-    case Bf16Route::Dot: return false;
-    case Bf16Route::Auto: break;
-  }
-  // oneDNN's bf16 kernels lose to its float32 ones where bf16 is not faster (Intel cores without AMX).
-  static const bool float32_is_faster = !libtorch_runs_bf16_products_on_onednn() || !cpu_bf16_products_beat_float32();
-  return float32_is_faster;
-}
-void set_bf16_products_in_float32(bool on) { g_bf16_in_float32.store(on ? 1 : 0, std::memory_order_relaxed); }
-void reset_bf16_products_in_float32() {
-  g_bf16_in_float32.store(kUnset, std::memory_order_relaxed);
-  g_bf16_on_dot_kernels.store(kUnset, std::memory_order_relaxed);
-}
-
 bool cpu_runs_bf16_dot_kernels() {
 #if HRM_KERNEL_ISAS_X86
   static const bool runs = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("x86-64-v4");
@@ -561,24 +524,60 @@ bool cpu_runs_bf16_dot_kernels() {
 #endif
 }
 
+namespace {
+// Where bf16 CPU products run: LibTorch's own route (oneDNN on AVX-512 CPUs, its loops elsewhere), float32 kernels
+// rounded to bf16, or hrm's AVX512-BF16 dot-product kernels.
+enum class Bf16Route { LibTorch, Float32, Dot };
+
+// HRM_BF16_PRODUCTS=onednn|float32|hrm, else (auto) the CPU's rules: float32 where LibTorch has no fast bf16 products
+// or oneDNN's bf16 kernels lose to its float32 ones (Intel cores without AMX); the dot-product kernels where
+// cpu_bf16_products_on_dot_kernels; LibTorch's route elsewhere. Once per process; a bad value throws every time.
+Bf16Route default_bf16_route() {
+  static const Bf16Route route = [] {
+    const char* env = std::getenv("HRM_BF16_PRODUCTS");
+    const std::string v = env ? env : "";
+    if (v == "onednn") return Bf16Route::LibTorch;
+    if (v == "float32") return Bf16Route::Float32;
+    if (v == "hrm") {
+      if (!cpu_runs_bf16_dot_kernels())
+        throw Error(
+            "HRM_BF16_PRODUCTS=hrm: the AVX512-BF16 dot-product kernels need avx512_bf16, which this CPU lacks");
+      return Bf16Route::Dot;
+    }
+    if (!v.empty() && v != "auto")
+      throw Error("HRM_BF16_PRODUCTS='" + v + "' is not one of auto, onednn, float32, hrm");
+    if (!libtorch_runs_bf16_products_on_onednn() || !cpu_bf16_products_beat_float32()) return Bf16Route::Float32;
+    return cpu_bf16_products_on_dot_kernels() && cpu_runs_bf16_dot_kernels() ? Bf16Route::Dot : Bf16Route::LibTorch;
+  }();
+  return route;
+}
+
+constexpr int kUnset = -1;
+std::atomic<int> g_bf16_route{kUnset};  // a set_ override of the default
+
+Bf16Route bf16_route() {
+  const int v = g_bf16_route.load(std::memory_order_relaxed);
+  return v == kUnset ? default_bf16_route() : static_cast<Bf16Route>(v);
+}
+
+// Route `on` when on, else the default unless the default is `on` (then LibTorch's).
+void set_bf16_route(Bf16Route route, bool on) {
+  const Bf16Route off = default_bf16_route() == route ? Bf16Route::LibTorch : default_bf16_route();
+  g_bf16_route.store(static_cast<int>(on ? route : off), std::memory_order_relaxed);
+}
+}  // namespace
+
+bool bf16_products_in_float32() { return bf16_route() == Bf16Route::Float32; }
+void set_bf16_products_in_float32(bool on) { set_bf16_route(Bf16Route::Float32, on); }
+void reset_bf16_products_in_float32() { g_bf16_route.store(kUnset, std::memory_order_relaxed); }
+
 bool bf16_products_on_dot_kernels() {
-  const int v = g_bf16_on_dot_kernels.load(std::memory_order_relaxed);
-  bool chosen = cpu_bf16_products_on_dot_kernels() && cpu_runs_bf16_dot_kernels();
-  if (v != kUnset) {
-    chosen = v != 0;
-  } else if (bf16_route_from_environment() == Bf16Route::Dot) {
-    if (!cpu_runs_bf16_dot_kernels())
-      throw Error("HRM_BF16_PRODUCTS=hrm: the AVX512-BF16 dot-product kernels need avx512_bf16, which this CPU lacks");
-    chosen = true;
-  } else if (bf16_route_from_environment() != Bf16Route::Auto) {
-    chosen = false;
-  }
-  return chosen && !bf16_products_in_float32() && fused_kernels_cover(torch::kBFloat16) && cpu_isa() == CpuIsa::Avx512;
+  return bf16_route() == Bf16Route::Dot && fused_kernels_cover(torch::kBFloat16) && cpu_isa() == CpuIsa::Avx512;
 }
 void set_bf16_products_on_dot_kernels(bool on) {
   if (on && !cpu_runs_bf16_dot_kernels())
     throw Error("bf16 products on AVX512-BF16 dot-product kernels: this CPU lacks avx512_bf16");
-  g_bf16_on_dot_kernels.store(on ? 1 : 0, std::memory_order_relaxed);
+  set_bf16_route(Bf16Route::Dot, on);
 }
 
 const char* bf16_product_kernels() {

@@ -46,7 +46,6 @@ HRM_DECLARE_ISA_KERNELS()
 // bf16 products on AVX512-BF16 dot products (src/nn/kernels_gemm_bf16.cpp; only where the CPU has avx512_bf16).
 // B [K, N] (element b[k * k_stride + n * n_stride]) is packed first; K even, N a multiple of 16.
 namespace avx512_bf16 {
-int64_t packed_b_elements(int64_t K, int64_t N);
 // With swiglu, B is [gate | up] (N a multiple of 64) and gemm_swiglu_packed writes silu(gate) * up [M, N / 2] with
 // silu looked up per bf16 gate in silu_table (the rounded values, as the unfused SwiGLU).
 void pack_b(const bf16_bits* b, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N, bool swiglu,

@@ -111,12 +111,10 @@ void gemm_rows(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* pack
 
 }  // namespace
 
-int64_t packed_b_elements(int64_t K, int64_t N) { return K * N; }
-
 // B [K, N] at b[k * k_stride + n * n_stride] -> per 64-column block (the last one 16, 32 or 48 wide) [K/2][width][2],
-// the block starting at column n0 stored at packed + n0 * K. Columns [n0, n1) only (threads split the blocks). With
-// `swiglu`, B is [gate | up] (N / 2 columns each, N a multiple of 64) and block n0 holds gate columns [n0/2, n0/2 + 32)
-// then the same up columns.
+// the block starting at column n0 stored at packed + n0 * K (K * N elements in all). Columns [n0, n1) only (threads
+// split the blocks). With `swiglu`, B is [gate | up] (N / 2 columns each, N a multiple of 64) and block n0 holds gate
+// columns [n0/2, n0/2 + 32) then the same up columns.
 void pack_b(const bf16_bits* b, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N, bool swiglu,
             bf16_bits* packed, int64_t n0, int64_t n1) {
   for (int64_t blk = n0; blk < n1; blk += kCols) {

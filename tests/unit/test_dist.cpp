@@ -1,11 +1,8 @@
 // Data-parallel training: the launch contract, the gradient buckets, and real runs of `hrm train` with 2 ranks
 // (Gloo on loopback) against 1 process with the same global batch.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -217,27 +214,10 @@ int finish(Proc& p, double timeout_s = 600) {
 
 std::string read_log(const Proc& p) { return read_file(p.log); }
 
-// A port the kernel reports free now. Ports derived from the pid collided when ctest ran two of these tests at
-// once (pids n and n+1 walk the same sequence); the kernel does not hand the same ephemeral port to both.
-int next_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  if (!ok) throw std::runtime_error("no free loopback port");
-  return ntohs(addr.sin_port);
-}
-
 // `hrm train ARGS` on `world` ranks of this machine (1: one process without rank variables); every exit status.
 std::vector<int> run_ranks(int world, const std::vector<std::string>& args, const std::string& log_prefix) {
   std::vector<Proc> procs;
-  const std::string port = std::to_string(next_port());
+  const std::string port = std::to_string(dist::free_local_port());  // its own: ctest runs two such tests at once
   for (int r = 0; r < world; ++r) {
     std::map<std::string, std::string> vars;
     if (world > 1)
@@ -397,10 +377,12 @@ TEST_F(TwoRanks, TrainLikeOneProcessWithThePuzzleEmbeddingEmaAndExploration) {
 // runs through the backend, and the run equals the plain single process.
 TEST_F(TwoRanks, AGroupOfOneTrainsLikeOneProcess) {
   run_ranks(1, args(dir_.file("one")), dir_.file("one"));
-  Proc p = start(
-      args(dir_.file("group1"), {"dist.backend=gloo"}),
-      {{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(next_port())}},
-      dir_.file("group1.log"));
+  Proc p = start(args(dir_.file("group1"), {"dist.backend=gloo"}),
+                 {{"RANK", "0"},
+                  {"WORLD_SIZE", "1"},
+                  {"MASTER_ADDR", "127.0.0.1"},
+                  {"MASTER_PORT", std::to_string(dist::free_local_port())}},
+                 dir_.file("group1.log"));
   ASSERT_EQ(finish(p), 0) << read_log(p);
   EXPECT_NE(read_file(dir_.file("group1/train.log")).find("1 ranks (torchrun, gloo)"), std::string::npos);
   expect_same_run(dir_.file("one"), dir_.file("group1"));
@@ -419,7 +401,7 @@ TEST_F(TwoRanks, StopAndResumeWithTheSameAndAnotherWorldSize) {
 
 TEST_F(TwoRanks, ADeadRankStopsTheOthersAndTheRunResumes) {
   const std::string run = dir_.file("killed");
-  const std::string port = std::to_string(next_port());
+  const std::string port = std::to_string(dist::free_local_port());
   std::vector<Proc> procs;
   for (int r = 0; r < 2; ++r)
     procs.push_back(
@@ -453,10 +435,12 @@ TEST(Distributed, AMissingPeerIsAnErrorWithinTheTimeout) {
   const std::string data = make_dataset(dir.file("data"));
   test::write_toy_config(dir.str(), data, "dist:\n  timeout_s: 3\n");
   const auto t0 = std::chrono::steady_clock::now();
-  Proc p = start(
-      {"train", dir.file("configs/toy.yaml"), "run_dir=" + dir.file("run")},
-      {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(next_port())}},
-      dir.file("alone.log"));
+  Proc p = start({"train", dir.file("configs/toy.yaml"), "run_dir=" + dir.file("run")},
+                 {{"RANK", "1"},
+                  {"WORLD_SIZE", "2"},
+                  {"MASTER_ADDR", "127.0.0.1"},
+                  {"MASTER_PORT", std::to_string(dist::free_local_port())}},
+                 dir.file("alone.log"));
   const int code = finish(p, 60);
   EXPECT_NE(code, 0);
   EXPECT_NE(code, -1);

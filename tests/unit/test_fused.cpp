@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 
 #include "test_util.h"
 
@@ -294,22 +295,61 @@ TEST(Fused, AttentionBackwardMatchesTruth) {
   });
 }
 
-int linear_kernel_calls = 0;  // RECORD_FUNCTION("hrm::linear") events seen by the test below
+// Names of the RECORD_FUNCTION events this thread records while an instance lives (instances may nest: each sees
+// every event of its lifetime; one observer serves them all).
+struct RecordedNames {
+  std::vector<std::string> names;
+  RecordedNames() {
+    if (live().empty())
+      handle() = at::addThreadLocalCallback(
+          at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+            for (RecordedNames* r : live()) r->names.emplace_back(fn.name());
+            return nullptr;
+          }));
+    live().push_back(this);
+  }
+  ~RecordedNames() {
+    live().erase(std::find(live().begin(), live().end(), this));
+    if (live().empty()) at::removeCallback(handle());
+  }
+  RecordedNames(const RecordedNames&) = delete;
+  RecordedNames& operator=(const RecordedNames&) = delete;
+  int64_t count(const std::string& name) const { return std::count(names.begin(), names.end(), name); }
+
+ private:
+  static std::vector<RecordedNames*>& live() {
+    static thread_local std::vector<RecordedNames*> instances;
+    return instances;
+  }
+  static at::CallbackHandle& handle() {
+    static thread_local at::CallbackHandle h = 0;
+    return h;
+  }
+};
+
+// Logits of a tiny bf16 HRM forward (eval, no graph), the same model and batch at each call: `route` sets the route
+// of bf16 products first, `check` (if given) sees the events the forward recorded.
+torch::Tensor tiny_bf16_logits(const std::function<void()>& route,
+                               const std::function<void(const RecordedNames&)>& check = {}) {
+  ModelConfig c = test::tiny_config();
+  c.forward_dtype = "bfloat16";
+  torch::manual_seed(5);
+  ACTModel model = make_model(c);
+  model->eval();
+  const Batch batch = test::random_batch(c, 4);
+  torch::NoGradGuard ng;
+  route();
+  RecordedNames seen;
+  torch::Tensor out = model->forward(model->initial_carry(batch), batch).second.logits.to(torch::kFloat);
+  if (check) check(seen);
+  return out;
+}
 
 TEST(Fused, LinearMatchesTruthForwardAndBackward) {
   // hrm::nn::linear's float32 path (oneDNN's sgemm where the build has it) against torch::linear in float64:
   // outputs and the gradients of x, w and b, with and without bias, for 3-D inputs, only w needing a gradient,
   // and no rows at all.
   torch::manual_seed(5);
-  const at::CallbackHandle observer = at::addThreadLocalCallback(
-      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-        if (std::string(fn.name()) == "hrm::linear") ++linear_kernel_calls;
-        return nullptr;
-      }));
-  struct Removed {
-    at::CallbackHandle handle;
-    ~Removed() { at::removeCallback(handle); }
-  } removed{observer};
   struct Case {
     std::vector<int64_t> x_shape;
     int64_t out;
@@ -341,12 +381,12 @@ TEST(Fused, LinearMatchesTruthForwardAndBackward) {
       for (auto& p : parts) p = p.to(torch::kDouble);
       return torch::cat(parts);
     };
-    linear_kernel_calls = 0;
+    RecordedNames seen;
     const torch::Tensor fused = run(FusedKernels::All, torch::kFloat);
     const torch::Tensor truth = run(FusedKernels::Off, torch::kDouble);
     ASSERT_EQ(fused.sizes(), truth.sizes());
 #ifdef HRM_TEST_EXPECTS_DNNL  // the oneDNN kernel ran (once, forward), except for the empty product
-    EXPECT_EQ(linear_kernel_calls, x.numel() > 0 ? 1 : 0);
+    EXPECT_EQ(seen.count("hrm::linear"), x.numel() > 0 ? 1 : 0);
 #endif
     const double scale = truth.abs().max().item<double>();
     EXPECT_LE((fused - truth).abs().max().item<double>(), 2e-6 * scale);  // no rows: every gradient is 0
@@ -494,27 +534,18 @@ TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
     return torch::cat(parts);
   };
   const torch::Tensor truth = run(torch::kDouble);
-  const at::CallbackHandle observer = at::addThreadLocalCallback(
-      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-        if (std::string(fn.name()) == "hrm::linear") ++linear_kernel_calls;
-        return nullptr;
-      }));
-  struct Removed {
-    at::CallbackHandle handle;
-    ~Removed() { at::removeCallback(handle); }
-  } removed{observer};
+  RecordedNames seen;
   nn::ScopedFusedKernels fused_float32(FusedKernels::All);  // the float32 products then run hrm::linear's kernel
-  linear_kernel_calls = 0;
   nn::set_bf16_products_in_float32(true);
   EXPECT_EQ(std::string(nn::bf16_product_kernels()), "float32 kernels, rounded to bfloat16");
   const torch::Tensor in_float32 = run(torch::kBFloat16);
 #ifdef HRM_TEST_EXPECTS_DNNL
-  EXPECT_EQ(linear_kernel_calls, 1);
+  EXPECT_EQ(seen.count("hrm::linear"), 1);
 #endif
   nn::set_bf16_products_in_float32(false);
   EXPECT_NE(std::string(nn::bf16_product_kernels()), "float32 kernels, rounded to bfloat16");
   const torch::Tensor libtorch = run(torch::kBFloat16);
-  EXPECT_EQ(linear_kernel_calls, 1);  // LibTorch's own bf16 product
+  EXPECT_EQ(seen.count("hrm::linear"), 1);  // LibTorch's own bf16 product
   // One rounding to bf16 (half an ulp: 2^-8 relative) after float sums of at most 111 terms.
   const double scale = truth.abs().max().item<double>();
   const torch::Tensor err = (in_float32 - truth).abs();
@@ -532,37 +563,12 @@ TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
   EXPECT_EQ((scores_err > scores_truth.abs() * std::ldexp(1.0, -8) + 1e-6).sum().item<int64_t>(), 0);
 
   // A whole bf16 HRM forward either way: the same model up to bf16 rounding through the recurrence.
-  ModelConfig c = test::tiny_config();
-  c.forward_dtype = "bfloat16";
-  torch::manual_seed(5);
-  ACTModel model = make_model(c);
-  model->eval();
-  const Batch batch = test::random_batch(c, 4);
-  torch::NoGradGuard ng;
-  const auto logits = [&](bool in_float) {
-    nn::set_bf16_products_in_float32(in_float);
-    return model->forward(model->initial_carry(batch), batch).second.logits.to(torch::kFloat);
+  const auto logits = [](bool in_float) {
+    return tiny_bf16_logits([in_float] { nn::set_bf16_products_in_float32(in_float); });
   };
   const torch::Tensor a = logits(true), reference = logits(false);
   EXPECT_LT((a - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());
 }
-
-// Names of the RECORD_FUNCTION events seen while the returned handle lives.
-struct RecordedNames {
-  std::vector<std::string> names;
-  at::CallbackHandle handle;
-  RecordedNames() {
-    handle = at::addThreadLocalCallback(
-        at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-          current->names.emplace_back(fn.name());
-          return nullptr;
-        }));
-    current = this;
-  }
-  ~RecordedNames() { at::removeCallback(handle); }
-  int64_t count(const std::string& name) const { return std::count(names.begin(), names.end(), name); }
-  static inline RecordedNames* current = nullptr;
-};
 
 // hrm's AVX512-BF16 dot-product kernels: the bf16 product (bf16 operands, float sums, one rounding), forward and the
 // input's gradient, at shapes with partial row tiles (111 rows) and partial column blocks (16, 48, 80, 144 columns).
@@ -665,19 +671,9 @@ TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
     ~Reset() { nn::reset_bf16_products_in_float32(); }
   } reset;
   nn::set_bf16_products_in_float32(false);
-  ModelConfig c = test::tiny_config();
-  c.forward_dtype = "bfloat16";
-  torch::manual_seed(5);
-  ACTModel model = make_model(c);
-  model->eval();
-  const Batch batch = test::random_batch(c, 4);
-  torch::NoGradGuard ng;
-  const auto logits = [&](bool dot) {
-    nn::set_bf16_products_on_dot_kernels(dot);
-    RecordedNames seen;
-    torch::Tensor out = model->forward(model->initial_carry(batch), batch).second.logits.to(torch::kFloat);
-    EXPECT_EQ(seen.count("hrm::linear_bf16") > 0, dot);
-    return out;
+  const auto logits = [](bool dot) {
+    return tiny_bf16_logits([dot] { nn::set_bf16_products_on_dot_kernels(dot); },
+                            [dot](const RecordedNames& seen) { EXPECT_EQ(seen.count("hrm::linear_bf16") > 0, dot); });
   };
   const torch::Tensor a = logits(true), reference = logits(false);
   EXPECT_LT((a - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());

@@ -32,6 +32,9 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 LaunchInfo launch_info(const EnvLookup& env);
 LaunchInfo launch_info_from_environment();
 
+// A loopback port nobody listens on now (the kernel's pick for an ephemeral bind; two callers get different ones).
+int free_local_port();
+
 // Starts `world_size` copies of this program with `args` (args[0] is ignored) on this machine, each with the
 // variables torchrun would set (loopback MASTER_ADDR, a free MASTER_PORT), and waits for them. When one fails the
 // others are killed. Returns 0 when every rank exited 0, else the first failing rank's exit status.
