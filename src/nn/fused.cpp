@@ -515,13 +515,21 @@ bool libtorch_runs_bf16_products_on_onednn() {
   return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && avx512;
 }
 
-bool cpu_runs_bf16_dot_kernels() {
+namespace {
+bool cpu_has_bf16_dot_instructions() {
 #if HRM_KERNEL_ISAS_X86
-  static const bool runs = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("x86-64-v4");
-  return runs;
+  static const bool has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("x86-64-v4");
+  return has;
 #else
   return false;
 #endif
+}
+}  // namespace
+
+const char* why_no_bf16_dot_kernels() {
+  if (!cpu_has_bf16_dot_instructions()) return "this CPU lacks avx512_bf16";
+  if (cpu_isa() != CpuIsa::Avx512) return "the kernel path is not avx512 (HRM_CPU_ISA)";
+  return nullptr;
 }
 
 namespace {
@@ -539,15 +547,15 @@ Bf16Route default_bf16_route() {
     if (v == "onednn") return Bf16Route::LibTorch;
     if (v == "float32") return Bf16Route::Float32;
     if (v == "hrm") {
-      if (!cpu_runs_bf16_dot_kernels())
-        throw Error(
-            "HRM_BF16_PRODUCTS=hrm: the AVX512-BF16 dot-product kernels need avx512_bf16, which this CPU lacks");
+      if (const char* why = why_no_bf16_dot_kernels())
+        throw Error(std::string("HRM_BF16_PRODUCTS=hrm: the AVX512-BF16 dot-product kernels cannot run: ") + why);
       return Bf16Route::Dot;
     }
     if (!v.empty() && v != "auto")
       throw Error("HRM_BF16_PRODUCTS='" + v + "' is not one of auto, onednn, float32, hrm");
     if (!libtorch_runs_bf16_products_on_onednn() || !cpu_bf16_products_beat_float32()) return Bf16Route::Float32;
-    return cpu_bf16_products_on_dot_kernels() && cpu_runs_bf16_dot_kernels() ? Bf16Route::Dot : Bf16Route::LibTorch;
+    // the instructions only: bf16_products_on_dot_kernels checks the active path, which set_cpu_isa may change
+    return cpu_bf16_products_on_dot_kernels() && cpu_has_bf16_dot_instructions() ? Bf16Route::Dot : Bf16Route::LibTorch;
   }();
   return route;
 }
@@ -572,11 +580,11 @@ void set_bf16_products_in_float32(bool on) { set_bf16_route(Bf16Route::Float32, 
 void reset_bf16_products_in_float32() { g_bf16_route.store(kUnset, std::memory_order_relaxed); }
 
 bool bf16_products_on_dot_kernels() {
-  return bf16_route() == Bf16Route::Dot && fused_kernels_cover(torch::kBFloat16) && cpu_isa() == CpuIsa::Avx512;
+  return bf16_route() == Bf16Route::Dot && fused_kernels_cover(torch::kBFloat16) && !why_no_bf16_dot_kernels();
 }
 void set_bf16_products_on_dot_kernels(bool on) {
-  if (on && !cpu_runs_bf16_dot_kernels())
-    throw Error("bf16 products on AVX512-BF16 dot-product kernels: this CPU lacks avx512_bf16");
+  if (const char* why = on ? why_no_bf16_dot_kernels() : nullptr)
+    throw Error(std::string("bf16 products on AVX512-BF16 dot-product kernels: ") + why);
   set_bf16_route(Bf16Route::Dot, on);
 }
 

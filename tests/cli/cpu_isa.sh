@@ -6,6 +6,9 @@ set -euo pipefail
 HRM=$1
 source "$(dirname "$0")/common.sh"
 fresh_workdir "$2"
+# This script forces each path itself and compares with the unforced run: a path forced for the whole test run (the
+# suite on a simulated AVX2 CPU, docs/benchmarks.md) must not leak into the unforced one.
+unset HRM_CPU_ISA ATEN_CPU_CAPABILITY OPENBLAS_CORETYPE ONEDNN_MAX_CPU_ISA HRM_BF16_PRODUCTS HRM_FUSED_KERNELS
 bench=(bench --preset small --batch 2 --steps 1 --warmup 0 H_cycles=1 L_cycles=1 forward_dtype=bfloat16)
 if HRM_CPU_ISA=sse9 "$HRM" "${bench[@]}" > bogus.log 2>&1; then
   echo "FAIL: HRM_CPU_ISA=sse9 was accepted"; cat bogus.log; exit 1
@@ -99,6 +102,11 @@ grep -q "HRM_BF16_PRODUCTS='sideways'" bad_route_f32.log || { echo "FAIL: float3
 if grep -qw avx512_bf16 /proc/cpuinfo; then
   HRM_BF16_PRODUCTS=hrm bf16_bench | grep -q "bfloat16 products by hrm's AVX512-BF16 kernels" ||
     { echo "FAIL: HRM_BF16_PRODUCTS=hrm"; HRM_BF16_PRODUCTS=hrm bf16_bench; exit 1; }
+  # the kernels need the avx512 path: a forced avx2 one is an error, not LibTorch's bf16 loops (~2 GFLOP/s there)
+  if HRM_BF16_PRODUCTS=hrm HRM_CPU_ISA=avx2 bf16_bench > dot_avx2.log; then
+    echo "FAIL: HRM_BF16_PRODUCTS=hrm ran on the avx2 path"; cat dot_avx2.log; exit 1
+  fi
+  grep -q "HRM_BF16_PRODUCTS=hrm: .*not avx512" dot_avx2.log || { echo "FAIL: hrm on avx2 message"; cat dot_avx2.log; exit 1; }
 else
   if HRM_BF16_PRODUCTS=hrm bf16_bench > no_dot.log; then echo "FAIL: HRM_BF16_PRODUCTS=hrm ran without AVX512-BF16"; exit 1; fi
   grep -q "HRM_BF16_PRODUCTS=hrm: .*lacks" no_dot.log || { echo "FAIL: HRM_BF16_PRODUCTS=hrm message"; cat no_dot.log; exit 1; }

@@ -573,7 +573,7 @@ TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
 // hrm's AVX512-BF16 dot-product kernels: the bf16 product (bf16 operands, float sums, one rounding), forward and the
 // input's gradient, at shapes with partial row tiles (111 rows) and partial column blocks (16, 48, 80, 144 columns).
 TEST(Fused, Bf16DotKernelsAreTheBf16Product) {
-  if (!nn::cpu_runs_bf16_dot_kernels()) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
   struct Reset {
     ~Reset() { nn::reset_bf16_products_in_float32(); }
   } reset;
@@ -629,7 +629,7 @@ TEST(Fused, Bf16DotKernelsAreTheBf16Product) {
 
 // swiglu(linear(x, w)) in one pass (no graph, dot kernels, the SwiGLU table) is bit-identical to the two ops.
 TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
-  if (!nn::cpu_runs_bf16_dot_kernels()) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
   struct Reset {
     ~Reset() {
       nn::reset_bf16_products_in_float32();
@@ -666,7 +666,7 @@ TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
 
 // A bf16 HRM forward on the dot-product kernels against oneDNN's products: the same model up to bf16 rounding.
 TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
-  if (!nn::cpu_runs_bf16_dot_kernels()) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
   struct Reset {
     ~Reset() { nn::reset_bf16_products_in_float32(); }
   } reset;

@@ -90,13 +90,15 @@ const char* bf16_product_kernels();
 // bf16 linear products without bias (K even, N a multiple of 16) on hrm's AVX512-BF16 dot-product kernels, forward
 // and the input's gradient, where cpu_bf16_products_on_dot_kernels (AMD cores with AVX512-BF16: oneDNN 2.6's bf16
 // kernels reach ~60% of vdpbf16ps's peak there), the fused kernels cover bf16 and the avx512 path is active. set_
-// overrides the CPU rule (true throws where the CPU lacks AVX512-BF16); reset_bf16_products_in_float32 resets both.
+// overrides the CPU rule (true throws where why_no_bf16_dot_kernels); reset_bf16_products_in_float32 resets both.
 // HRM_BF16_PRODUCTS=auto|onednn|float32|hrm in the environment picks the route of bf16 CPU products for the process
 // (auto: the rules above; onednn: LibTorch's own; float32: float32 kernels, rounded; hrm: the dot-product kernels, an
-// error where the CPU lacks AVX512-BF16); another value is an hrm::Error at the first bf16 product.
+// error where why_no_bf16_dot_kernels); another value is an hrm::Error at the first bf16 product.
 bool bf16_products_on_dot_kernels();
 void set_bf16_products_on_dot_kernels(bool on);
-bool cpu_runs_bf16_dot_kernels();  // whether this CPU has the instructions (AVX512-BF16)
+// Why the dot-product kernels cannot run in this process (the CPU lacks AVX512-BF16, or HRM_CPU_ISA forces a path
+// without AVX-512), or nullptr where they can.
+const char* why_no_bf16_dot_kernels();
 // Whether LibTorch's own bf16 CPU products (torch::linear, torch::matmul) run on oneDNN (else in its loops).
 bool libtorch_runs_bf16_products_on_onednn();
 // a @ b (torch::matmul), with bf16 CPU products as linear() runs them.
