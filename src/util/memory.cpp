@@ -2,7 +2,6 @@
 
 #include <sys/resource.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <iterator>
@@ -165,7 +164,6 @@ class LargeBlockCache final : public c10::Allocator {
     static size_t bytes = 0;
     return bytes;
   }
-
   // Frees a pointer from allocate or raw_allocate: large blocks back to the cache, others to the wrapped allocator.
   static void release(void* data) {
     if (data == nullptr) return;

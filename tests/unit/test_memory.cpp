@@ -91,6 +91,16 @@ TEST(Memory, LargeTemporariesAreReusedNotMappedAnew) {
     EXPECT_EQ(t[123].item<float>(), 2.0f);
   }
   EXPECT_LT(minor_page_faults() - before, 1000) << "a fresh mapping of 256 MiB takes ~65536 faults";
+  // Of two freed blocks of a size, the last freed comes back first (the likelier to be in cache).
+  {
+    void* last = nullptr;
+    {
+      torch::Tensor a = torch::empty({1 << 20}), b = torch::empty({1 << 20});  // 4 MiB each
+      last = b.data_ptr();
+      a.reset();
+    }  // b freed after a
+    EXPECT_EQ(torch::empty({1 << 20}).data_ptr(), last);
+  }
   // raw allocations (raw_allocate / raw_deallocate) of both sizes go through the same allocator
   c10::Allocator* allocator = c10::GetCPUAllocator();
   for (const size_t bytes : {size_t{1} << 10, size_t{40} << 20}) {
