@@ -101,7 +101,13 @@ class TrackingAllocator final : public c10::Allocator {
 // data pointer, as c10 wants.
 class LargeBlockCache final : public c10::Allocator {
  public:
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer replaces glibc's heap (nothing to fragment) and should see the frees of these blocks to catch a
+  // use after free: only blocks above glibc's ceiling are cached there.
+  static constexpr size_t kLargeBytes = size_t{32} << 20;
+#else
   static constexpr size_t kLargeBytes = size_t{1} << 20;
+#endif
   static constexpr size_t kMaxCachedBytes = size_t{2} << 30;
 
   static size_t rounded(size_t n) {  // at most 6.25% more
