@@ -178,6 +178,13 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
 }
 #endif
 
+// x [..., K] w [N, K]^T (+ b [N]) with elements. Empty products and shapes LibTorch should reject (with its message)
+// stay torch::linear.
+bool product_shapes_ok(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  return x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
+         (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
+}
+
 #if HRM_KERNEL_ISAS_X86
 // C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
 // AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
@@ -208,15 +215,14 @@ torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bit
   return out;
 }
 
-// Whether the dot-product kernels take a [.., K] x [K, N] product: K pairs, whole 16-column vectors.
+// Whether the dot-product kernels take a [.., K] x [K, N] product with elements: K pairs, whole 16-column vectors.
 bool dot_kernels_fit(int64_t K, int64_t N) { return K % 2 == 0 && N % 16 == 0 && K > 0 && N > 0; }
 
 // Whether x [..., K] w [N, K]^T (no bias) runs on the dot-product kernels now: bf16 operands of a product they fit,
 // their route chosen (bf16_products_on_dot_kernels); path_for then decides between the kernel and its graph.
 bool dot_route_takes(const torch::Tensor& x, const torch::Tensor& w) {
-  return x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && x.dim() >= 1 && w.dim() == 2 &&
-         x.size(-1) == w.size(1) && x.numel() > 0 && dot_kernels_fit(w.size(1), w.size(0)) &&
-         bf16_products_on_dot_kernels();
+  return x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && product_shapes_ok(x, w) &&
+         dot_kernels_fit(w.size(1), w.size(0)) && bf16_products_on_dot_kernels();
 }
 
 // x [..., K] times w [N, K] transposed (bf16, contiguous): y on the dot-product kernels.
@@ -451,9 +457,6 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
     const auto up = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
     return linear(up(x), up(w), up(b)).to(torch::kBFloat16);
   }
-  // Empty products and shapes LibTorch should reject (with its message) stay torch::linear.
-  const bool shapes_ok = x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
-                         (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
 #if HRM_KERNEL_ISAS_X86
   if (!b.defined() && dot_route_takes(x, w)) {
     switch (path_for({&x, &w}, /*has_backward=*/true)) {
@@ -464,7 +467,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
   }
 #endif
 #ifdef HRM_HAVE_DNNL
-  if (x.scalar_type() == torch::kFloat && shapes_ok) {
+  if (x.scalar_type() == torch::kFloat && product_shapes_ok(x, w, b)) {
     switch (path_for({&x, &w, &b}, /*has_backward=*/true)) {
       case Path::Kernel: return linear_kernel(x, w, b);
       case Path::KernelWithGraph: {

@@ -110,13 +110,6 @@ class LargeBlockCache final : public c10::Allocator {
 #endif
   static constexpr size_t kMaxCachedBytes = size_t{2} << 30;
 
-  static size_t rounded(size_t n) {  // at most 6.25% more
-    size_t power = 1;
-    while (power <= n / 2) power *= 2;
-    const size_t granule = power / 16;
-    return (n + granule - 1) / granule * granule;
-  }
-
   explicit LargeBlockCache(c10::Allocator* base) { base_ = base; }
 
   c10::DataPtr allocate(size_t n) HRM_ALLOCATE_CONST override {
@@ -149,6 +142,12 @@ class LargeBlockCache final : public c10::Allocator {
 #endif
 
  private:
+  static size_t rounded(size_t n) {  // up to a sixteenth of n's power of two: at most 6.25% more
+    size_t power = 1;
+    while (power <= n / 2) power *= 2;
+    const size_t granule = power / 16;
+    return (n + granule - 1) / granule * granule;
+  }
   struct Cached {
     void* data;
     uint64_t age;
