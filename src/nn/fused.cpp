@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -150,6 +151,18 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
   return out;
 }
 
+const char* onednn_isa_name() {
+#ifdef HRM_HAVE_DNNL
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto has = [&](dnnl_cpu_isa_t bits) {
+    return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
+  };
+  return has(dnnl_cpu_isa_avx512_core) ? "avx512" : has(dnnl_cpu_isa_avx2) ? "avx2" : "sse41";
+#else
+  return "none";
+#endif
+}
+
 #ifdef HRM_HAVE_DNNL
 // C [M, N] = op(A) op(B) + beta C, row-major float32, by oneDNN's sgemm. It runs on LibTorch's OpenMP workers;
 // OpenBLAS (what LibTorch 1.13 calls for float32) runs its own pthread pool, which spins against OpenMP's on a
@@ -157,7 +170,23 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta,
            float* C) {
   apply_cpu_isa_environment();
-  const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  int64_t lda = trans_a ? M : K;
+  const int64_t ldb = trans_b ? K : N;
+  // oneDNN's AVX2 sgemm reads a transposed A whose rows lie a multiple of 2 KiB apart 1.3-2.3x slower (L1 set
+  // conflicts; its AVX-512 kernels do not): such an A goes through a copy with 64 bytes more per row where the copy
+  // costs less than it saves, i.e. for at most 512 columns of C (docs/benchmarks.md, 2026-12-07).
+  torch::Tensor padded;
+  if (trans_a && lda % 512 == 0 && N <= 512 && std::strcmp(onednn_isa_name(), "avx2") == 0) {
+    RECORD_FUNCTION("hrm::sgemm_pad_rows", std::vector<c10::IValue>());
+    padded = torch::empty({K, lda + 16}, torch::kFloat);
+    float* dst = padded.data_ptr<float>();
+    const int64_t from = lda;
+    at::parallel_for(0, K, grain_for(from), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + r * (from + 16), A + r * from, sizeof(float) * from);
+    });
+    A = dst;
+    lda += 16;
+  }
   const dnnl_status_t status =
       dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
   TORCH_CHECK(status == dnnl_success, "hrm: oneDNN sgemm failed (status ", static_cast<int>(status), ") for [", M,
@@ -411,20 +440,6 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
   }
   return attention_ops(qkv, H, rope);
 }
-
-namespace {
-const char* onednn_isa_name() {
-#ifdef HRM_HAVE_DNNL
-  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-  const auto has = [&](dnnl_cpu_isa_t bits) {
-    return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
-  };
-  return has(dnnl_cpu_isa_avx512_core) ? "avx512" : has(dnnl_cpu_isa_avx2) ? "avx2" : "sse41";
-#else
-  return "none";
-#endif
-}
-}  // namespace
 
 // A forced avx2 or generic path stands for a CPU without AVX-512. LibTorch sends bf16 products to oneDNN by the CPU's
 // own flags, so it is told too: oneDNN capped below AVX-512 (by the forced path or by ONEDNN_MAX_CPU_ISA) could not
