@@ -286,29 +286,41 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       inputs.push_back(torch::randn({T, io.first}).to(v.dtype));
       weights.push_back((torch::randn({io.second, io.first}) / std::sqrt(double(io.first))).to(v.dtype));
     }
+    const auto product = [&](const torch::Tensor& x, const torch::Tensor& w) {
+      return v.route == Route::LibTorch ? torch::linear(x, w) : nn::linear(x, w);
+    };
     for (size_t i = 0; i < shapes.size(); ++i)
       calls.push_back([&, i] {
         torch::NoGradGuard ng;
-        if (v.route == Route::LibTorch)
-          torch::linear(inputs[i], weights[i]);
-        else
-          nn::linear(inputs[i], weights[i]);
+        product(inputs[i], weights[i]);
+      });
+    // With the backward too (dx = dy w, dw = dy^T x: three products of the forward's size), as the last L and H
+    // updates of a training step run them.
+    std::vector<torch::Tensor> output_grads;
+    for (const auto& [name, io] : shapes) output_grads.push_back(torch::randn({T, io.second}).to(v.dtype));
+    for (size_t i = 0; i < shapes.size(); ++i)
+      calls.push_back([&, i] {
+        product(inputs[i].detach().requires_grad_(), weights[i].detach().requires_grad_()).backward(output_grads[i]);
       });
     const std::vector<double> ms = interleaved_medians(calls, repeats);
-    double flops_sum = 0, ms_sum = 0;
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      const auto [in, out_features] = shapes[i].second;
-      const double flops = 2.0 * double(T) * double(in) * double(out_features);
-      flops_sum += flops;
-      ms_sum += ms[i];
-      const std::string what =
-          shapes[i].first + " " + std::to_string(T) + "x" + std::to_string(in) + "x" + std::to_string(out_features);
-      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name, what.c_str(), ms[i], flops / (ms[i] * 1e6));
+    for (int backward = 0; backward < 2; ++backward) {
+      double flops_sum = 0, ms_sum = 0;
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        const auto [in, out_features] = shapes[i].second;
+        const double t = ms[backward * shapes.size() + i];
+        const double flops = (backward ? 6.0 : 2.0) * double(T) * double(in) * double(out_features);
+        flops_sum += flops;
+        ms_sum += t;
+        const std::string what = shapes[i].first + (backward ? " fwd+bwd " : " ") + std::to_string(T) + "x" +
+                                 std::to_string(in) + "x" + std::to_string(out_features);
+        std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name, what.c_str(), t, flops / (t * 1e6));
+        out += buf;
+      }
+      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name,
+                    backward ? "one layer's products, fwd+bwd" : "one layer's four products", ms_sum,
+                    flops_sum / (ms_sum * 1e6));
       out += buf;
     }
-    std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name, "one layer's four products", ms_sum,
-                  flops_sum / (ms_sum * 1e6));
-    out += buf;
   }
   // Where the MLP's first product takes SwiGLU in its epilogue (no graph, the dot-product kernels): that one pass
   // against the product then swiglu (GFLOP/s of the product alone in both rows).

@@ -69,6 +69,10 @@ if grep -qE "bfloat16: (float32 kernels, rounded to bfloat16|hrm's AVX512-BF16 k
   gemm_rows=$((gemm_rows + 1))
 fi
 [ "$(grep -c "one layer's four products" kernels.log)" = $gemm_rows ] || { echo "FAIL: GEMM rows"; cat kernels.log; exit 1; }
+# each route's products with their backward too (dx and dw, as the step's last updates run them)
+[ "$(grep -c "one layer's products, fwd+bwd" kernels.log)" = $gemm_rows ] &&
+  [ "$(grep -cE " (qkv|o|gate_up|down)_proj fwd\+bwd [0-9]+x[0-9]+x[0-9]+ " kernels.log)" = $((4 * gemm_rows)) ] ||
+  { echo "FAIL: GEMM fwd+bwd rows"; cat kernels.log; exit 1; }
 # On hrm's AVX512-BF16 kernels the MLP's first product with SwiGLU in one pass is timed against the two ops.
 if grep -q "bfloat16: hrm's AVX512-BF16 kernels" kernels.log; then
   grep -q "^one-pass  gate_up_proj + swiglu" kernels.log && grep -q "^two-ops   gate_up_proj, swiglu" kernels.log ||
