@@ -170,27 +170,32 @@ const char* onednn_isa_name() {
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta,
            float* C) {
   apply_cpu_isa_environment();
-  int64_t lda = trans_a ? M : K;
-  const int64_t ldb = trans_b ? K : N;
+  const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  const auto product = [&](int64_t k0, int64_t k1, const float* a, int64_t lda_used, float beta_used) {
+    const float* b = B + (trans_b ? k0 : k0 * ldb);
+    const dnnl_status_t status =
+        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, k1 - k0, 1.0f, a, lda_used, b, ldb, beta_used, C, N);
+    TORCH_CHECK(status == dnnl_success, "hrm: oneDNN sgemm failed (status ", static_cast<int>(status), ") for [", M,
+                " x ", K, "] x [", K, " x ", N, "]");
+  };
   // oneDNN's AVX2 sgemm reads a transposed A whose rows lie a multiple of 2 KiB apart 1.3-2.3x slower (L1 set
   // conflicts; its AVX-512 kernels do not): such an A goes through a copy with 64 bytes more per row where the copy
-  // costs less than it saves, i.e. for at most 512 columns of C (docs/benchmarks.md, 2026-12-07).
-  torch::Tensor padded;
-  if (trans_a && lda % 512 == 0 && N <= 512 && std::strcmp(onednn_isa_name(), "avx2") == 0) {
-    RECORD_FUNCTION("hrm::sgemm_pad_rows", std::vector<c10::IValue>());
-    padded = torch::empty({K, lda + 16}, torch::kFloat);
-    float* dst = padded.data_ptr<float>();
-    const int64_t from = lda;
-    at::parallel_for(0, K, grain_for(from), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + r * (from + 16), A + r * from, sizeof(float) * from);
+  // costs less than it saves, i.e. for at most 512 columns of C (docs/benchmarks.md, 2026-12-07). The copy goes in
+  // blocks of 4096 rows (the reduction's), so that it stays small and in cache for the product that reads it.
+  if (!(trans_a && lda % 512 == 0 && N <= 512 && std::strcmp(onednn_isa_name(), "avx2") == 0))
+    return product(0, K, A, lda, beta);
+  RECORD_FUNCTION("hrm::sgemm_pad_rows", std::vector<c10::IValue>());
+  constexpr int64_t kBlockRows = 4096;
+  const int64_t padded_lda = lda + 16;
+  torch::Tensor block = torch::empty({std::min(K, kBlockRows), padded_lda}, torch::kFloat);
+  float* dst = block.data_ptr<float>();
+  for (int64_t k0 = 0; k0 < K; k0 += kBlockRows) {
+    const int64_t k1 = std::min(K, k0 + kBlockRows);
+    at::parallel_for(k0, k1, grain_for(lda), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + (r - k0) * padded_lda, A + r * lda, sizeof(float) * lda);
     });
-    A = dst;
-    lda += 16;
+    product(k0, k1, dst, padded_lda, k0 == 0 ? beta : 1.0f);
   }
-  const dnnl_status_t status =
-      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
-  TORCH_CHECK(status == dnnl_success, "hrm: oneDNN sgemm failed (status ", static_cast<int>(status), ") for [", M,
-              " x ", K, "] x [", K, " x ", N, "]");
 }
 
 // x [..., K] times w [N, K] transposed, plus b [N] when defined; M, N, K > 0 (linear() sends the rest to LibTorch).
