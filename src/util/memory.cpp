@@ -99,10 +99,10 @@ class TrackingAllocator final : public c10::Allocator {
 // Blocks are kept by size (rounded up to a sixteenth of the size's power of two; a cached block is reused for
 // requests between 80% and 100% of its size, the last freed first, as glibc does: it is the likeliest in cache) up
 // to the most bytes of such blocks the process has had in use at once, and at least kMinCachedBytes; beyond that the
-// oldest are released first. A fixed 2 GiB was too little for a step that needs more: a float32 paper-size step at
-// 900 tokens (batch 8, 2.5 GB of tensors at its peak) then took ~44k fresh pages per step; with the peak as the
-// bound, 1 in the median step, and a smaller resident set (3.01 against 3.10 GB). Smaller blocks go straight to the
-// wrapped allocator. Context == data pointer, as c10 wants.
+// oldest are released first. The bound follows the peak because a step that holds more than a fixed bound maps the
+// excess anew every time (a float32 paper-size step at 900 tokens, batch 8, holds 2.5 GB: ~44k faults per step at
+// 2 GiB, 8 in the median step this way). Smaller blocks go straight to the wrapped allocator. Context == data
+// pointer, as c10 wants.
 class LargeBlockCache final : public c10::Allocator {
  public:
 #if defined(__SANITIZE_ADDRESS__)
