@@ -196,14 +196,14 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   const nn::FusedKernels mode_before = nn::fused_kernels();
   const nn::CpuIsa isa_before = nn::cpu_isa();
   std::string out;
-  char buf[512];
+  char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "bench --kernels: %lld rows x %lld tokens, hidden %lld, %lld heads of %lld, SwiGLU width %lld, %d "
                 "threads; median ms per call over %lld calls (ratio: LibTorch ops / fused; > 1: fused is faster)\n"
-                "%-8s %-9s %-26s %10s %10s %7s\n",
+                "cpu: %s\n%-8s %-9s %-26s %10s %10s %7s\n",
                 (long long)batch_size, (long long)S, (long long)hidden, (long long)heads, (long long)D,
-                (long long)inter, torch::get_num_threads(), (long long)repeats, "path", "dtype", "kernel", "LibTorch",
-                "fused", "ratio");
+                (long long)inter, torch::get_num_threads(), (long long)repeats, cpu_description().c_str(), "path",
+                "dtype", "kernel", "LibTorch", "fused", "ratio");
   out += buf;
   torch::manual_seed(0);
   for (const torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
@@ -350,13 +350,14 @@ std::string bench_report(const std::string& preset, const ModelConfig& config, c
                 "bench %s: hidden %lld, H/L layers %lld/%lld, H/L cycles %lld/%lld, seq %lld, batch %lld, %s, "
                 "%d threads, %s, %.2fM params\n"
                 "  %.1f samples/s (median step %.1f ms, best %.1f ms over %lld steps), peak CPU tensor memory "
-                "%.1f MiB, minor page faults per step: %lld in the median step, %.0f on average\n",
+                "%.1f MiB, minor page faults per step: %lld in the median step, %.0f on average\n"
+                "  cpu: %s\n",
                 preset.c_str(), (long long)config.hidden_size, (long long)config.H_layers, (long long)config.L_layers,
                 (long long)config.H_cycles, (long long)config.L_cycles, (long long)config.seq_len,
                 (long long)options.batch_size, config.forward_dtype_description().c_str(), torch::get_num_threads(),
                 kernel_path(config, options).c_str(), r.parameters / 1e6, r.samples_per_second, r.median_step_ms,
                 r.min_step_ms, (long long)options.steps, r.peak_bytes / 1048576.0,
-                (long long)r.median_step_minor_faults, r.minor_faults_per_step);
+                (long long)r.median_step_minor_faults, r.minor_faults_per_step, cpu_description().c_str());
   std::string out = buf;
   if (r.world_size > 1) {
     std::snprintf(buf, sizeof buf,

@@ -45,9 +45,9 @@ void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_o
 }
 
 namespace {
-// The first "vendor_id", "model name" and "flags" lines of /proc/cpuinfo.
+// The first "vendor_id", "cpu family", "model", "model name" and "flags" lines of /proc/cpuinfo.
 struct CpuInfo {
-  std::string vendor, model, flags;
+  std::string vendor, family, model_number, model, flags;
 };
 const CpuInfo& cpuinfo() {
   static const CpuInfo info = [] {
@@ -60,6 +60,8 @@ const CpuInfo& cpuinfo() {
       const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
       const std::string value = line.substr(std::min(line.size(), colon + 2));
       if (key == "vendor_id" && c.vendor.empty()) c.vendor = value;
+      if (key == "cpu family" && c.family.empty()) c.family = value;
+      if (key == "model" && c.model_number.empty()) c.model_number = value;
       if (key == "model name" && c.model.empty()) c.model = value;
       if (key == "flags" && c.flags.empty()) c.flags = value;
     }
@@ -184,7 +186,10 @@ std::string cpu_description() {
   std::string simd;
   for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16"})
     if (has(cpuinfo().flags, f)) simd += (simd.empty() ? "" : " ") + std::string(f);
-  return (model.empty() ? std::string("unknown CPU") : model) + ", " +
+  // Family and model tell CPUs of one name apart (AMD EPYC: family 25 model 1 has no AVX-512, model 17 has).
+  const std::string family =
+      cpuinfo().family.empty() ? "" : " (family " + cpuinfo().family + " model " + cpuinfo().model_number + ")";
+  return (model.empty() ? std::string("unknown CPU") : model) + family + ", " +
          std::to_string(std::thread::hardware_concurrency()) + " cores" + (simd.empty() ? "" : ", " + simd);
 }
 

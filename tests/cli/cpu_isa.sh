@@ -40,6 +40,11 @@ grep -q "bfloat16 products by float32 kernels, rounded to bfloat16" onednn_avx2.
 ONEDNN_MAX_CPU_ISA=AVX2 "$HRM" "${bench[@]/forward_dtype=bfloat16/forward_dtype=auto}" > onednn_auto.log 2>&1
 grep -q "float32 (auto: no native bf16)" onednn_auto.log || { echo "FAIL: auto under a capped oneDNN"; cat onednn_auto.log; exit 1; }
 "$HRM" bench --preset small --batch 2 --steps 2 --kernels hidden_size=32 num_heads=2 > kernels.log
+# the CPU the figures come from, as /proc/cpuinfo names it (family and model tell CPUs of one name apart)
+family=$(awk -F': ' '/^cpu family/ { print $2; exit }' /proc/cpuinfo)
+if [ -n "$family" ]; then
+  grep -q "^cpu: .*(family $family model [0-9]*), [0-9]* cores" kernels.log || { echo "FAIL: cpu line"; head -3 kernels.log; exit 1; }
+fi
 for isa in "${ran[@]}"; do
   for kernel in add_rms_norm swiglu attention; do
     [ "$(grep -c "^$isa .* $kernel " kernels.log)" = 4 ] || { echo "FAIL: $isa $kernel rows"; cat kernels.log; exit 1; }
