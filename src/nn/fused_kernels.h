@@ -39,6 +39,11 @@ void swiglu_from_table(const float* silu_table, const bf16_bits* gate_up, bf16_b
                        int64_t n);
 void swiglu_backward_from_table(const float* silu_table, const float* derivative_table, const bf16_bits* gate_up,
                                 const bf16_bits* dy, bf16_bits* d_gate_up, int64_t r0, int64_t r1, int64_t n);
+// bf16 attention with QK^T and PV on AVX512-BF16 dot products (only where the CPU has avx512_bf16): D 16, 32, 48
+// or 64; q, k and the probabilities rounded to bf16 for the products (FlashAttention's bf16 contract).
+void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out, float* scratch,
+                   int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
+int64_t attention_dot_scratch_floats(int64_t S, int64_t D);
 }  // namespace avx512
 namespace avx2 {
 HRM_DECLARE_ISA_KERNELS()

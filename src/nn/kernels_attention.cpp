@@ -188,6 +188,124 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
   }
 }
 
+#if defined(__AVX512F__)
+#define HRM_BF16_DOT __attribute__((target("avx512bf16")))
+// bf16 attention_pairs with QK^T and PV on AVX512-BF16 dot products (vdpbf16ps: two products per lane and
+// instruction, twice float FMA's rate), for long sequences, where the products take half the float kernel's time.
+// As FlashAttention in bf16: q (rotated, scaled) and k (rotated) rounded to bf16, scores and softmax in float, the
+// unnormalised probabilities rounded to bf16 for PV, float sums, one rounding at the output. D a multiple of 16 and
+// at most 64. Per pair: K packed as [D/2][S_pad][2] (one vector: 16 keys x 2 dims), V as [S_pad/2][D][2] (16 dims x
+// 2 keys), queries as bf16 rows (a pair of dims, or of probabilities, is one 32-bit broadcast).
+template <int DV>  // D / 16
+HRM_BF16_DOT void attention_dot_pairs(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out,
+                                      float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, float scale) {
+  constexpr int64_t QB = kQueryBlock, D = 16 * DV;
+  const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB;
+  float* rows = scratch;                                         // [S4][D]: k, v, then q as float rows
+  float* p = rows + S4 * D;                                      // [QB][S_pad] scores, then exp(score - max)
+  bf16_bits* kp = reinterpret_cast<bf16_bits*>(p + QB * S_pad);  // [D/2][S_pad][2]
+  bf16_bits* vp = kp + D * S_pad;                                // [S_pad/2][D][2]
+  bf16_bits* qb = vp + S_pad * D;                                // [S4][D]
+  bf16_bits* pb = qb + S4 * D;                                   // [QB][S_pad]
+  const int64_t row_stride = 3 * H * D;
+  const vint lanes = lane_index();
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const bf16_bits* base = qkv + b * S * row_stride;
+    head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, rows, D);
+    for (int64_t d2 = 0; d2 < D / 2; ++d2)
+      for (int64_t j = 0; j < S_pad; ++j)
+        for (int64_t e = 0; e < 2; ++e)
+          kp[(d2 * S_pad + j) * 2 + e] = j < S ? round_bf16(rows[j * D + 2 * d2 + e]) : bf16_bits{0};
+    for (int64_t j = 0; j < S_pad; ++j)  // v is bf16 already: no rounding
+      for (int64_t d = 0; d < D; ++d)
+        vp[((j / 2) * D + d) * 2 + j % 2] = j < S ? base[j * row_stride + (2 * H + h) * D + d] : 0;
+    head_rows(base + h * D, row_stride, cos, sin, S, D, scale, rows, D);
+    for (int64_t i = 0; i < S4 * D; ++i) qb[i] = i < S * D ? round_bf16(rows[i]) : bf16_bits{0};
+
+    for (int64_t i0 = 0; i0 < S; i0 += QB) {
+      const int64_t nq = std::min(QB, S - i0);
+      const auto q_pair = [&](int64_t q, int64_t d2) HRM_LAMBDA {  // dims 2 d2, 2 d2 + 1 of query i0 + q
+        int32_t pair;
+        std::memcpy(&pair, qb + (i0 + q) * D + 2 * d2, sizeof pair);
+        return reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+      };
+      vfloat row_max[QB];
+      for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
+      // 32 keys at a time (16 at the end): two accumulators per query, enough chains for the dot product's latency
+      for (int64_t j = 0; j < S_pad; j += 2 * W) {
+        const int64_t blocks = std::min<int64_t>(2, (S_pad - j) / W);
+        __m512 acc[2][QB];
+        for (int64_t c = 0; c < 2; ++c)
+          for (int64_t q = 0; q < QB; ++q) acc[c][q] = _mm512_setzero_ps();
+        for (int64_t d2 = 0; d2 < D / 2; ++d2) {
+          const __m512bh k0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(kp + (d2 * S_pad + j) * 2));
+          const __m512bh k1 =
+              blocks == 2 ? reinterpret_cast<__m512bh>(_mm512_loadu_si512(kp + (d2 * S_pad + j + W) * 2)) : k0;
+          for (int64_t q = 0; q < QB; ++q) {
+            const __m512bh a = q_pair(q, d2);
+            acc[0][q] = _mm512_dpbf16_ps(acc[0][q], a, k0);
+            acc[1][q] = _mm512_dpbf16_ps(acc[1][q], a, k1);
+          }
+        }
+        for (int64_t c = 0; c < blocks; ++c) {
+          const vint valid = lanes < static_cast<int32_t>(S - j - c * W);  // padding keys never win
+          for (int64_t q = 0; q < QB; ++q) {
+            const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[c][q]) : splat(-INFINITY);
+            store_full(p + q * S_pad + j + c * W, sc);
+            row_max[q] = sc > row_max[q] ? sc : row_max[q];
+          }
+        }
+      }
+      float inv_sum[QB];
+      for (int64_t q = 0; q < QB; ++q) {
+        inv_sum[q] = q < nq ? 1.0f / exp_row(p + q * S_pad, S, S_pad, max_lanes(row_max[q])) : 0.0f;
+        for (int64_t j = 0; j < S_pad; j += W) {
+          const vhalf rounded = to_bf16(load_full(p + q * S_pad + j));
+          std::memcpy(pb + q * S_pad + j, &rounded, sizeof rounded);
+        }
+      }
+      // PV over key pairs; with one or two vectors per query, two accumulator sets (alternate key pairs) for latency
+      constexpr int SETS = DV <= 2 ? 2 : 1;
+      __m512 acc[SETS][QB][DV];
+#pragma GCC unroll 2
+      for (int k = 0; k < SETS; ++k)
+#pragma GCC unroll 4
+        for (int q = 0; q < QB; ++q)
+#pragma GCC unroll 4
+          for (int v = 0; v < DV; ++v) acc[k][q][v] = _mm512_setzero_ps();
+      for (int64_t t = 0; t < S_pad; t += 2 * SETS) {  // S_pad is a multiple of 16
+#pragma GCC unroll 2
+        for (int k = 0; k < SETS; ++k) {
+          __m512bh vv[DV];
+#pragma GCC unroll 4
+          for (int v = 0; v < DV; ++v)
+            vv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(vp + ((t / 2 + k) * D + 16 * v) * 2));
+#pragma GCC unroll 4
+          for (int q = 0; q < QB; ++q) {
+            int32_t pair;
+            std::memcpy(&pair, pb + q * S_pad + t + 2 * k, sizeof pair);
+            const __m512bh pq = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+#pragma GCC unroll 4
+            for (int v = 0; v < DV; ++v) acc[k][q][v] = _mm512_dpbf16_ps(acc[k][q][v], pq, vv[v]);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < QB; ++q)  // constant indices: acc stays in registers
+#pragma GCC unroll 4
+        for (int v = 0; v < DV; ++v) {
+          __m512 sum = acc[0][q][v];
+          if constexpr (SETS == 2) sum = _mm512_add_ps(sum, acc[SETS - 1][q][v]);
+          if (q < nq)
+            store_full(out + ((b * S + i0 + q) * H + h) * D + 16 * v, reinterpret_cast<vfloat>(sum) * inv_sum[q]);
+        }
+    }
+  }
+}
+#undef HRM_BF16_DOT
+#endif
+
 // Gradient of attention_pairs with respect to qkv, for (batch*head) pairs [bh0, bh1): dout [B, S, H, D] ->
 // d_qkv [B, S, 3H, D] (each pair writes its own q, k and v slices). Recomputes the probabilities P (nothing is
 // saved from the forward but qkv), then, in float:
@@ -292,6 +410,23 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
   const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
   return D * round_up(S) + S * round_up(D) + S4 * round_up(D) + kQueryBlock * round_up(S);
 }
+
+#if defined(__AVX512F__)
+int64_t attention_dot_scratch_floats(int64_t S, int64_t D) {
+  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, S_pad = round_up(S);
+  return S4 * D + kQueryBlock * S_pad + (2 * D * S_pad + S4 * D + kQueryBlock * S_pad + 1) / 2;
+}
+
+void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out, float* scratch,
+                   int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {
+  switch (D) {
+    case 16: return attention_dot_pairs<1>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, scale);
+    case 32: return attention_dot_pairs<2>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, scale);
+    case 48: return attention_dot_pairs<3>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, scale);
+    case 64: return attention_dot_pairs<4>(qkv, cos, sin, out, scratch, bh0, bh1, H, S, scale);
+  }
+}
+#endif
 
 // Entry points, one overload per element type.
 #define HRM_DEFINE_ENTRY_POINTS(T)                                                                                   \

@@ -62,6 +62,11 @@ void expect_matches_truth(Op&& op, const std::vector<torch::Tensor>& inputs) {
 
 const torch::ScalarType kDtypes[] = {torch::kFloat, torch::kBFloat16};
 
+// Restores the default route of bf16 products when a test that chose one ends.
+struct ResetBf16Route {
+  ~ResetBf16Route() { nn::reset_bf16_products_in_float32(); }
+};
+
 }  // namespace
 
 TEST(Fused, AddRmsNormMatchesComposition) {
@@ -327,6 +332,51 @@ struct RecordedNames {
   }
 };
 
+TEST(Fused, LongBf16AttentionOnDotProductsMatchesTruth) {
+  // bf16 attention forwards of 256 tokens and more run on AVX512-BF16 dot products where bf16 products do (q, k and
+  // the probabilities rounded to bf16 for QK^T and PV, as FlashAttention): against float64 within the bound of
+  // LibTorch's bf16 ops, with and without RoPE, every head width it takes; 255 tokens stay on the float kernel.
+  if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
+  ResetBf16Route reset;
+  nn::set_bf16_products_in_float32(false);
+  nn::set_bf16_products_on_dot_kernels(true);
+  torch::NoGradGuard ng;
+  torch::manual_seed(12);
+  const auto attention = [](const torch::Tensor& qkv, int64_t D, bool rope) {
+    nn::RotaryEmbedding rotary(D, qkv.size(1), 10000.0);
+    auto [cos, sin] = rotary.tables(torch::kCPU);
+    nn::RopeTables tables;
+    if (rope) {
+      const bool wide = qkv.scalar_type() == torch::kDouble;
+      tables = wide ? nn::RopeTables{cos.to(torch::kDouble), sin.to(torch::kDouble)} : nn::RopeTables{cos, sin};
+    }
+    return nn::attention(qkv, 2, tables);
+  };
+  // (small scores with large values too: there a padding key leaking into a softmax would add ~1/S to its sum)
+  for (auto [S, D, scale] : {std::tuple<int64_t, int64_t, double>{256, 16, 1.5},
+                             {301, 64, 1.5},
+                             {300, 32, 1.5},
+                             {257, 48, 1.5},
+                             {901, 16, 1.5},
+                             {257, 16, 0.1}}) {
+    torch::Tensor qkv = torch::randn({2, S, 3 * 2, D}) * scale;
+    qkv.narrow(2, 4, 2).mul_(1.5 / scale);  // v
+    qkv = qkv.to(torch::kBFloat16);
+    for (bool rope : {true, false}) {
+      SCOPED_TRACE("S " + std::to_string(S) + ", D " + std::to_string(D) + (rope ? ", rope" : ""));
+      RecordedNames seen;
+      expect_matches_truth([&](const auto& in) { return attention(in[0], D, rope); }, {qkv});
+      EXPECT_EQ(seen.count("hrm::attention_bf16_dot"), 1);
+    }
+  }
+  RecordedNames seen;
+  with_mode(FusedKernels::All, [&] {
+    return attention((torch::randn({1, 255, 6, 16})).to(torch::kBFloat16), 16, true);
+  });
+  EXPECT_EQ(seen.count("hrm::attention_bf16_dot"), 0);
+  EXPECT_EQ(seen.count("hrm::attention"), 1);
+}
+
 // Logits of a tiny bf16 HRM forward (eval, no graph), the same model and batch at each call: `route` sets the route
 // of bf16 products first, `check` (if given) sees the events the forward recorded.
 torch::Tensor tiny_bf16_logits(const std::function<void()>& route,
@@ -516,9 +566,7 @@ TEST(Fused, HrmForwardMatchesUnfusedInBfloat16) {
 // nn::matmul run them as float32 products of the bf16 operands, rounded to bf16: the product LibTorch's bf16 kernels
 // compute (float sums, one rounding), forward and backward, as accurate on average as LibTorch's own here.
 TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
-  struct Reset {
-    ~Reset() { nn::reset_bf16_products_in_float32(); }
-  } reset;
+  ResetBf16Route reset;
   torch::manual_seed(9);
   const auto bf16_exact = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kDouble); };
   const torch::Tensor x = bf16_exact(torch::randn({3, 37, 300})), w = bf16_exact(torch::randn({130, 300}) / 17);
@@ -575,9 +623,7 @@ TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
 // input's gradient, at shapes with partial row tiles (111 rows) and partial column blocks (16, 48, 80, 144 columns).
 TEST(Fused, Bf16DotKernelsAreTheBf16Product) {
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
-  struct Reset {
-    ~Reset() { nn::reset_bf16_products_in_float32(); }
-  } reset;
+  ResetBf16Route reset;
   nn::ScopedFusedKernels fused(FusedKernels::Auto);
   nn::set_bf16_products_in_float32(false);
   nn::set_bf16_products_on_dot_kernels(true);
@@ -668,9 +714,7 @@ TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
 // A bf16 HRM forward on the dot-product kernels against oneDNN's products: the same model up to bf16 rounding.
 TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
-  struct Reset {
-    ~Reset() { nn::reset_bf16_products_in_float32(); }
-  } reset;
+  ResetBf16Route reset;
   nn::set_bf16_products_in_float32(false);
   const auto logits = [](bool dot) {
     return tiny_bf16_logits([dot] { nn::set_bf16_products_on_dot_kernels(dot); },
