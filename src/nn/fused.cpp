@@ -126,35 +126,18 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
   return d_gate_up;
 }
 
+#if HRM_KERNEL_ISAS_X86
 // bf16 attention forwards of at least kDotAttentionMinSeq tokens take the AVX512-BF16 dot products where bf16
 // products do (docs/benchmarks.md, 2026-12-07, Zen 4: ~16% less time at 301 tokens, ~20% at 901; at 82 about
 // the same, where the float kernel keeps the numerics the short-sequence presets were checked with).
 constexpr int64_t kDotAttentionMinSeq = 256;
 bool dot_attention_takes(c10::ScalarType dtype, int64_t S, int64_t D) {
-#if HRM_KERNEL_ISAS_X86
-  return dtype == torch::kBFloat16 && S >= kDotAttentionMinSeq && D % 16 == 0 && D <= 64 &&
+  return dtype == torch::kBFloat16 && S >= kDotAttentionMinSeq && D >= 16 && D <= 64 && D % 16 == 0 &&
          bf16_products_on_dot_kernels();
-#else
-  (void)dtype, (void)S, (void)D;
-  return false;
-#endif
 }
-int64_t dot_attention_scratch_floats(int64_t S, int64_t D) {
-#if HRM_KERNEL_ISAS_X86
-  return kernels::avx512::attention_dot_scratch_floats(S, D);
 #else
-  return (void)S, (void)D, 0;
+bool dot_attention_takes(c10::ScalarType, int64_t, int64_t) { return false; }
 #endif
-}
-void dot_attention(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out, float* scratch,
-                   int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {
-#if HRM_KERNEL_ISAS_X86
-  kernels::avx512::attention_dot(qkv, cos, sin, out, scratch, bh0, bh1, H, S, D, scale);
-#else
-  (void)qkv, (void)cos, (void)sin, (void)out, (void)scratch, (void)bh0, (void)bh1, (void)H, (void)S, (void)D,
-      (void)scale;
-#endif
-}
 
 // The attention forward ([B, S, H*D]) or, when dout is given, its gradient with respect to qkv.
 torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTables& rope,
@@ -170,14 +153,22 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
   const float* cos = rope.cos.defined() ? rope.cos.data_ptr<float>() : nullptr;
   const float* sin = rope.sin.defined() ? rope.sin.data_ptr<float>() : nullptr;
   torch::Tensor out = backward ? torch::empty_like(qkv) : torch::empty({B, S, H * D}, qkv.options());
+#if HRM_KERNEL_ISAS_X86
+  const int64_t dot_scratch_floats = dot ? kernels::avx512::attention_dot_scratch_floats(S, D) : 0;
+#else
+  const int64_t dot_scratch_floats = 0;
+#endif
   const int64_t scratch_floats = backward ? kernels::attention_backward_scratch_floats(S, D)
-                                 : dot    ? dot_attention_scratch_floats(S, D)
+                                 : dot    ? dot_scratch_floats
                                           : kernels::attention_scratch_floats(S, D);
   at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
     std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+#if HRM_KERNEL_ISAS_X86
     if (dot)
-      return dot_attention(ptr(qkv, static_cast<bf16_bits*>(nullptr)), cos, sin,
-                           ptr(out, static_cast<bf16_bits*>(nullptr)), scratch.data(), bh0, bh1, H, S, D, scale);
+      return kernels::avx512::attention_dot(ptr(qkv, static_cast<bf16_bits*>(nullptr)), cos, sin,
+                                            ptr(out, static_cast<bf16_bits*>(nullptr)), scratch.data(), bh0, bh1, H, S,
+                                            D, scale);
+#endif
     dispatch(qkv, [&](auto t) {
       if (backward)
         kernels::attention_backward(ptr(qkv, t), cos, sin, ptr(dout, t), ptr(out, t), scratch.data(), bh0, bh1, H, S, D,

@@ -189,7 +189,6 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
 }
 
 #if defined(__AVX512F__)
-#define HRM_BF16_DOT __attribute__((target("avx512bf16")))
 // bf16 attention_pairs with QK^T and PV on AVX512-BF16 dot products (vdpbf16ps: two products per lane and
 // instruction, twice float FMA's rate), for long sequences, where the products take half the float kernel's time.
 // As FlashAttention in bf16: q (rotated, scaled) and k (rotated) rounded to bf16, scores and softmax in float, the
@@ -197,8 +196,9 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
 // at most 64. Per pair: K packed as [D/2][S_pad][2] (one vector: 16 keys x 2 dims), V as [S_pad/2][D][2] (16 dims x
 // 2 keys), queries as bf16 rows (a pair of dims, or of probabilities, is one 32-bit broadcast).
 template <int DV>  // D / 16
-HRM_BF16_DOT void attention_dot_pairs(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out,
-                                      float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, float scale) {
+__attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* qkv, const float* cos, const float* sin,
+                                                               bf16_bits* out, float* scratch, int64_t bh0, int64_t bh1,
+                                                               int64_t H, int64_t S, float scale) {
   constexpr int64_t QB = kQueryBlock, D = 16 * DV;
   const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB;
   float* rows = scratch;                                         // [S4][D]: k, v, then q as float rows
@@ -303,7 +303,6 @@ HRM_BF16_DOT void attention_dot_pairs(const bf16_bits* qkv, const float* cos, co
     }
   }
 }
-#undef HRM_BF16_DOT
 #endif
 
 // Gradient of attention_pairs with respect to qkv, for (batch*head) pairs [bh0, bh1): dout [B, S, H, D] ->
