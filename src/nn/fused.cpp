@@ -127,8 +127,8 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
 }
 
 #if HRM_KERNEL_ISAS_X86
-// bf16 attention forwards of at least kDotAttentionMinSeq tokens take the AVX512-BF16 dot products where bf16
-// products do (docs/benchmarks.md, 2026-12-07, Zen 4: ~16% less time at 301 tokens, ~20% at 901; at 82 about
+// bf16 attention (forward and backward) of at least kDotAttentionMinSeq tokens takes the AVX512-BF16 dot products
+// where bf16 products do (docs/benchmarks.md, 2026-12-07, Zen 4: ~16% less time at 301 tokens, ~20% at 901; at 82 about
 // the same, where the float kernel keeps the numerics the short-sequence presets were checked with).
 constexpr int64_t kDotAttentionMinSeq = 256;
 bool dot_attention_takes(c10::ScalarType dtype, int64_t S, int64_t D) {
@@ -144,30 +144,32 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
                                const torch::Tensor& dout = {}) {
   const bool backward = dout.defined();
   const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
-  const bool dot = !backward && dot_attention_takes(qkv.scalar_type(), S, D);
-  RECORD_FUNCTION(backward ? "hrm::attention_backward"
-                  : dot    ? "hrm::attention_bf16_dot"
-                           : "hrm::attention",
+  const bool dot = dot_attention_takes(qkv.scalar_type(), S, D);
+  RECORD_FUNCTION(backward ? (dot ? "hrm::attention_bf16_dot_backward" : "hrm::attention_backward")
+                           : (dot ? "hrm::attention_bf16_dot" : "hrm::attention"),
                   std::vector<c10::IValue>());
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   const float* cos = rope.cos.defined() ? rope.cos.data_ptr<float>() : nullptr;
   const float* sin = rope.sin.defined() ? rope.sin.data_ptr<float>() : nullptr;
   torch::Tensor out = backward ? torch::empty_like(qkv) : torch::empty({B, S, H * D}, qkv.options());
+  int64_t scratch_floats =
+      backward ? kernels::attention_backward_scratch_floats(S, D) : kernels::attention_scratch_floats(S, D);
 #if HRM_KERNEL_ISAS_X86
-  const int64_t dot_scratch_floats = dot ? kernels::avx512::attention_dot_scratch_floats(S, D) : 0;
-#else
-  const int64_t dot_scratch_floats = 0;
+  if (dot)
+    scratch_floats = backward ? kernels::avx512::attention_dot_backward_scratch_floats(S, D)
+                              : kernels::avx512::attention_dot_scratch_floats(S, D);
 #endif
-  const int64_t scratch_floats = backward ? kernels::attention_backward_scratch_floats(S, D)
-                                 : dot    ? dot_scratch_floats
-                                          : kernels::attention_scratch_floats(S, D);
   at::parallel_for(0, B * H, 1, [&](int64_t bh0, int64_t bh1) {
     std::vector<float> scratch(static_cast<size_t>(scratch_floats));
 #if HRM_KERNEL_ISAS_X86
-    if (dot)
-      return kernels::avx512::attention_dot(ptr(qkv, static_cast<bf16_bits*>(nullptr)), cos, sin,
-                                            ptr(out, static_cast<bf16_bits*>(nullptr)), scratch.data(), bh0, bh1, H, S,
-                                            D, scale);
+    if (dot) {
+      const auto* in = ptr(qkv, static_cast<bf16_bits*>(nullptr));
+      auto* o = ptr(out, static_cast<bf16_bits*>(nullptr));
+      if (backward)
+        return kernels::avx512::attention_dot_backward(in, cos, sin, ptr(dout, static_cast<bf16_bits*>(nullptr)), o,
+                                                       scratch.data(), bh0, bh1, H, S, D, scale);
+      return kernels::avx512::attention_dot(in, cos, sin, o, scratch.data(), bh0, bh1, H, S, D, scale);
+    }
 #endif
     dispatch(qkv, [&](auto t) {
       if (backward)

@@ -44,6 +44,11 @@ void swiglu_backward_from_table(const float* silu_table, const float* derivative
 void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out, float* scratch,
                    int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
 int64_t attention_dot_scratch_floats(int64_t S, int64_t D);
+// Its backward (attention_backward's contract): the five products on dot products, P and dS rounded to bf16 for them.
+void attention_dot_backward(const bf16_bits* qkv, const float* cos, const float* sin, const bf16_bits* dout,
+                            bf16_bits* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,
+                            float scale);
+int64_t attention_dot_backward_scratch_floats(int64_t S, int64_t D);
 }  // namespace avx512
 namespace avx2 {
 HRM_DECLARE_ISA_KERNELS()

@@ -188,14 +188,169 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
   }
 }
 
+// Query rows per block of the backward: P and dP of one block ([rows][S_pad] each) take at most 256 KiB, so that
+// they stay in L2 while the five products read them; short sequences are one block.
+HRM_INLINE int64_t backward_query_block(int64_t S) {
+  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
+  return std::min(S4, std::max(kQueryBlock, 32768 / round_up(S) / kQueryBlock * kQueryBlock));
+}
+
+template <class T>
+HRM_INLINE T as(float v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else
+    return round_bf16(v);
+}
+
+// Rows [j0, j0 + n) of one head's gradient (g: row j0 first, rows g_stride apart) into d_qkv (dst: row 0 of the
+// head's q, k or v slice, rows row_stride apart), rotated back when cos is given (the transpose of RoPE's rotation:
+// y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s).
+template <class T>
+HRM_INLINE void store_head_grad(const float* g, int64_t g_stride, int64_t j0, int64_t n, const float* cos,
+                                const float* sin, T* dst, int64_t row_stride, int64_t D) {
+  const int64_t half = D / 2;
+  for (int64_t j = j0; j < j0 + n; ++j, g += g_stride) {
+    T* o = dst + j * row_stride;
+    if (!cos) {
+      for (int64_t d = 0; d < D; d += W) store(o + d, load(g + d, std::min(W, D - d)), std::min(W, D - d));
+      continue;
+    }
+    const float* c = cos + j * D;
+    const float* sn = sin + j * D;
+    for (int64_t d = 0; d < half; ++d) {
+      const float g1 = g[d], g2 = g[d + half];
+      o[d] = as<T>(g1 * c[d] + g2 * sn[d]);
+      o[d + half] = as<T>(g2 * c[d] - g1 * sn[d]);
+    }
+  }
+}
+
 #if defined(__AVX512F__)
-// bf16 attention_pairs with QK^T and PV on AVX512-BF16 dot products (vdpbf16ps: two products per lane and
-// instruction, twice float FMA's rate), for long sequences, where the products take half the float kernel's time.
-// As FlashAttention in bf16: q (rotated, scaled) and k (rotated) rounded to bf16, scores and softmax in float, the
-// unnormalised probabilities rounded to bf16 for PV, float sums, one rounding at the output. D a multiple of 16 and
-// at most 64. Per pair: K packed as [D/2][S_pad][2] (one vector: 16 keys x 2 dims), V as [S_pad/2][D][2] (16 dims x
-// 2 keys), queries as bf16 rows (a pair of dims, or of probabilities, is one 32-bit broadcast).
-template <int DV>  // D / 16
+// ---- bf16 attention on AVX512-BF16 dot products, for long sequences. vdpbf16ps adds two products per lane
+// (acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1]) at twice float FMA's rate: one operand is a bf16 pair broadcast to every
+// lane, the other 16 output columns of pairs. As FlashAttention in bf16: every product's inputs rounded to bf16
+// (q, k, the probabilities P and their gradient dS), scores, softmax and every sum in float, one rounding at the
+// output.
+#define HRM_DOT inline __attribute__((target("avx512bf16"), always_inline))
+
+HRM_DOT __m512bh pair_at(const bf16_bits* p) {  // p[0], p[1] in every lane
+  int32_t pair;
+  std::memcpy(&pair, p, sizeof pair);
+  return reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+}
+HRM_DOT __m512bh pairs_at(const bf16_bits* p) { return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p)); }
+
+// Four bf16 rows a[q * D ..] times columns packed as [D/2][S_pad][2]: f(j, acc) for each 16-column block j, with
+// acc[q] = sum over d of a[q][d] b[d][j ..]. 32 columns at a time: eight chains for the dot product's latency.
+template <int D, class F>
+HRM_DOT void rows_times_columns(const bf16_bits* a, const bf16_bits* bp, int64_t S_pad, F&& f) {
+  for (int64_t j = 0; j < S_pad; j += 32) {
+    const bool two = S_pad - j >= 32;
+    __m512 acc[2][kQueryBlock];
+#pragma GCC unroll 4
+    for (int q = 0; q < kQueryBlock; ++q) acc[0][q] = acc[1][q] = _mm512_setzero_ps();
+    for (int d2 = 0; d2 < D / 2; ++d2) {
+      const __m512bh b0 = pairs_at(bp + (d2 * S_pad + j) * 2), b1 = two ? pairs_at(bp + (d2 * S_pad + j + 16) * 2) : b0;
+#pragma GCC unroll 4
+      for (int q = 0; q < kQueryBlock; ++q) {
+        const __m512bh x = pair_at(a + q * D + 2 * d2);
+        acc[0][q] = _mm512_dpbf16_ps(acc[0][q], x, b0);
+        acc[1][q] = _mm512_dpbf16_ps(acc[1][q], x, b1);
+      }
+    }
+    f(j, acc[0]);
+    if (two) f(j + 16, acc[1]);
+  }
+}
+
+// Four bf16 rows w[q * w_stride ..] (length S_pad) times a matrix packed as [S_pad/2][D][2]: f(q, v, sum) with
+// sum = sum over t of w[q][t] m[t][16 v ..], v < D / 16. With one or two vectors per row, two accumulator sets
+// (alternate pairs of t) for latency; every index constant, so the accumulators stay in registers.
+template <int D, class F>
+HRM_DOT void rows_times_rows(const bf16_bits* w, int64_t w_stride, const bf16_bits* mp, int64_t S_pad, F&& f) {
+  constexpr int DV = D / 16, SETS = DV <= 2 ? 2 : 1;
+  __m512 acc[SETS][kQueryBlock][DV];
+#pragma GCC unroll 2
+  for (int k = 0; k < SETS; ++k)
+#pragma GCC unroll 4
+    for (int q = 0; q < kQueryBlock; ++q)
+#pragma GCC unroll 4
+      for (int v = 0; v < DV; ++v) acc[k][q][v] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < S_pad; t += 2 * SETS) {  // S_pad is a multiple of 16
+#pragma GCC unroll 2
+    for (int k = 0; k < SETS; ++k) {
+      __m512bh m[DV];
+#pragma GCC unroll 4
+      for (int v = 0; v < DV; ++v) m[v] = pairs_at(mp + ((t / 2 + k) * D + 16 * v) * 2);
+#pragma GCC unroll 4
+      for (int q = 0; q < kQueryBlock; ++q) {
+        const __m512bh x = pair_at(w + q * w_stride + t + 2 * k);
+#pragma GCC unroll 4
+        for (int v = 0; v < DV; ++v) acc[k][q][v] = _mm512_dpbf16_ps(acc[k][q][v], x, m[v]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < kQueryBlock; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < DV; ++v) {
+      __m512 sum = acc[0][q][v];
+      if constexpr (SETS == 2) sum = _mm512_add_ps(sum, acc[SETS - 1][q][v]);
+      f(q, v, sum);
+    }
+}
+
+// acc[d][j] += sum over t < n of a[d * a_stride + t] x[t][j] for d < D, j in [j0, j0 + 16 NV): a bf16 rows (pairs
+// along t), x packed as [n/2][S_pad][2], acc float [D][S_pad]. Four rows of a at a time.
+template <int NV>
+HRM_DOT void add_columns_times_rows(const bf16_bits* a, int64_t a_stride, const bf16_bits* xp, int64_t n, int64_t S_pad,
+                                    int64_t D, int64_t j0, float* acc) {
+  for (int64_t d0 = 0; d0 < D; d0 += 4) {
+    __m512 sum[4][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) sum[r][v] = _mm512_setzero_ps();
+    for (int64_t t2 = 0; t2 < n / 2; ++t2) {
+      __m512bh x[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) x[v] = pairs_at(xp + (t2 * S_pad + j0 + 16 * v) * 2);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {
+        const __m512bh y = pair_at(a + (d0 + r) * a_stride + 2 * t2);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) sum[r][v] = _mm512_dpbf16_ps(sum[r][v], y, x[v]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* o = acc + (d0 + r) * S_pad + j0 + 16 * v;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), sum[r][v]));
+      }
+  }
+}
+HRM_DOT void add_columns_times_rows(const bf16_bits* a, int64_t a_stride, const bf16_bits* xp, int64_t n, int64_t S_pad,
+                                    int64_t D, float* acc) {
+  int64_t j = 0;
+  for (; j + 64 <= S_pad; j += 64) add_columns_times_rows<4>(a, a_stride, xp, n, S_pad, D, j, acc);
+  for (; j < S_pad; j += 16) add_columns_times_rows<1>(a, a_stride, xp, n, S_pad, D, j, acc);
+}
+
+// Rows r and r + 1 of x [.][S_pad] (float) rounded to bf16 and interleaved as pairs: out[j][0..1] = x[r][j], x[r+1][j].
+HRM_INLINE void interleave_rows(const float* x0, const float* x1, int64_t S_pad, bf16_bits* out) {
+  for (int64_t j = 0; j < S_pad; j += W) {
+    const vuint pairs = __builtin_convertvector(to_bf16(load_full(x0 + j)), vuint) |
+                        (__builtin_convertvector(to_bf16(load_full(x1 + j)), vuint) << 16);
+    std::memcpy(out + 2 * j, &pairs, sizeof pairs);
+  }
+}
+
+// The forward (attention_pairs' contract) for D = 16 DV. Per pair: K packed as [D/2][S_pad][2], V as
+// [S_pad/2][D][2], queries as bf16 rows.
+template <int DV>
 __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* qkv, const float* cos, const float* sin,
                                                                bf16_bits* out, float* scratch, int64_t bh0, int64_t bh1,
                                                                int64_t H, int64_t S, float scale) {
@@ -225,38 +380,16 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
 
     for (int64_t i0 = 0; i0 < S; i0 += QB) {
       const int64_t nq = std::min(QB, S - i0);
-      const auto q_pair = [&](int64_t q, int64_t d2) HRM_LAMBDA {  // dims 2 d2, 2 d2 + 1 of query i0 + q
-        int32_t pair;
-        std::memcpy(&pair, qb + (i0 + q) * D + 2 * d2, sizeof pair);
-        return reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
-      };
       vfloat row_max[QB];
       for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
-      // 32 keys at a time (16 at the end): two accumulators per query, enough chains for the dot product's latency
-      for (int64_t j = 0; j < S_pad; j += 2 * W) {
-        const int64_t blocks = std::min<int64_t>(2, (S_pad - j) / W);
-        __m512 acc[2][QB];
-        for (int64_t c = 0; c < 2; ++c)
-          for (int64_t q = 0; q < QB; ++q) acc[c][q] = _mm512_setzero_ps();
-        for (int64_t d2 = 0; d2 < D / 2; ++d2) {
-          const __m512bh k0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(kp + (d2 * S_pad + j) * 2));
-          const __m512bh k1 =
-              blocks == 2 ? reinterpret_cast<__m512bh>(_mm512_loadu_si512(kp + (d2 * S_pad + j + W) * 2)) : k0;
-          for (int64_t q = 0; q < QB; ++q) {
-            const __m512bh a = q_pair(q, d2);
-            acc[0][q] = _mm512_dpbf16_ps(acc[0][q], a, k0);
-            acc[1][q] = _mm512_dpbf16_ps(acc[1][q], a, k1);
-          }
+      rows_times_columns<D>(qb + i0 * D, kp, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
+        const vint valid = lanes < static_cast<int32_t>(S - j);  // padding keys never win
+        for (int64_t q = 0; q < QB; ++q) {
+          const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY);
+          store_full(p + q * S_pad + j, sc);
+          row_max[q] = sc > row_max[q] ? sc : row_max[q];
         }
-        for (int64_t c = 0; c < blocks; ++c) {
-          const vint valid = lanes < static_cast<int32_t>(S - j - c * W);  // padding keys never win
-          for (int64_t q = 0; q < QB; ++q) {
-            const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[c][q]) : splat(-INFINITY);
-            store_full(p + q * S_pad + j + c * W, sc);
-            row_max[q] = sc > row_max[q] ? sc : row_max[q];
-          }
-        }
-      }
+      });
       float inv_sum[QB];
       for (int64_t q = 0; q < QB; ++q) {
         inv_sum[q] = q < nq ? 1.0f / exp_row(p + q * S_pad, S, S_pad, max_lanes(row_max[q])) : 0.0f;
@@ -265,50 +398,120 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
           std::memcpy(pb + q * S_pad + j, &rounded, sizeof rounded);
         }
       }
-      // PV over key pairs; with one or two vectors per query, two accumulator sets (alternate key pairs) for latency
-      constexpr int SETS = DV <= 2 ? 2 : 1;
-      __m512 acc[SETS][QB][DV];
-#pragma GCC unroll 2
-      for (int k = 0; k < SETS; ++k)
-#pragma GCC unroll 4
-        for (int q = 0; q < QB; ++q)
-#pragma GCC unroll 4
-          for (int v = 0; v < DV; ++v) acc[k][q][v] = _mm512_setzero_ps();
-      for (int64_t t = 0; t < S_pad; t += 2 * SETS) {  // S_pad is a multiple of 16
-#pragma GCC unroll 2
-        for (int k = 0; k < SETS; ++k) {
-          __m512bh vv[DV];
-#pragma GCC unroll 4
-          for (int v = 0; v < DV; ++v)
-            vv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(vp + ((t / 2 + k) * D + 16 * v) * 2));
-#pragma GCC unroll 4
-          for (int q = 0; q < QB; ++q) {
-            int32_t pair;
-            std::memcpy(&pair, pb + q * S_pad + t + 2 * k, sizeof pair);
-            const __m512bh pq = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
-#pragma GCC unroll 4
-            for (int v = 0; v < DV; ++v) acc[k][q][v] = _mm512_dpbf16_ps(acc[k][q][v], pq, vv[v]);
-          }
-        }
-      }
-#pragma GCC unroll 4
-      for (int q = 0; q < QB; ++q)  // constant indices: acc stays in registers
-#pragma GCC unroll 4
-        for (int v = 0; v < DV; ++v) {
-          __m512 sum = acc[0][q][v];
-          if constexpr (SETS == 2) sum = _mm512_add_ps(sum, acc[SETS - 1][q][v]);
-          if (q < nq)
-            store_full(out + ((b * S + i0 + q) * H + h) * D + 16 * v, reinterpret_cast<vfloat>(sum) * inv_sum[q]);
-        }
+      rows_times_rows<D>(pb, S_pad, vp, S_pad, [&](int q, int v, __m512 sum) HRM_LAMBDA {
+        if (q < nq)
+          store_full(out + ((b * S + i0 + q) * H + h) * D + 16 * v, reinterpret_cast<vfloat>(sum) * inv_sum[q]);
+      });
     }
   }
 }
+
+// The backward (attention_backward_pairs' contract and blocks of query rows) for D = 16 DV: the five products on
+// dot products (bf16 inputs: q, k, v, dO, P and dS), the softmax and dS = P * (dP - rowsum(P * dP)) in float.
+template <int DV>
+__attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf16_bits* qkv, const float* cos,
+                                                                        const float* sin, const bf16_bits* dout,
+                                                                        bf16_bits* d_qkv, float* scratch, int64_t bh0,
+                                                                        int64_t bh1, int64_t H, int64_t S,
+                                                                        float scale) {
+  constexpr int64_t QB = kQueryBlock, D = 16 * DV;
+  const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB, rows = backward_query_block(S);
+  float* f = scratch;                                             // [S4][D] float rows: k, q, dQ, dV, dK
+  float* P = f + S4 * D;                                          // [rows][S_pad] probabilities
+  float* dP = P + rows * S_pad;                                   // [rows][S_pad]
+  float* dVT = dP + rows * S_pad;                                 // [D][S_pad]
+  float* dKT = dVT + D * S_pad;                                   // [D][S_pad]
+  bf16_bits* kc = reinterpret_cast<bf16_bits*>(dKT + D * S_pad);  // [D/2][S_pad][2] k for the scores
+  bf16_bits* kr = kc + D * S_pad;                                 // [S_pad/2][D][2] k for dQ
+  bf16_bits* vc = kr + S_pad * D;                                 // [D/2][S_pad][2] v for dP
+  bf16_bits* qb = vc + D * S_pad;                                 // [S4][D] q (rotated, scaled)
+  bf16_bits* qT = qb + S4 * D;                                    // [D][S4]
+  bf16_bits* ob = qT + D * S4;                                    // [S4][D] dO
+  bf16_bits* oT = ob + S4 * D;                                    // [D][S4]
+  bf16_bits* pi = oT + D * S4;                                    // [rows/2][S_pad][2] P, pairs of query rows
+  bf16_bits* si = pi + rows * S_pad;                              // [rows/2][S_pad][2] dS, pairs of query rows
+  bf16_bits* sb = si + rows * S_pad;                              // [rows][S_pad] dS
+  const int64_t row_stride = 3 * H * D;
+  const vint lanes = lane_index();
+  const auto transposed = [&](const bf16_bits* m, bf16_bits* mT) {  // [S4][D] -> [D][S4]
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t i = 0; i < S4; ++i) mT[d * S4 + i] = m[i * D + d];
+  };
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const bf16_bits* base = qkv + b * S * row_stride;
+    bf16_bits* d_base = d_qkv + b * S * row_stride + h * D;
+    head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, f, D);
+    for (int64_t j = 0; j < S_pad; ++j)
+      for (int64_t d = 0; d < D; ++d) {
+        const bf16_bits k = j < S ? round_bf16(f[j * D + d]) : bf16_bits{0};
+        kc[((d / 2) * S_pad + j) * 2 + d % 2] = k;
+        kr[((j / 2) * D + d) * 2 + j % 2] = k;
+        vc[((d / 2) * S_pad + j) * 2 + d % 2] = j < S ? base[j * row_stride + (2 * H + h) * D + d] : 0;
+      }
+    head_rows(base + h * D, row_stride, cos, sin, S, D, scale, f, D);
+    for (int64_t i = 0; i < S4 * D; ++i) {
+      qb[i] = i < S * D ? round_bf16(f[i]) : bf16_bits{0};
+      ob[i] = i < S * D ? dout[((b * S + i / D) * H + h) * D + i % D] : bf16_bits{0};
+    }
+    transposed(qb, qT);
+    transposed(ob, oT);
+    std::fill(dVT, dVT + 2 * D * S_pad, 0.0f);  // and dKT
+    for (int64_t i0 = 0; i0 < S4; i0 += rows) {
+      const int64_t n = std::min(rows, S4 - i0);  // a multiple of QB
+      for (int64_t q0 = 0; q0 < n; q0 += QB) {
+        rows_times_columns<D>(qb + (i0 + q0) * D, kc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
+          const vint valid = lanes < static_cast<int32_t>(S - j);
+          for (int64_t q = 0; q < QB; ++q)
+            store_full(P + (q0 + q) * S_pad + j, valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY));
+        });
+        rows_times_columns<D>(ob + (i0 + q0) * D, vc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
+          for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, reinterpret_cast<vfloat>(acc[q]));
+        });
+      }
+      for (int64_t q = 0; q < n; ++q) {
+        if (i0 + q < S)
+          softmax_row(P + q * S_pad, S, S_pad);
+        else
+          std::fill(P + q * S_pad, P + (q + 1) * S_pad, 0.0f);
+      }
+      for (int64_t q = 0; q < n; q += 2) interleave_rows(P + q * S_pad, P + (q + 1) * S_pad, S_pad, pi + q * S_pad);
+      add_columns_times_rows(oT + i0, S4, pi, n, S_pad, D, dVT);  // dV[j] += sum_i P[i][j] dO[i]
+      for (int64_t q = 0; q < n; ++q) {  // dS = P * (dP - sum_j P dP), in float, then as bf16 rows
+        float* pq = P + q * S_pad;
+        const float* dpq = dP + q * S_pad;
+        vfloat dot{};
+        for (int64_t j = 0; j < S_pad; j += W) dot += load_full(pq + j) * load_full(dpq + j);
+        const float di = sum_lanes(dot);
+        for (int64_t j = 0; j < S_pad; j += W) {
+          const vfloat ds = load_full(pq + j) * (load_full(dpq + j) - di);
+          store_full(pq + j, ds);
+          store_full(sb + q * S_pad + j, ds);
+        }
+      }
+      for (int64_t q = 0; q < n; q += 2) interleave_rows(P + q * S_pad, P + (q + 1) * S_pad, S_pad, si + q * S_pad);
+      for (int64_t q0 = 0; q0 < n; q0 += QB)  // dQ[i] = scale * sum_j dS[i][j] K[j]
+        rows_times_rows<D>(sb + q0 * S_pad, S_pad, kr, S_pad, [&](int q, int v, __m512 sum) HRM_LAMBDA {
+          store_full(f + (i0 + q0 + q) * D + 16 * v, reinterpret_cast<vfloat>(sum) * scale);
+        });
+      store_head_grad(f + i0 * D, D, i0, std::min(n, S - i0), cos, sin, d_base, row_stride, D);
+      add_columns_times_rows(qT + i0, S4, si, n, S_pad, D, dKT);  // dK[j] += sum_i dS[i][j] (scale * Q[i])
+    }
+    for (int64_t j = 0; j < S; ++j)
+      for (int64_t d = 0; d < D; ++d) f[j * D + d] = dVT[d * S_pad + j];
+    store_head_grad(f, D, 0, S, nullptr, nullptr, d_base + 2 * H * D, row_stride, D);
+    for (int64_t j = 0; j < S; ++j)
+      for (int64_t d = 0; d < D; ++d) f[j * D + d] = dKT[d * S_pad + j];
+    store_head_grad(f, D, 0, S, cos, sin, d_base + H * D, row_stride, D);
+  }
+}
+#undef HRM_DOT
 #endif
 
 // Gradient of attention_pairs with respect to qkv, for (batch*head) pairs [bh0, bh1): dout [B, S, H, D] ->
 // d_qkv [B, S, 3H, D] (each pair writes its own q, k and v slices). Recomputes the probabilities P (nothing is
-// saved from the forward but qkv), then, in float:
-//   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(P * dP)),  dQ = scale dS K,  dK = scale dS^T Q,
+// saved from the forward but qkv), then, in float, per block of query rows (backward_query_block):
+//   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(P * dP)),  dQ = scale dS K,  dK += scale dS^T Q,
 // and rotates dQ, dK back (the transpose of RoPE's rotation). scratch: attention_backward_scratch_floats(S, D).
 template <class T>
 HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,
@@ -316,93 +519,85 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
                                          float scale) {
   constexpr int64_t QB = kQueryBlock;
   const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
-  float* Qs = scratch;             // [S4][D_pad] rotated q * scale
-  float* K = Qs + S4 * D_pad;      // [S4][D_pad] rotated k
-  float* dO = K + S4 * D_pad;      // [S4][D_pad]
-  float* kT = dO + S4 * D_pad;     // [D][S_pad]
-  float* vT = kT + D * S_pad;      // [D][S_pad]
-  float* P = vT + D * S_pad;       // [S4][S_pad] probabilities, then dS
-  float* dP = P + S4 * S_pad;      // [S4][S_pad]
-  float* grad = dP + S4 * S_pad;   // [S4][D_pad]: dV, then dQ, then dK
-  float* row = grad + S4 * D_pad;  // [D_pad]
+  const int64_t rows = backward_query_block(S);
+  float* Qs = scratch;            // [S4][D_pad] rotated q * scale
+  float* K = Qs + S4 * D_pad;     // [S4][D_pad] rotated k
+  float* dO = K + S4 * D_pad;     // [S4][D_pad]
+  float* dV = dO + S4 * D_pad;    // [S4][D_pad]
+  float* dK = dV + S4 * D_pad;    // [S4][D_pad]
+  float* kT = dK + S4 * D_pad;    // [D][S_pad]
+  float* vT = kT + D * S_pad;     // [D][S_pad]
+  float* P = vT + D * S_pad;      // [rows][S_pad] probabilities, then dS
+  float* dP = P + rows * S_pad;   // [rows][S_pad]
+  float* dQ = dP + rows * S_pad;  // [rows][D_pad]
   const int64_t row_stride = 3 * H * D;
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const int64_t b = bh / H, h = bh % H;
     const T* base = qkv + b * S * row_stride;
-    T* d_base = d_qkv + b * S * row_stride;
+    T* d_base = d_qkv + b * S * row_stride + h * D;
     head_rows(base + h * D, row_stride, cos, sin, S, D, scale, Qs, D_pad);
     head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, K, D_pad);
     transpose_rows(K, S, D, D_pad, kT, S_pad);
-    head_rows<T>(base + (2 * H + h) * D, row_stride, nullptr, nullptr, S, D, 1.0f, grad, D_pad);  // V, for now
-    transpose_rows(grad, S, D, D_pad, vT, S_pad);
+    head_rows<T>(base + (2 * H + h) * D, row_stride, nullptr, nullptr, S, D, 1.0f, dV, D_pad);  // V, for now
+    transpose_rows(dV, S, D, D_pad, vT, S_pad);
     head_rows<T>(dout + (b * S * H + h) * D, H * D, nullptr, nullptr, S, D, 1.0f, dO, D_pad);
     for (int64_t i = S * D_pad; i < S4 * D_pad; ++i) Qs[i] = K[i] = dO[i] = 0.0f;
-    // P (rows past S stay 0) and dP = dO V^T.
-    for (int64_t i0 = 0; i0 < S4; i0 += QB) {
-      mix4(Qs + i0 * D_pad, D_pad, 1, kT, S_pad, D, S_pad, [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
-        const vint valid = lane_index() < static_cast<int32_t>(S - j);
-        for (int64_t q = 0; q < QB; ++q) store_full(P + (i0 + q) * S_pad + j, valid ? scores[q] : splat(-INFINITY));
-      });
-      mix4(dO + i0 * D_pad, D_pad, 1, vT, S_pad, D, S_pad, [&](int64_t j, const vfloat* dps) HRM_LAMBDA {
-        for (int64_t q = 0; q < QB; ++q) store_full(dP + (i0 + q) * S_pad + j, dps[q]);
-      });
-    }
-    for (int64_t i = 0; i < S4; ++i) {
-      if (i < S)
-        softmax_row(P + i * S_pad, S, S_pad);
-      else
-        for (int64_t j = 0; j < S_pad; ++j) P[i * S_pad + j] = 0.0f;
-    }
-    const auto store_grad = [&](int64_t slot, bool rotate)
-                                HRM_LAMBDA {  // grad rows -> d_qkv slice `slot` (0 q, 1 k, 2 v)
-                                  for (int64_t j = 0; j < S; ++j) {
-                                    const float* g = grad + j * D_pad;
-                                    T* dst = d_base + j * row_stride + (slot * H + h) * D;
-                                    if (rotate && cos) {
-                                      // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s
-                                      const int64_t half = D / 2;
-                                      const float* c = cos + j * D;
-                                      const float* sn = sin + j * D;
-                                      for (int64_t d = 0; d < half; ++d) {
-                                        row[d] = g[d] * c[d] + g[d + half] * sn[d];
-                                        row[d + half] = g[d + half] * c[d] - g[d] * sn[d];
-                                      }
-                                      g = row;
-                                    }
-                                    for (int64_t d = 0; d < D; d += W)
-                                      store(dst + d, load_full(g + d), std::min(W, D - d));
-                                  }
-                                };
-    // grad[r] = factor * sum_t w[r * w_q + t * w_t] * m[t], for all rows r < S4 (w: P or dS, as is or transposed)
-    const auto weighted_rows = [&](const float* w, int64_t w_q, int64_t w_t, const float* m, float factor) HRM_LAMBDA {
+    std::fill(dV, dV + 2 * S4 * D_pad, 0.0f);  // and dK
+    // acc[r] += sum over the block's query rows q < n of w[q][r] m[q], for all key rows r < S4 (w: P or dS)
+    const auto add_transposed = [&](const float* w, const float* m, int64_t n, float* acc) HRM_LAMBDA {
       for (int64_t r0 = 0; r0 < S4; r0 += QB)
-        mix4(w + r0 * w_q, w_q, w_t, m, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
-          for (int64_t q = 0; q < QB; ++q) store_full(grad + (r0 + q) * D_pad + d, acc[q] * factor);
+        mix4(w + r0, 1, S_pad, m, D_pad, n, D_pad, [&](int64_t d, const vfloat* sum) HRM_LAMBDA {
+          for (int64_t q = 0; q < QB; ++q) {
+            float* a = acc + (r0 + q) * D_pad + d;
+            store_full(a, load_full(a) + sum[q]);
+          }
         });
     };
-    weighted_rows(P, 1, S_pad, dO, 1.0f);  // dV[j] = sum_i P[i][j] dO[i]
-    store_grad(2, false);
-    // dS = P * (dP - sum_j P dP), in place of P
-    for (int64_t i = 0; i < S; ++i) {
-      float* pi = P + i * S_pad;
-      const float* dpi = dP + i * S_pad;
-      vfloat dot{};
-      for (int64_t j = 0; j < S_pad; j += W) dot += load_full(pi + j) * load_full(dpi + j);
-      const float di = sum_lanes(dot);
-      for (int64_t j = 0; j < S_pad; j += W) store_full(pi + j, load_full(pi + j) * (load_full(dpi + j) - di));
+    for (int64_t i0 = 0; i0 < S4; i0 += rows) {
+      const int64_t n = std::min(rows, S4 - i0);  // a multiple of QB
+      // P (rows past S are 0) and dP = dO V^T
+      for (int64_t q0 = 0; q0 < n; q0 += QB) {
+        mix4(Qs + (i0 + q0) * D_pad, D_pad, 1, kT, S_pad, D, S_pad, [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
+          const vint valid = lane_index() < static_cast<int32_t>(S - j);
+          for (int64_t q = 0; q < QB; ++q) store_full(P + (q0 + q) * S_pad + j, valid ? scores[q] : splat(-INFINITY));
+        });
+        mix4(dO + (i0 + q0) * D_pad, D_pad, 1, vT, S_pad, D, S_pad, [&](int64_t j, const vfloat* dps) HRM_LAMBDA {
+          for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, dps[q]);
+        });
+      }
+      for (int64_t q = 0; q < n; ++q) {
+        if (i0 + q < S)
+          softmax_row(P + q * S_pad, S, S_pad);
+        else
+          std::fill(P + q * S_pad, P + (q + 1) * S_pad, 0.0f);
+      }
+      add_transposed(P, dO + i0 * D_pad, n, dV);  // dV[j] += sum_i P[i][j] dO[i]
+      // dS = P * (dP - sum_j P dP), in place of P
+      for (int64_t q = 0; q < n; ++q) {
+        float* pq = P + q * S_pad;
+        const float* dpq = dP + q * S_pad;
+        vfloat dot{};
+        for (int64_t j = 0; j < S_pad; j += W) dot += load_full(pq + j) * load_full(dpq + j);
+        const float di = sum_lanes(dot);
+        for (int64_t j = 0; j < S_pad; j += W) store_full(pq + j, load_full(pq + j) * (load_full(dpq + j) - di));
+      }
+      for (int64_t q0 = 0; q0 < n; q0 += QB)  // dQ[i] = scale * sum_j dS[i][j] K[j]
+        mix4(P + q0 * S_pad, S_pad, 1, K, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
+          for (int64_t q = 0; q < QB; ++q) store_full(dQ + (q0 + q) * D_pad + d, acc[q] * scale);
+        });
+      store_head_grad(dQ, D_pad, i0, std::min(n, S - i0), cos, sin, d_base, row_stride, D);
+      add_transposed(P, Qs + i0 * D_pad, n, dK);  // dK[j] += sum_i dS[i][j] (scale * Q[i])
     }
-    weighted_rows(P, S_pad, 1, K, scale);  // dQ[i] = scale * sum_j dS[i][j] K[j]
-    store_grad(0, true);
-    weighted_rows(P, 1, S_pad, Qs, 1.0f);  // dK[j] = sum_i dS[i][j] (scale * Q[i])
-    store_grad(1, true);
+    store_head_grad(dV, D_pad, 0, S, nullptr, nullptr, d_base + 2 * H * D, row_stride, D);
+    store_head_grad(dK, D_pad, 0, S, cos, sin, d_base + H * D, row_stride, D);
   }
 }
 
 }  // namespace
 
 int64_t attention_backward_scratch_floats(int64_t S, int64_t D) {
-  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
-  return 4 * S4 * round_up(D) + 2 * D * round_up(S) + 2 * S4 * round_up(S) + round_up(D);
+  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, rows = backward_query_block(S);
+  return 5 * S4 * round_up(D) + 2 * D * round_up(S) + rows * (2 * round_up(S) + round_up(D));
 }
 
 int64_t attention_scratch_floats(int64_t S, int64_t D) {
@@ -414,6 +609,23 @@ int64_t attention_scratch_floats(int64_t S, int64_t D) {
 int64_t attention_dot_scratch_floats(int64_t S, int64_t D) {
   const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, S_pad = round_up(S);
   return S4 * D + kQueryBlock * S_pad + (2 * D * S_pad + S4 * D + kQueryBlock * S_pad + 1) / 2;
+}
+
+int64_t attention_dot_backward_scratch_floats(int64_t S, int64_t D) {
+  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, S_pad = round_up(S);
+  const int64_t rows = backward_query_block(S);
+  return S4 * D + 2 * rows * S_pad + 2 * D * S_pad + (3 * D * S_pad + 4 * S4 * D + 3 * rows * S_pad + 1) / 2;
+}
+
+void attention_dot_backward(const bf16_bits* qkv, const float* cos, const float* sin, const bf16_bits* dout,
+                            bf16_bits* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,
+                            float scale) {
+  switch (D) {
+    case 16: return attention_dot_backward_pairs<1>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, scale);
+    case 32: return attention_dot_backward_pairs<2>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, scale);
+    case 48: return attention_dot_backward_pairs<3>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, scale);
+    case 64: return attention_dot_backward_pairs<4>(qkv, cos, sin, dout, d_qkv, scratch, bh0, bh1, H, S, scale);
+  }
 }
 
 void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf16_bits* out, float* scratch,

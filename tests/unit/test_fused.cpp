@@ -264,36 +264,50 @@ TEST(Fused, BackwardOfNormAndSwigluMatchesTruth) {
   });
 }
 
+// d/d qkv of sum(attention(qkv) * w) with qkv as `as` (w and the sum in float64), with RoPE or without.
+torch::Tensor attention_grad(const torch::Tensor& qkv, int64_t heads, bool rope, const torch::Tensor& w,
+                             FusedKernels mode, torch::ScalarType as) {
+  nn::ScopedFusedKernels m(mode);
+  const torch::Tensor x = qkv.to(as).detach().requires_grad_();
+  nn::RopeTables tables;
+  if (rope) {
+    nn::RotaryEmbedding rotary(qkv.size(3), qkv.size(1), 10000.0);
+    auto [cos, sin] = rotary.tables(torch::kCPU);
+    const auto wide = as == torch::kDouble ? torch::kDouble : torch::kFloat;
+    tables = {cos.to(wide), sin.to(wide)};
+  }
+  (nn::attention(x, heads, tables).to(torch::kDouble) * w).sum().backward();
+  return x.grad();
+}
+
+// The fused kernels' gradient against float64: within 1e-5 of the largest in float32; in bf16 within 1/32 of it,
+// and on average no further off than LibTorch's own bf16 ops (1.1x).
+void expect_attention_grad_matches_truth(const torch::Tensor& qkv, int64_t heads, bool rope) {
+  const torch::Tensor w = torch::randn({qkv.size(0), qkv.size(1), heads * qkv.size(3)}, torch::kDouble);
+  const torch::ScalarType dtype = qkv.scalar_type();
+  const torch::Tensor fused = attention_grad(qkv, heads, rope, w, FusedKernels::All, dtype);
+  const torch::Tensor chain = attention_grad(qkv, heads, rope, w, FusedKernels::Off, dtype);
+  const torch::Tensor truth = attention_grad(qkv, heads, rope, w, FusedKernels::Off, torch::kDouble);
+  ASSERT_EQ(fused.scalar_type(), dtype);
+  const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
+  const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
+  const double scale = truth.abs().max().item<double>();
+  const bool f32 = dtype == torch::kFloat;
+  EXPECT_LT(err.max().item<double>(), (f32 ? 1e-5 : 1.0 / 32) * scale)
+      << "chain max error " << chain_err.max().item<double>();
+  if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
+}
+
 TEST(Fused, AttentionBackwardMatchesTruth) {
   torch::manual_seed(6);
   on_every_path([&](nn::CpuIsa) {
     for (auto dtype : kDtypes) {
-      for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {19, 24}, {5, 8}}) {
-        nn::RotaryEmbedding rotary(D, S, 10000.0);
-        auto [cos, sin] = rotary.tables(torch::kCPU);
+      // (300 and 229 tokens: several blocks of query rows, the last one partly past S)
+      for (auto [S, D] : {std::pair<int64_t, int64_t>{82, 16}, {19, 24}, {5, 8}, {300, 16}, {229, 8}}) {
         const torch::Tensor qkv = (torch::randn({2, S, 3 * 3, D}) * 1.5).to(dtype);
-        const torch::Tensor w = torch::randn({2, S, 3 * D});
         for (bool rope : {true, false}) {
-          const auto grad = [&](FusedKernels mode, torch::ScalarType as) {
-            nn::ScopedFusedKernels m(mode);
-            const torch::Tensor x = qkv.to(as).detach().requires_grad_();
-            nn::RopeTables tables;
-            if (rope)
-              tables = {cos.to(as == torch::kDouble ? torch::kDouble : torch::kFloat),
-                        sin.to(as == torch::kDouble ? torch::kDouble : torch::kFloat)};
-            (nn::attention(x, 3, tables).to(torch::kDouble) * w).sum().backward();
-            return x.grad();
-          };
-          const torch::Tensor fused = grad(FusedKernels::All, dtype), chain = grad(FusedKernels::Off, dtype);
-          const torch::Tensor truth = grad(FusedKernels::Off, torch::kDouble);
-          ASSERT_EQ(fused.scalar_type(), dtype);
-          const torch::Tensor err = (fused.to(torch::kDouble) - truth).abs();
-          const torch::Tensor chain_err = (chain.to(torch::kDouble) - truth).abs();
-          const double scale = truth.abs().max().item<double>();
-          const bool f32 = dtype == torch::kFloat;
-          EXPECT_LT(err.max().item<double>(), (f32 ? 1e-5 : 1.0 / 32) * scale)
-              << "S " << S << " D " << D << " rope " << rope << "; chain max error " << chain_err.max().item<double>();
-          if (!f32) EXPECT_LE(err.mean().item<double>(), 1.1 * chain_err.mean().item<double>());
+          SCOPED_TRACE("S " + std::to_string(S) + ", D " + std::to_string(D) + (rope ? ", rope" : ""));
+          expect_attention_grad_matches_truth(qkv, 3, rope);
         }
       }
     }
@@ -333,9 +347,10 @@ struct RecordedNames {
 };
 
 TEST(Fused, LongBf16AttentionOnDotProductsMatchesTruth) {
-  // bf16 attention forwards of 256 tokens and more run on AVX512-BF16 dot products where bf16 products do (q, k and
-  // the probabilities rounded to bf16 for QK^T and PV, as FlashAttention): against float64 within the bound of
-  // LibTorch's bf16 ops, with and without RoPE, every head width it takes; 255 tokens stay on the float kernel.
+  // bf16 attention of 256 tokens and more runs on AVX512-BF16 dot products where bf16 products do (every product's
+  // inputs rounded to bf16 -- q, k, P, dS -- as FlashAttention): forward and gradient against float64 within the
+  // bound of LibTorch's bf16 ops, with and without RoPE, every head width it takes; 255 tokens stay on the float
+  // kernel.
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
   ResetBf16Route reset;
   nn::set_bf16_products_in_float32(false);
@@ -367,6 +382,9 @@ TEST(Fused, LongBf16AttentionOnDotProductsMatchesTruth) {
       RecordedNames seen;
       expect_matches_truth([&](const auto& in) { return attention(in[0], D, rope); }, {qkv});
       EXPECT_EQ(seen.count("hrm::attention_bf16_dot"), 1);
+      torch::AutoGradMode grad_on(true);
+      expect_attention_grad_matches_truth(qkv, 2, rope);
+      EXPECT_EQ(seen.count("hrm::attention_bf16_dot_backward"), 1);
     }
   }
   RecordedNames seen;
