@@ -127,16 +127,15 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
 }
 
 #if HRM_KERNEL_ISAS_X86
-// bf16 attention (forward and backward) of at least kDotAttentionMinSeq tokens takes the AVX512-BF16 dot products
-// where bf16 products do (docs/benchmarks.md, 2026-12-07, Zen 4: ~16% less time at 301 tokens, ~20% at 901; at 82 about
-// the same, where the float kernel keeps the numerics the short-sequence presets were checked with).
-constexpr int64_t kDotAttentionMinSeq = 256;
-bool dot_attention_takes(c10::ScalarType dtype, int64_t S, int64_t D) {
-  return dtype == torch::kBFloat16 && S >= kDotAttentionMinSeq && D >= 16 && D <= 64 && D % 16 == 0 &&
-         bf16_products_on_dot_kernels();
+// bf16 attention (forward and backward) takes the AVX512-BF16 dot products where bf16 products do and the head
+// width suits them (docs/benchmarks.md, 2026-12-07, Zen 4: attention forward -18% at 82 tokens and head width 16,
+// -39% at width 64, -20% at 901 tokens; backward -30% at 901 tokens). Its roundings (q, k, P and dS to bf16 before
+// each product) are those of LibTorch's bf16 ops, which round every intermediate.
+bool dot_attention_takes(c10::ScalarType dtype, int64_t D) {
+  return dtype == torch::kBFloat16 && D >= 16 && D <= 64 && D % 16 == 0 && bf16_products_on_dot_kernels();
 }
 #else
-bool dot_attention_takes(c10::ScalarType, int64_t, int64_t) { return false; }
+bool dot_attention_takes(c10::ScalarType, int64_t) { return false; }
 #endif
 
 // The attention forward ([B, S, H*D]) or, when dout is given, its gradient with respect to qkv.
@@ -144,7 +143,7 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
                                const torch::Tensor& dout = {}) {
   const bool backward = dout.defined();
   const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
-  const bool dot = dot_attention_takes(qkv.scalar_type(), S, D);
+  const bool dot = dot_attention_takes(qkv.scalar_type(), D);
   RECORD_FUNCTION(backward ? (dot ? "hrm::attention_bf16_dot_backward" : "hrm::attention_backward")
                            : (dot ? "hrm::attention_bf16_dot" : "hrm::attention"),
                   std::vector<c10::IValue>());

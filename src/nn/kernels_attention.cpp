@@ -301,11 +301,11 @@ HRM_DOT void rows_times_rows(const bf16_bits* w, int64_t w_stride, const bf16_bi
     }
 }
 
-// acc[d][j] += sum over t < n of a[d * a_stride + t] x[t][j] for d < D, j in [j0, j0 + 16 NV): a bf16 rows (pairs
-// along t), x packed as [n/2][S_pad][2], acc float [D][S_pad]. Four rows of a at a time.
+// acc[d][j] += sum over t < n of a[t][d] x[t][j] for d < D, j in [j0, j0 + 16 NV): a and x packed as pairs of rows
+// (a [n/2][D][2], x [n/2][S_pad][2]), acc float [D][S_pad]. Four columns of a at a time.
 template <int NV>
-HRM_DOT void add_columns_times_rows(const bf16_bits* a, int64_t a_stride, const bf16_bits* xp, int64_t n, int64_t S_pad,
-                                    int64_t D, int64_t j0, float* acc) {
+HRM_DOT void add_columns_times_rows(const bf16_bits* a, const bf16_bits* xp, int64_t n, int64_t S_pad, int64_t D,
+                                    int64_t j0, float* acc) {
   for (int64_t d0 = 0; d0 < D; d0 += 4) {
     __m512 sum[4][NV];
 #pragma GCC unroll 4
@@ -318,7 +318,7 @@ HRM_DOT void add_columns_times_rows(const bf16_bits* a, int64_t a_stride, const 
       for (int v = 0; v < NV; ++v) x[v] = pairs_at(xp + (t2 * S_pad + j0 + 16 * v) * 2);
 #pragma GCC unroll 4
       for (int r = 0; r < 4; ++r) {
-        const __m512bh y = pair_at(a + (d0 + r) * a_stride + 2 * t2);
+        const __m512bh y = pair_at(a + (t2 * D + d0 + r) * 2);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) sum[r][v] = _mm512_dpbf16_ps(sum[r][v], y, x[v]);
       }
@@ -332,11 +332,11 @@ HRM_DOT void add_columns_times_rows(const bf16_bits* a, int64_t a_stride, const 
       }
   }
 }
-HRM_DOT void add_columns_times_rows(const bf16_bits* a, int64_t a_stride, const bf16_bits* xp, int64_t n, int64_t S_pad,
-                                    int64_t D, float* acc) {
+HRM_DOT void add_columns_times_rows(const bf16_bits* a, const bf16_bits* xp, int64_t n, int64_t S_pad, int64_t D,
+                                    float* acc) {
   int64_t j = 0;
-  for (; j + 64 <= S_pad; j += 64) add_columns_times_rows<4>(a, a_stride, xp, n, S_pad, D, j, acc);
-  for (; j < S_pad; j += 16) add_columns_times_rows<1>(a, a_stride, xp, n, S_pad, D, j, acc);
+  for (; j + 64 <= S_pad; j += 64) add_columns_times_rows<4>(a, xp, n, S_pad, D, j, acc);
+  for (; j < S_pad; j += 16) add_columns_times_rows<1>(a, xp, n, S_pad, D, j, acc);
 }
 
 // Rows r and r + 1 of x [.][S_pad] (float) rounded to bf16 and interleaved as pairs: out[j][0..1] = x[r][j], x[r+1][j].
@@ -348,6 +348,38 @@ HRM_INLINE void interleave_rows(const float* x0, const float* x1, int64_t S_pad,
   }
 }
 
+// Layouts of a bf16 matrix m [n][D] (row t at m + t * m_stride; rows n <= t < n_pad are 0) for the dot products:
+// as columns, [D/2][n_pad][2] (pairs along D; n_pad a multiple of 16), and as pairs of rows, [n_pad/2][D][2] (pairs
+// along t; n_pad even). D a multiple of 16, m_stride even.
+HRM_INLINE void pack_columns(const bf16_bits* m, int64_t m_stride, int64_t n, int64_t n_pad, int64_t D,
+                             bf16_bits* out) {
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int64_t t0 = 0; t0 < n_pad; t0 += 16) {
+    const __mmask16 valid = t0 >= n ? 0 : n - t0 >= 16 ? 0xFFFF : (1u << (n - t0)) - 1;
+    const __m512i words = _mm512_mullo_epi32(_mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int32_t>(t0))),
+                                             _mm512_set1_epi32(static_cast<int32_t>(m_stride / 2)));
+    for (int64_t d2 = 0; d2 < D / 2; ++d2)
+      _mm512_storeu_si512(out + (d2 * n_pad + t0) * 2,
+                          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, words, m + 2 * d2, 4));
+  }
+}
+HRM_INLINE void pack_row_pairs(const bf16_bits* m, int64_t m_stride, int64_t n, int64_t n_pad, int64_t D,
+                               bf16_bits* out) {
+  for (int64_t t = 0; t < n_pad; t += 2)
+    for (int64_t d = 0; d < D; d += W) {
+      vhalf r0{}, r1{};
+      if (t < n) std::memcpy(&r0, m + t * m_stride + d, sizeof r0);
+      if (t + 1 < n) std::memcpy(&r1, m + (t + 1) * m_stride + d, sizeof r1);
+      const vuint pairs = __builtin_convertvector(r0, vuint) | (__builtin_convertvector(r1, vuint) << 16);
+      std::memcpy(out + t * D + 2 * d, &pairs, sizeof pairs);
+    }
+}
+// Float rows x [n][D] rounded to bf16 rows [n_pad][D] (rows n and on: 0).
+HRM_INLINE void round_rows(const float* x, int64_t n, int64_t n_pad, int64_t D, bf16_bits* out) {
+  for (int64_t i = 0; i < n * D; i += W) store_full(out + i, load_full(x + i));
+  std::fill(out + n * D, out + n_pad * D, bf16_bits{0});
+}
+
 // The forward (attention_pairs' contract) for D = 16 DV. Per pair: K packed as [D/2][S_pad][2], V as
 // [S_pad/2][D][2], queries as bf16 rows.
 template <int DV>
@@ -356,7 +388,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
                                                                int64_t H, int64_t S, float scale) {
   constexpr int64_t QB = kQueryBlock, D = 16 * DV;
   const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB;
-  float* rows = scratch;                                         // [S4][D]: k, v, then q as float rows
+  float* rows = scratch;                                         // [S4][D]: k, then q as float rows
   float* p = rows + S4 * D;                                      // [QB][S_pad] scores, then exp(score - max)
   bf16_bits* kp = reinterpret_cast<bf16_bits*>(p + QB * S_pad);  // [D/2][S_pad][2]
   bf16_bits* vp = kp + D * S_pad;                                // [S_pad/2][D][2]
@@ -368,15 +400,11 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
     const int64_t b = bh / H, h = bh % H;
     const bf16_bits* base = qkv + b * S * row_stride;
     head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, rows, D);
-    for (int64_t d2 = 0; d2 < D / 2; ++d2)
-      for (int64_t j = 0; j < S_pad; ++j)
-        for (int64_t e = 0; e < 2; ++e)
-          kp[(d2 * S_pad + j) * 2 + e] = j < S ? round_bf16(rows[j * D + 2 * d2 + e]) : bf16_bits{0};
-    for (int64_t j = 0; j < S_pad; ++j)  // v is bf16 already: no rounding
-      for (int64_t d = 0; d < D; ++d)
-        vp[((j / 2) * D + d) * 2 + j % 2] = j < S ? base[j * row_stride + (2 * H + h) * D + d] : 0;
+    round_rows(rows, S, S, D, qb);  // k, for now
+    pack_columns(qb, D, S, S_pad, D, kp);
+    pack_row_pairs(base + (2 * H + h) * D, row_stride, S, S_pad, D, vp);  // v is bf16 already: no rounding
     head_rows(base + h * D, row_stride, cos, sin, S, D, scale, rows, D);
-    for (int64_t i = 0; i < S4 * D; ++i) qb[i] = i < S * D ? round_bf16(rows[i]) : bf16_bits{0};
+    round_rows(rows, S, S4, D, qb);
 
     for (int64_t i0 = 0; i0 < S; i0 += QB) {
       const int64_t nq = std::min(QB, S - i0);
@@ -425,37 +453,30 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
   bf16_bits* kr = kc + D * S_pad;                                 // [S_pad/2][D][2] k for dQ
   bf16_bits* vc = kr + S_pad * D;                                 // [D/2][S_pad][2] v for dP
   bf16_bits* qb = vc + D * S_pad;                                 // [S4][D] q (rotated, scaled)
-  bf16_bits* qT = qb + S4 * D;                                    // [D][S4]
+  bf16_bits* qT = qb + S4 * D;                                    // [S4/2][D][2] q, pairs of rows
   bf16_bits* ob = qT + D * S4;                                    // [S4][D] dO
-  bf16_bits* oT = ob + S4 * D;                                    // [D][S4]
+  bf16_bits* oT = ob + S4 * D;                                    // [S4/2][D][2] dO, pairs of rows
   bf16_bits* pi = oT + D * S4;                                    // [rows/2][S_pad][2] P, pairs of query rows
   bf16_bits* si = pi + rows * S_pad;                              // [rows/2][S_pad][2] dS, pairs of query rows
   bf16_bits* sb = si + rows * S_pad;                              // [rows][S_pad] dS
   const int64_t row_stride = 3 * H * D;
   const vint lanes = lane_index();
-  const auto transposed = [&](const bf16_bits* m, bf16_bits* mT) {  // [S4][D] -> [D][S4]
-    for (int64_t d = 0; d < D; ++d)
-      for (int64_t i = 0; i < S4; ++i) mT[d * S4 + i] = m[i * D + d];
-  };
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const int64_t b = bh / H, h = bh % H;
     const bf16_bits* base = qkv + b * S * row_stride;
     bf16_bits* d_base = d_qkv + b * S * row_stride + h * D;
     head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, f, D);
-    for (int64_t j = 0; j < S_pad; ++j)
-      for (int64_t d = 0; d < D; ++d) {
-        const bf16_bits k = j < S ? round_bf16(f[j * D + d]) : bf16_bits{0};
-        kc[((d / 2) * S_pad + j) * 2 + d % 2] = k;
-        kr[((j / 2) * D + d) * 2 + j % 2] = k;
-        vc[((d / 2) * S_pad + j) * 2 + d % 2] = j < S ? base[j * row_stride + (2 * H + h) * D + d] : 0;
-      }
+    round_rows(f, S, S, D, qb);  // k, for now
+    pack_columns(qb, D, S, S_pad, D, kc);
+    pack_row_pairs(qb, D, S, S_pad, D, kr);
+    pack_columns(base + (2 * H + h) * D, row_stride, S, S_pad, D, vc);
     head_rows(base + h * D, row_stride, cos, sin, S, D, scale, f, D);
-    for (int64_t i = 0; i < S4 * D; ++i) {
-      qb[i] = i < S * D ? round_bf16(f[i]) : bf16_bits{0};
-      ob[i] = i < S * D ? dout[((b * S + i / D) * H + h) * D + i % D] : bf16_bits{0};
-    }
-    transposed(qb, qT);
-    transposed(ob, oT);
+    round_rows(f, S, S4, D, qb);
+    pack_row_pairs(qb, D, S, S4, D, qT);
+    const bf16_bits* dO = dout + (b * S * H + h) * D;
+    for (int64_t i = 0; i < S; ++i) std::copy(dO + i * H * D, dO + i * H * D + D, ob + i * D);
+    std::fill(ob + S * D, ob + S4 * D, bf16_bits{0});
+    pack_row_pairs(dO, H * D, S, S4, D, oT);
     std::fill(dVT, dVT + 2 * D * S_pad, 0.0f);  // and dKT
     for (int64_t i0 = 0; i0 < S4; i0 += rows) {
       const int64_t n = std::min(rows, S4 - i0);  // a multiple of QB
@@ -476,7 +497,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
           std::fill(P + q * S_pad, P + (q + 1) * S_pad, 0.0f);
       }
       for (int64_t q = 0; q < n; q += 2) interleave_rows(P + q * S_pad, P + (q + 1) * S_pad, S_pad, pi + q * S_pad);
-      add_columns_times_rows(oT + i0, S4, pi, n, S_pad, D, dVT);  // dV[j] += sum_i P[i][j] dO[i]
+      add_columns_times_rows(oT + i0 * D, pi, n, S_pad, D, dVT);  // dV[j] += sum_i P[i][j] dO[i]
       for (int64_t q = 0; q < n; ++q) {  // dS = P * (dP - sum_j P dP), in float, then as bf16 rows
         float* pq = P + q * S_pad;
         const float* dpq = dP + q * S_pad;
@@ -495,7 +516,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
           store_full(f + (i0 + q0 + q) * D + 16 * v, reinterpret_cast<vfloat>(sum) * scale);
         });
       store_head_grad(f + i0 * D, D, i0, std::min(n, S - i0), cos, sin, d_base, row_stride, D);
-      add_columns_times_rows(qT + i0, S4, si, n, S_pad, D, dKT);  // dK[j] += sum_i dS[i][j] (scale * Q[i])
+      add_columns_times_rows(qT + i0 * D, si, n, S_pad, D, dKT);  // dK[j] += sum_i dS[i][j] (scale * Q[i])
     }
     for (int64_t j = 0; j < S; ++j)
       for (int64_t d = 0; d < D; ++d) f[j * D + d] = dVT[d * S_pad + j];

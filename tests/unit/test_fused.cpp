@@ -346,11 +346,11 @@ struct RecordedNames {
   }
 };
 
-TEST(Fused, LongBf16AttentionOnDotProductsMatchesTruth) {
-  // bf16 attention of 256 tokens and more runs on AVX512-BF16 dot products where bf16 products do (every product's
-  // inputs rounded to bf16 -- q, k, P, dS -- as FlashAttention): forward and gradient against float64 within the
-  // bound of LibTorch's bf16 ops, with and without RoPE, every head width it takes; 255 tokens stay on the float
-  // kernel.
+TEST(Fused, Bf16AttentionOnDotProductsMatchesTruth) {
+  // bf16 attention runs on AVX512-BF16 dot products where bf16 products do (every product's inputs rounded to bf16
+  // -- q, k, P, dS -- as FlashAttention): forward and gradient against float64 within the bound of LibTorch's bf16
+  // ops, with and without RoPE, every head width it takes, short and long sequences (one block of query rows in the
+  // backward, several); other head widths stay on the float kernel.
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
   ResetBf16Route reset;
   nn::set_bf16_products_in_float32(false);
@@ -368,7 +368,10 @@ TEST(Fused, LongBf16AttentionOnDotProductsMatchesTruth) {
     return nn::attention(qkv, 2, tables);
   };
   // (small scores with large values too: there a padding key leaking into a softmax would add ~1/S to its sum)
-  for (auto [S, D, scale] : {std::tuple<int64_t, int64_t, double>{256, 16, 1.5},
+  for (auto [S, D, scale] : {std::tuple<int64_t, int64_t, double>{82, 16, 1.5},
+                             {5, 64, 1.5},
+                             {19, 32, 1.5},
+                             {256, 16, 1.5},
                              {301, 64, 1.5},
                              {300, 32, 1.5},
                              {257, 48, 1.5},
@@ -389,7 +392,7 @@ TEST(Fused, LongBf16AttentionOnDotProductsMatchesTruth) {
   }
   RecordedNames seen;
   with_mode(FusedKernels::All, [&] {
-    return attention((torch::randn({1, 255, 6, 16})).to(torch::kBFloat16), 16, true);
+    return attention((torch::randn({1, 255, 6, 24})).to(torch::kBFloat16), 24, true);
   });
   EXPECT_EQ(seen.count("hrm::attention_bf16_dot"), 0);
   EXPECT_EQ(seen.count("hrm::attention"), 1);
