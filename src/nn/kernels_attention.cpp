@@ -234,7 +234,7 @@ HRM_INLINE void store_head_grad(const float* g, int64_t g_stride, int64_t j0, in
 }
 
 #if defined(__AVX512F__)
-// ---- bf16 attention on AVX512-BF16 dot products, for long sequences. vdpbf16ps adds two products per lane
+// ---- bf16 attention on AVX512-BF16 dot products (head widths 16-64). vdpbf16ps adds two products per lane
 // (acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1]) at twice float FMA's rate: one operand is a bf16 pair broadcast to every
 // lane, the other 16 output columns of pairs. As FlashAttention in bf16: every product's inputs rounded to bf16
 // (q, k, the probabilities P and their gradient dS), scores, softmax and every sum in float, one rounding at the
