@@ -143,7 +143,8 @@ torch::Tensor attention_kernel(const torch::Tensor& qkv, int64_t H, const RopeTa
                                const torch::Tensor& dout = {}) {
   const bool backward = dout.defined();
   const int64_t B = qkv.size(0), S = qkv.size(1), D = qkv.size(3);
-  const bool dot = dot_attention_takes(qkv.scalar_type(), D);
+  // (the dot-product kernels index one sequence's qkv rows with 32-bit gathers)
+  const bool dot = dot_attention_takes(qkv.scalar_type(), D) && S * 3 * H * D < (int64_t{1} << 31);
   RECORD_FUNCTION(backward ? (dot ? "hrm::attention_bf16_dot_backward" : "hrm::attention_backward")
                            : (dot ? "hrm::attention_bf16_dot" : "hrm::attention"),
                   std::vector<c10::IValue>());

@@ -371,6 +371,7 @@ TEST(Fused, Bf16AttentionOnDotProductsMatchesTruth) {
   // (small scores with large values too: there a padding key leaking into a softmax would add ~1/S to its sum)
   for (auto [S, D, scale] : {std::tuple<int64_t, int64_t, double>{82, 16, 1.5},
                              {5, 64, 1.5},
+                             {1, 16, 1.5},
                              {19, 32, 1.5},
                              {256, 16, 1.5},
                              {301, 64, 1.5},
