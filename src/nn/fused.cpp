@@ -128,9 +128,9 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
 
 #if HRM_KERNEL_ISAS_X86
 // bf16 attention (forward and backward) takes the AVX512-BF16 dot products where bf16 products do and the head
-// width suits them (docs/benchmarks.md, 2026-12-07, Zen 4: attention forward -18% at 82 tokens and head width 16,
-// -39% at width 64, -20% at 901 tokens; backward -30% at 901 tokens). Its roundings (q, k, P and dS to bf16 before
-// each product) are those of LibTorch's bf16 ops, which round every intermediate.
+// width suits them (docs/benchmarks.md, 2026-12-07, Zen 4, against the float kernel: forward -18% at 82 tokens and
+// head width 16, -39% at width 64, -20% at 901 tokens; backward -17% at 901 tokens). Its roundings (q, k, P and dS
+// to bf16 before each product) are those of LibTorch's bf16 ops, which round every intermediate.
 bool dot_attention_takes(c10::ScalarType dtype, int64_t D) {
   return dtype == torch::kBFloat16 && D >= 16 && D <= 64 && D % 16 == 0 && bf16_products_on_dot_kernels();
 }
