@@ -260,6 +260,9 @@ struct ExpNonPositive {
   }
 };
 
+// v rounded to bf16 (nearest even, as to_bf16) in one instruction (vcvtneps2bf16).
+HRM_DOT vhalf bf16_of(vfloat v) { return reinterpret_cast<vhalf>(_mm512_cvtneps_pbh(reinterpret_cast<__m512>(v))); }
+
 HRM_DOT __m512bh pair_at(const bf16_bits* p) {  // p[0], p[1] in every lane
   int32_t pair;
   std::memcpy(&pair, p, sizeof pair);
@@ -366,10 +369,10 @@ HRM_DOT void add_columns_times_rows(const bf16_bits* a, const bf16_bits* xp, int
 }
 
 // Rows r and r + 1 of x [.][S_pad] (float) rounded to bf16 and interleaved as pairs: out[j][0..1] = x[r][j], x[r+1][j].
-HRM_INLINE void interleave_rows(const float* x0, const float* x1, int64_t S_pad, bf16_bits* out) {
+HRM_DOT void interleave_rows(const float* x0, const float* x1, int64_t S_pad, bf16_bits* out) {
   for (int64_t j = 0; j < S_pad; j += W) {
-    const vuint pairs = __builtin_convertvector(to_bf16(load_full(x0 + j)), vuint) |
-                        (__builtin_convertvector(to_bf16(load_full(x1 + j)), vuint) << 16);
+    const vuint pairs = __builtin_convertvector(bf16_of(load_full(x0 + j)), vuint) |
+                        (__builtin_convertvector(bf16_of(load_full(x1 + j)), vuint) << 16);
     std::memcpy(out + 2 * j, &pairs, sizeof pairs);
   }
 }
@@ -445,12 +448,17 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
         }
       });
       float inv_sum[QB];
-      for (int64_t q = 0; q < QB; ++q) {
-        inv_sum[q] = q < nq ? 1.0f / exp_row(p + q * S_pad, S, S_pad, max_lanes(row_max[q]), ExpNonPositive{}) : 0.0f;
+      for (int64_t q = 0; q < QB; ++q) {  // exp(score - max) straight to bf16, summed in float
+        const float row = q < nq ? max_lanes(row_max[q]) : 0.0f;
+        vfloat sum{};
         for (int64_t j = 0; j < S_pad; j += W) {
-          const vhalf rounded = to_bf16(load_full(p + q * S_pad + j));
+          const vint valid = lanes < static_cast<int32_t>(q < nq ? S - j : 0);
+          const vfloat e = valid ? ExpNonPositive{}(load_full(p + q * S_pad + j) - row) : splat(0.0f);
+          sum += e;
+          const vhalf rounded = bf16_of(e);
           std::memcpy(pb + q * S_pad + j, &rounded, sizeof rounded);
         }
+        inv_sum[q] = q < nq ? 1.0f / sum_lanes(sum) : 0.0f;
       }
       rows_times_rows<D>(pb, S_pad, vp, S_pad, [&](int q, int v, __m512 sum) HRM_LAMBDA {
         if (q < nq)
@@ -533,7 +541,8 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
         for (int64_t j = 0; j < S_pad; j += W) {
           const vfloat ds = load_full(pq + j) * (load_full(dpq + j) - di);
           store_full(pq + j, ds);
-          store_full(sb + q * S_pad + j, ds);
+          const vhalf rounded = bf16_of(ds);
+          std::memcpy(sb + q * S_pad + j, &rounded, sizeof rounded);
         }
       }
       for (int64_t q = 0; q < n; q += 2) interleave_rows(P + q * S_pad, P + (q + 1) * S_pad, S_pad, si + q * S_pad);
