@@ -644,7 +644,8 @@ void set_bf16_products_on_dot_kernels(bool on) {
 
 const char* bf16_product_kernels() {
   if (bf16_products_in_float32()) return "float32 kernels, rounded to bfloat16";
-  if (bf16_products_on_dot_kernels()) return "hrm's AVX512-BF16 kernels (oneDNN for other shapes)";
+  if (bf16_products_on_dot_kernels())
+    return "hrm's AVX512-BF16 kernels (attention's too at head widths 16-64; oneDNN for other shapes)";
   return libtorch_runs_bf16_products_on_onednn() ? "oneDNN" : "LibTorch's own loops";
 }
 
