@@ -134,14 +134,13 @@ HRM_INLINE float exp_row(float* p, int64_t S, int64_t S_pad, float row_max, Exp 
 }
 
 // Softmax of row p[0..S) in place (padding lanes up to S_pad hold -inf and become 0).
-template <class Exp = ExpFloat>
-HRM_INLINE void softmax_row(float* p, int64_t S, int64_t S_pad, Exp exp_of = {}) {
+HRM_INLINE void softmax_row(float* p, int64_t S, int64_t S_pad) {
   vfloat m = splat(-INFINITY);
   for (int64_t j = 0; j < S_pad; j += W) {
     const vfloat v = load_full(p + j);
     m = v > m ? v : m;
   }
-  const float inv = 1.0f / exp_row(p, S, S_pad, max_lanes(m), exp_of);
+  const float inv = 1.0f / exp_row(p, S, S_pad, max_lanes(m));
   for (int64_t j = 0; j < S_pad; j += W) store_full(p + j, load_full(p + j) * inv);
 }
 
@@ -368,11 +367,11 @@ HRM_DOT void add_columns_times_rows(const bf16_bits* a, const bf16_bits* xp, int
   for (; j < S_pad; j += 16) add_columns_times_rows<1>(a, xp, n, S_pad, D, j, acc);
 }
 
-// Rows r and r + 1 of x [.][S_pad] (float) rounded to bf16 and interleaved as pairs: out[j][0..1] = x[r][j], x[r+1][j].
-HRM_DOT void interleave_rows(const float* x0, const float* x1, int64_t S_pad, bf16_bits* out) {
+// Two float rows times factors, rounded to bf16 and interleaved as pairs: out[j][0..1] = x0[j] s0, x1[j] s1.
+HRM_DOT void interleave_rows(const float* x0, float s0, const float* x1, float s1, int64_t S_pad, bf16_bits* out) {
   for (int64_t j = 0; j < S_pad; j += W) {
-    const vuint pairs = __builtin_convertvector(bf16_of(load_full(x0 + j)), vuint) |
-                        (__builtin_convertvector(bf16_of(load_full(x1 + j)), vuint) << 16);
+    const vuint pairs = __builtin_convertvector(bf16_of(load_full(x0 + j) * s0), vuint) |
+                        (__builtin_convertvector(bf16_of(load_full(x1 + j) * s1), vuint) << 16);
     std::memcpy(out + 2 * j, &pairs, sizeof pairs);
   }
 }
@@ -478,21 +477,22 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
                                                                         float scale) {
   constexpr int64_t QB = kQueryBlock, D = 16 * DV;
   const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB, rows = backward_query_block(S);
-  float* f = scratch;                                             // [S4][D] float rows: k, q, dQ, dV, dK
-  float* P = f + S4 * D;                                          // [rows][S_pad] probabilities
-  float* dP = P + rows * S_pad;                                   // [rows][S_pad]
-  float* dVT = dP + rows * S_pad;                                 // [D][S_pad]
-  float* dKT = dVT + D * S_pad;                                   // [D][S_pad]
-  bf16_bits* kc = reinterpret_cast<bf16_bits*>(dKT + D * S_pad);  // [D/2][S_pad][2] k for the scores
-  bf16_bits* kr = kc + D * S_pad;                                 // [S_pad/2][D][2] k for dQ
-  bf16_bits* vc = kr + S_pad * D;                                 // [D/2][S_pad][2] v for dP
-  bf16_bits* qb = vc + D * S_pad;                                 // [S4][D] q (rotated, scaled)
-  bf16_bits* qT = qb + S4 * D;                                    // [S4/2][D][2] q, pairs of rows
-  bf16_bits* ob = qT + D * S4;                                    // [S4][D] dO
-  bf16_bits* oT = ob + S4 * D;                                    // [S4/2][D][2] dO, pairs of rows
-  bf16_bits* pi = oT + D * S4;                                    // [rows/2][S_pad][2] P, pairs of query rows
-  bf16_bits* si = pi + rows * S_pad;                              // [rows/2][S_pad][2] dS, pairs of query rows
-  bf16_bits* sb = si + rows * S_pad;                              // [rows][S_pad] dS
+  float* f = scratch;                                        // [S4][D] float rows: k, q, dQ, dV, dK
+  float* P = f + S4 * D;                                     // [rows][S_pad] exp(score - max), then dS
+  float* dP = P + rows * S_pad;                              // [rows][S_pad]
+  float* dVT = dP + rows * S_pad;                            // [D][S_pad]
+  float* dKT = dVT + D * S_pad;                              // [D][S_pad]
+  float* inv = dKT + D * S_pad;                              // [rows] 1 / the sum of each row of P
+  bf16_bits* kc = reinterpret_cast<bf16_bits*>(inv + rows);  // [D/2][S_pad][2] k for the scores
+  bf16_bits* kr = kc + D * S_pad;                            // [S_pad/2][D][2] k for dQ
+  bf16_bits* vc = kr + S_pad * D;                            // [D/2][S_pad][2] v for dP
+  bf16_bits* qb = vc + D * S_pad;                            // [S4][D] q (rotated, scaled)
+  bf16_bits* qT = qb + S4 * D;                               // [S4/2][D][2] q, pairs of rows
+  bf16_bits* ob = qT + D * S4;                               // [S4][D] dO
+  bf16_bits* oT = ob + S4 * D;                               // [S4/2][D][2] dO, pairs of rows
+  bf16_bits* pi = oT + D * S4;                               // [rows/2][S_pad][2] P, pairs of query rows
+  bf16_bits* si = pi + rows * S_pad;                         // [rows/2][S_pad][2] dS, pairs of query rows
+  bf16_bits* sb = si + rows * S_pad;                         // [rows][S_pad] dS
   const int64_t row_stride = 3 * H * D;
   const vint lanes = lane_index();
   for (int64_t bh = bh0; bh < bh1; ++bh) {
@@ -514,38 +514,46 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
     std::fill(dVT, dVT + 2 * D * S_pad, 0.0f);  // and dKT
     for (int64_t i0 = 0; i0 < S4; i0 += rows) {
       const int64_t n = std::min(rows, S4 - i0);  // a multiple of QB
+      // P as exp(score - max) (while the rows are in L1) and 1 / its sum: the normalisation goes into P's readers
       for (int64_t q0 = 0; q0 < n; q0 += QB) {
+        vfloat row_max[QB];
+        for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
         rows_times_columns<D>(qb + (i0 + q0) * D, kc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
           const vint valid = lanes < static_cast<int32_t>(S - j);
-          for (int64_t q = 0; q < QB; ++q)
-            store_full(P + (q0 + q) * S_pad + j, valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY));
+          for (int64_t q = 0; q < QB; ++q) {
+            const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY);
+            store_full(P + (q0 + q) * S_pad + j, sc);
+            row_max[q] = sc > row_max[q] ? sc : row_max[q];
+          }
         });
+        for (int64_t q = 0; q < QB; ++q) {
+          float* pq = P + (q0 + q) * S_pad;
+          const bool real = i0 + q0 + q < S;
+          if (!real) std::fill(pq, pq + S_pad, 0.0f);
+          inv[q0 + q] = real ? 1.0f / exp_row(pq, S, S_pad, max_lanes(row_max[q]), ExpNonPositive{}) : 0.0f;
+        }
         rows_times_columns<D>(ob + (i0 + q0) * D, vc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, reinterpret_cast<vfloat>(acc[q]));
         });
       }
-      for (int64_t q = 0; q < n; ++q) {
-        if (i0 + q < S)
-          softmax_row(P + q * S_pad, S, S_pad, ExpNonPositive{});
-        else
-          std::fill(P + q * S_pad, P + (q + 1) * S_pad, 0.0f);
-      }
-      for (int64_t q = 0; q < n; q += 2) interleave_rows(P + q * S_pad, P + (q + 1) * S_pad, S_pad, pi + q * S_pad);
+      for (int64_t q = 0; q < n; q += 2)
+        interleave_rows(P + q * S_pad, inv[q], P + (q + 1) * S_pad, inv[q + 1], S_pad, pi + q * S_pad);
       add_columns_times_rows(oT + i0 * D, pi, n, S_pad, D, dVT);  // dV[j] += sum_i P[i][j] dO[i]
       for (int64_t q = 0; q < n; ++q) {  // dS = P * (dP - sum_j P dP), in float, then as bf16 rows
         float* pq = P + q * S_pad;
         const float* dpq = dP + q * S_pad;
         vfloat dot{};
         for (int64_t j = 0; j < S_pad; j += W) dot += load_full(pq + j) * load_full(dpq + j);
-        const float di = sum_lanes(dot);
+        const float di = sum_lanes(dot) * inv[q];
         for (int64_t j = 0; j < S_pad; j += W) {
-          const vfloat ds = load_full(pq + j) * (load_full(dpq + j) - di);
+          const vfloat ds = load_full(pq + j) * inv[q] * (load_full(dpq + j) - di);
           store_full(pq + j, ds);
           const vhalf rounded = bf16_of(ds);
           std::memcpy(sb + q * S_pad + j, &rounded, sizeof rounded);
         }
       }
-      for (int64_t q = 0; q < n; q += 2) interleave_rows(P + q * S_pad, P + (q + 1) * S_pad, S_pad, si + q * S_pad);
+      for (int64_t q = 0; q < n; q += 2)
+        interleave_rows(P + q * S_pad, 1.0f, P + (q + 1) * S_pad, 1.0f, S_pad, si + q * S_pad);
       for (int64_t q0 = 0; q0 < n; q0 += QB)  // dQ[i] = scale * sum_j dS[i][j] K[j]
         rows_times_rows<D>(sb + q0 * S_pad, S_pad, kr, S_pad, [&](int q, int v, __m512 sum) HRM_LAMBDA {
           store_full(f + (i0 + q0 + q) * D + 16 * v, reinterpret_cast<vfloat>(sum) * scale);
@@ -670,7 +678,7 @@ int64_t attention_dot_scratch_floats(int64_t S, int64_t D) {
 int64_t attention_dot_backward_scratch_floats(int64_t S, int64_t D) {
   const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, S_pad = round_up(S);
   const int64_t rows = backward_query_block(S);
-  return S4 * D + 2 * rows * S_pad + 2 * D * S_pad + (3 * D * S_pad + 4 * S4 * D + 3 * rows * S_pad + 1) / 2;
+  return S4 * D + 2 * rows * S_pad + 2 * D * S_pad + rows + (3 * D * S_pad + 4 * S4 * D + 3 * rows * S_pad + 1) / 2;
 }
 
 void attention_dot_backward(const bf16_bits* qkv, const float* cos, const float* sin, const bf16_bits* dout,
