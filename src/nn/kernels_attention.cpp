@@ -201,14 +201,6 @@ HRM_INLINE int64_t backward_query_block(int64_t S) {
   return std::min(S4, std::max(kQueryBlock, 32768 / round_up(S) / kQueryBlock * kQueryBlock));
 }
 
-template <class T>
-HRM_INLINE T as(float v) {
-  if constexpr (std::is_same_v<T, float>)
-    return v;
-  else
-    return round_bf16(v);
-}
-
 // Rows [j0, j0 + n) of one head's gradient (g: row j0 first, rows g_stride apart) into d_qkv (dst: row 0 of the
 // head's q, k or v slice, rows row_stride apart), rotated back when cos is given (the transpose of RoPE's rotation:
 // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s).
@@ -226,8 +218,8 @@ HRM_INLINE void store_head_grad(const float* g, int64_t g_stride, int64_t j0, in
     const float* sn = sin + j * D;
     for (int64_t d = 0; d < half; ++d) {
       const float g1 = g[d], g2 = g[d + half];
-      o[d] = as<T>(g1 * c[d] + g2 * sn[d]);
-      o[d + half] = as<T>(g2 * c[d] - g1 * sn[d]);
+      store1(o, d, g1 * c[d] + g2 * sn[d]);
+      store1(o, d + half, g2 * c[d] - g1 * sn[d]);
     }
   }
 }
@@ -289,6 +281,17 @@ HRM_DOT void rows_times_columns(const bf16_bits* a, const bf16_bits* bp, int64_t
     }
     f(j, acc[0]);
     if (two) f(j + 16, acc[1]);
+  }
+}
+
+// A 16-key block of four query rows' scores into rows p[q * S_pad + j ..], padding keys (j + lane >= S) as -inf so
+// that they never win; row_max[q] keeps each row's running maximum.
+HRM_INLINE void keep_scores(const __m512* acc, int64_t j, int64_t S, float* p, int64_t S_pad, vfloat* row_max) {
+  const vint valid = lane_index() < static_cast<int32_t>(S - j);
+  for (int64_t q = 0; q < kQueryBlock; ++q) {
+    const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY);
+    store_full(p + q * S_pad + j, sc);
+    row_max[q] = sc > row_max[q] ? sc : row_max[q];
   }
 }
 
@@ -439,12 +442,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
       vfloat row_max[QB];
       for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
       rows_times_columns<D>(qb + i0 * D, kp, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
-        const vint valid = lanes < static_cast<int32_t>(S - j);  // padding keys never win
-        for (int64_t q = 0; q < QB; ++q) {
-          const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY);
-          store_full(p + q * S_pad + j, sc);
-          row_max[q] = sc > row_max[q] ? sc : row_max[q];
-        }
+        keep_scores(acc, j, S, p, S_pad, row_max);
       });
       float inv_sum[QB];
       for (int64_t q = 0; q < QB; ++q) {  // exp(score - max) straight to bf16, summed in float
@@ -494,7 +492,6 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
   bf16_bits* si = pi + rows * S_pad;                         // [rows/2][S_pad][2] dS, pairs of query rows
   bf16_bits* sb = si + rows * S_pad;                         // [rows][S_pad] dS
   const int64_t row_stride = 3 * H * D;
-  const vint lanes = lane_index();
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const int64_t b = bh / H, h = bh % H;
     const bf16_bits* base = qkv + b * S * row_stride;
@@ -519,12 +516,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
         vfloat row_max[QB];
         for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
         rows_times_columns<D>(qb + (i0 + q0) * D, kc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
-          const vint valid = lanes < static_cast<int32_t>(S - j);
-          for (int64_t q = 0; q < QB; ++q) {
-            const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY);
-            store_full(P + (q0 + q) * S_pad + j, sc);
-            row_max[q] = sc > row_max[q] ? sc : row_max[q];
-          }
+          keep_scores(acc, j, S, P + q0 * S_pad, S_pad, row_max);
         });
         for (int64_t q = 0; q < QB; ++q) {
           float* pq = P + (q0 + q) * S_pad;
@@ -561,12 +553,13 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
       store_head_grad(f + i0 * D, D, i0, std::min(n, S - i0), cos, sin, d_base, row_stride, D);
       add_columns_times_rows(qT + i0 * D, si, n, S_pad, D, dKT);  // dK[j] += sum_i dS[i][j] (scale * Q[i])
     }
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t d = 0; d < D; ++d) f[j * D + d] = dVT[d * S_pad + j];
-    store_head_grad(f, D, 0, S, nullptr, nullptr, d_base + 2 * H * D, row_stride, D);
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t d = 0; d < D; ++d) f[j * D + d] = dKT[d * S_pad + j];
-    store_head_grad(f, D, 0, S, cos, sin, d_base + H * D, row_stride, D);
+    const auto store_columns = [&](const float* acc, const float* rot_cos, int64_t slot) {  // [D][S_pad] -> rows
+      for (int64_t j = 0; j < S; ++j)
+        for (int64_t d = 0; d < D; ++d) f[j * D + d] = acc[d * S_pad + j];
+      store_head_grad(f, D, 0, S, rot_cos, sin, d_base + slot * H * D, row_stride, D);
+    };
+    store_columns(dVT, nullptr, 2);
+    store_columns(dKT, cos, 1);
   }
 }
 #undef HRM_DOT

@@ -154,6 +154,13 @@ HRM_INLINE float load1(const T* p, int64_t i) {
   else
     return widen_bf16(p[i]);
 }
+template <class T>
+HRM_INLINE void store1(T* p, int64_t i, float v) {
+  if constexpr (std::is_same_v<T, float>)
+    p[i] = v;
+  else
+    p[i] = round_bf16(v);
+}
 HRM_INLINE int64_t round_up(int64_t n) { return (n + W - 1) / W * W; }
 
 }  // namespace simd
