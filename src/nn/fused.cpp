@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -239,6 +240,37 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
   if (b.defined()) out.view({M, N}).copy_(b.expand({M, N}));
   sgemm(false, true, M, N, K, x.data_ptr<float>(), w.data_ptr<float>(), b.defined() ? 1.0f : 0.0f,
         out.data_ptr<float>());
+  return out;
+}
+
+// swiglu(x w^T) for float32 x [..., K], w [2n, K] without a graph: each thread multiplies blocks of rows into an
+// L2-sized [rows, 2n] scratch and takes SwiGLU there, so the [M, 2n] product never goes out to memory and back
+// (oneDNN runs single-threaded inside the parallel region). Each call packs all of w again: worth it only for a
+// small w (linear_swiglu_in_blocks_pays).
+// On Zen 4, AVX2 and AVX-512 sgemm (docs/benchmarks.md, 2026-12-07 06:00): w [1024, 128] (the small preset's)
+// 7.5 ms against 8.0-8.1 for the two ops, w [3072, 512] (the paper's) 44-50 against 40-42.
+bool linear_swiglu_in_blocks_pays(const torch::Tensor& w) { return w.numel() <= (128 << 10); }
+
+torch::Tensor linear_swiglu_kernel(const torch::Tensor& x, const torch::Tensor& w) {
+  RECORD_FUNCTION("hrm::linear_swiglu", std::vector<c10::IValue>());
+  apply_cpu_isa_environment();
+  const int64_t K = x.size(-1), N = w.size(0), n = N / 2, M = x.numel() / K;
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = n;
+  torch::Tensor out = torch::empty(shape, x.options());
+  const int64_t block = std::clamp<int64_t>((256 << 10) / (4 * N), 16, 256);
+  const float *px = x.data_ptr<float>(), *pw = w.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  at::parallel_for(0, (M + block - 1) / block, 1, [&](int64_t b0, int64_t b1) {
+    std::unique_ptr<float[]> gate_up(new float[block * N]);
+    for (int64_t r0 = b0 * block; r0 < std::min(M, b1 * block); r0 += block) {
+      const int64_t rows = std::min(block, M - r0);
+      const dnnl_status_t status =
+          dnnl_sgemm('N', 'T', rows, N, K, 1.0f, px + r0 * K, K, pw, K, 0.0f, gate_up.get(), N);
+      TORCH_CHECK(status == dnnl_success, "hrm: oneDNN sgemm failed (status ", static_cast<int>(status), ")");
+      kernels::swiglu(gate_up.get(), po + r0 * n, 0, rows, n);
+    }
+  });
   return out;
 }
 #endif
@@ -551,6 +583,11 @@ torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
       return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec(),
                               table);
     }
+#endif
+#ifdef HRM_HAVE_DNNL
+  if (x.scalar_type() == torch::kFloat && product_shapes_ok(x, w) && w.size(0) % 2 == 0 &&
+      linear_swiglu_in_blocks_pays(w) && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
+    return linear_swiglu_kernel(x, w);
 #endif
   return swiglu(nn::linear(x, w));
 }

@@ -322,18 +322,21 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       out += buf;
     }
   }
-  // Where the MLP's first product takes SwiGLU in its epilogue (no graph, the dot-product kernels): that one pass
-  // against the product then swiglu (GFLOP/s of the product alone in both rows).
-  if (nn::bf16_products_on_dot_kernels()) {
-    const torch::Tensor x = torch::randn({T, hidden}).to(torch::kBFloat16);
-    const torch::Tensor w = (torch::randn({2 * inter, hidden}) / std::sqrt(double(hidden))).to(torch::kBFloat16);
+  // Where the MLP's first product takes SwiGLU in its epilogue (no graph: float32 on oneDNN's sgemm in L2-sized row
+  // blocks, bf16 on the dot-product kernels): that one pass against the product then swiglu, each where it
+  // applies (GFLOP/s of the product alone in both rows).
+  for (const torch::ScalarType model_dtype : {torch::kFloat, torch::kBFloat16}) {
+    if (!(model_dtype == torch::kBFloat16 ? nn::bf16_products_on_dot_kernels() : nn::linear_uses_onednn())) continue;
+    const torch::Tensor x = torch::randn({T, hidden}).to(model_dtype);
+    const torch::Tensor w = (torch::randn({2 * inter, hidden}) / std::sqrt(double(hidden))).to(model_dtype);
     torch::NoGradGuard ng;
     const std::vector<double> ms =
         interleaved_medians({[&] { nn::linear_swiglu(x, w); }, [&] { nn::swiglu(nn::linear(x, w)); }}, repeats);
     const double flops = 2.0 * double(T) * double(hidden) * double(2 * inter);
-    const std::string shape = std::to_string(T) + "x" + std::to_string(hidden) + "x" + std::to_string(2 * inter);
-    const std::pair<const char*, std::string> rows[2] = {{"one-pass", "gate_up_proj + swiglu " + shape},
-                                                         {"two-ops", "gate_up_proj, swiglu " + shape}};
+    const std::string shape = std::string(model_dtype == torch::kBFloat16 ? " bf16 " : " f32 ") + std::to_string(T) +
+                              "x" + std::to_string(hidden) + "x" + std::to_string(2 * inter);
+    const std::pair<const char*, std::string> rows[2] = {{"one-pass", "gate_up+swiglu" + shape},
+                                                         {"two-ops", "gate_up, swiglu" + shape}};
     for (int i = 0; i < 2; ++i) {
       std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", rows[i].first, rows[i].second.c_str(), ms[i],
                     flops / (ms[i] * 1e6));

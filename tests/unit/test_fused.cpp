@@ -762,6 +762,36 @@ TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
   EXPECT_TRUE(y.requires_grad());
 }
 
+// float32 swiglu(linear(x, w)) in row blocks that stay in cache (no graph, oneDNN's sgemm) as close to float64 as
+// the two ops; a large w goes the two ops' way.
+TEST(Fused, Float32LinearSwigluInOnePassIsTheTwoOps) {
+  nn::ScopedFusedKernels fused(FusedKernels::All);
+  if (!nn::linear_uses_onednn()) GTEST_SKIP() << "this build has no oneDNN sgemm";
+  torch::manual_seed(13);
+  // M: one partial block, several blocks with a partial last one; w [2n, K] up to the size taken in blocks.
+  for (const auto& [M, K, N] : std::vector<std::array<int64_t, 3>>{{5, 64, 64}, {1000, 130, 192}, {333, 128, 1024}}) {
+    const torch::Tensor x = torch::randn({M, K});
+    const torch::Tensor w = torch::randn({N, K}) * 3 / std::sqrt(double(K));
+    torch::NoGradGuard ng;
+    RecordedNames seen;
+    const torch::Tensor one_pass = nn::linear_swiglu(x, w);
+    EXPECT_EQ(seen.count("hrm::linear_swiglu"), 1);
+    const torch::Tensor two_ops = nn::swiglu(nn::linear(x, w));
+    const torch::Tensor gate_up = x.to(torch::kDouble).matmul(w.to(torch::kDouble).t());
+    const torch::Tensor truth = torch::silu(gate_up.narrow(1, 0, N / 2)) * gate_up.narrow(1, N / 2, N / 2);
+    ASSERT_EQ(one_pass.sizes(), truth.sizes());
+    EXPECT_TRUE(torch::allclose(one_pass.to(torch::kDouble), truth, 1e-5, 1e-5))
+        << M << "x" << K << "x" << N << ": max difference " << (one_pass - truth).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(two_ops.to(torch::kDouble), truth, 1e-5, 1e-5)) << M << "x" << K << "x" << N;
+  }
+  const torch::Tensor x = torch::randn({8, 512});
+  const torch::Tensor w = torch::randn({1024, 512});
+  torch::NoGradGuard ng;
+  RecordedNames seen;
+  nn::linear_swiglu(x, w);
+  EXPECT_EQ(seen.count("hrm::linear_swiglu"), 0) << "w of 512K elements: the two ops are faster";
+}
+
 // A bf16 HRM forward on the dot-product kernels against oneDNN's products: the same model up to bf16 rounding.
 TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
