@@ -74,21 +74,24 @@ HRM_INLINE void transpose_rows(const float* rows, int64_t n, int64_t D, int64_t 
 }
 
 constexpr int64_t kQueryBlock = 4;
+// Query rows per block of the float kernels: 2 x kFloatRows accumulators plus three operands fill the registers
+// (16 ymm with AVX2, 32 zmm with AVX-512) without spilling; more independent FMA chains than the latency needs.
+constexpr int64_t kFloatRows = W == 8 ? 6 : W == 16 ? 8 : kQueryBlock;
 
-// kQueryBlock weight rows times a matrix m: for every W-column block c of [0, cols), f(c, acc) with
-//   acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride + c .. +W],  q < kQueryBlock (4).
-// Each load of m feeds four FMA chains (one per weight row); two column blocks at a time, or even and odd t for a
-// last single block, make eight independent chains, enough to hide the FMA latency on two FMA ports.
-template <class F>
-HRM_INLINE void mix4(const float* w, int64_t w_q, int64_t w_t, const float* m, int64_t m_stride, int64_t n,
-                     int64_t cols, F&& f) {
+// QB weight rows times a matrix m: for every W-column block c of [0, cols), f(c, acc) with
+//   acc[q] = sum over t < n of w[q * w_q + t * w_t] * m[t * m_stride + c .. +W],  q < QB.
+// Each load of m feeds QB FMA chains (one per weight row); two column blocks at a time, or even and odd t for a
+// last single block, make 2 QB independent chains to hide the FMA latency on two FMA ports.
+template <int64_t QB = kFloatRows, class F>
+HRM_INLINE void mix_rows(const float* w, int64_t w_q, int64_t w_t, const float* m, int64_t m_stride, int64_t n,
+                         int64_t cols, F&& f) {
   int64_t c = 0;
   for (; c + 2 * W <= cols; c += 2 * W) {
-    vfloat a[2][kQueryBlock] = {};
+    vfloat a[2][QB] = {};
     for (int64_t t = 0; t < n; ++t) {
       const vfloat m0 = load_full(m + t * m_stride + c), m1 = load_full(m + t * m_stride + c + W);
       const float* wt = w + t * w_t;
-      for (int64_t q = 0; q < kQueryBlock; ++q) {
+      for (int64_t q = 0; q < QB; ++q) {
         a[0][q] += wt[q * w_q] * m0;
         a[1][q] += wt[q * w_q] * m1;
       }
@@ -97,40 +100,46 @@ HRM_INLINE void mix4(const float* w, int64_t w_q, int64_t w_t, const float* m, i
     f(c + W, a[1]);
   }
   if (c < cols) {
-    vfloat a[2][kQueryBlock] = {};
+    vfloat a[2][QB] = {};
     int64_t t = 0;
     for (; t + 1 < n; t += 2) {
       const vfloat m0 = load_full(m + t * m_stride + c), m1 = load_full(m + (t + 1) * m_stride + c);
       const float* wt = w + t * w_t;
-      for (int64_t q = 0; q < kQueryBlock; ++q) {
+      for (int64_t q = 0; q < QB; ++q) {
         a[0][q] += wt[q * w_q] * m0;
         a[1][q] += wt[q * w_q + w_t] * m1;
       }
     }
     if (t < n) {
       const vfloat m0 = load_full(m + t * m_stride + c);
-      for (int64_t q = 0; q < kQueryBlock; ++q) a[0][q] += w[t * w_t + q * w_q] * m0;
+      for (int64_t q = 0; q < QB; ++q) a[0][q] += w[t * w_t + q * w_q] * m0;
     }
-    for (int64_t q = 0; q < kQueryBlock; ++q) a[0][q] += a[1][q];
+    for (int64_t q = 0; q < QB; ++q) a[0][q] += a[1][q];
     f(c, a[0]);
   }
 }
 
-// exp as the float kernels take it (simd::exp, ~1 ulp).
+// exp as the float kernels take it (simd::exp, ~1 ulp) of a score minus its row's maximum.
 struct ExpFloat {
-  HRM_INLINE vfloat operator()(vfloat x) const { return exp(x); }
+  HRM_INLINE vfloat operator()(vfloat x) const { return exp</*kAtMostZero=*/true>(x); }
 };
 
-// exp(p[j] - row_max) in place over a row of S_pad (lanes past S become 0); returns the sum.
+// exp(p[j] - row_max) in place over a row of S_pad (lanes past S become 0); returns the sum. Two sums for latency.
 template <class Exp = ExpFloat>
 HRM_INLINE float exp_row(float* p, int64_t S, int64_t S_pad, float row_max, Exp exp_of = {}) {
-  vfloat sum{};
-  for (int64_t j = 0; j < S_pad; j += W) {
+  vfloat sum[2] = {};
+  int64_t j = 0;
+  for (; j + W <= S; j += W) {
+    const vfloat e = exp_of(load_full(p + j) - row_max);
+    store_full(p + j, e);
+    sum[(j / W) & 1] += e;
+  }
+  for (; j < S_pad; j += W) {
     const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp_of(load_full(p + j) - row_max) : splat(0.0f);
     store_full(p + j, e);
-    sum += e;
+    sum[0] += e;
   }
-  return sum_lanes(sum);
+  return sum_lanes(sum[0] + sum[1]);
 }
 
 // Softmax of row p[0..S) in place (padding lanes up to S_pad hold -inf and become 0).
@@ -154,7 +163,7 @@ HRM_INLINE void softmax_row(float* p, int64_t S, int64_t S_pad) {
 template <class T>
 HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0,
                                 int64_t bh1, int64_t H, int64_t S, int64_t D, float scale) {
-  constexpr int64_t QB = kQueryBlock;
+  constexpr int64_t QB = kFloatRows;
   const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
   float* kT = scratch;         // [D][S_pad]
   float* vf = kT + D * S_pad;  // [S][D_pad]; first K rows, before their transpose
@@ -175,7 +184,7 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
       const int64_t nq = std::min(QB, S - i0);
       vfloat row_max[QB];
       for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
-      mix4(qs + i0 * D_pad, D_pad, 1, kT, S_pad, D, S_pad, [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
+      mix_rows(qs + i0 * D_pad, D_pad, 1, kT, S_pad, D, S_pad, [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
         const vint valid = lanes < static_cast<int32_t>(S - j);  // padding keys never win
         for (int64_t q = 0; q < QB; ++q) {
           const vfloat sc = valid ? scores[q] : splat(-INFINITY);
@@ -186,7 +195,7 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
       float inv_sum[QB];
       for (int64_t q = 0; q < QB; ++q)
         inv_sum[q] = q < nq ? 1.0f / exp_row(p + q * S_pad, S, S_pad, max_lanes(row_max[q])) : 0.0f;
-      mix4(p, S_pad, 1, vf, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
+      mix_rows(p, S_pad, 1, vf, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
         for (int64_t q = 0; q < nq; ++q)
           store(out + ((b * S + i0 + q) * H + h) * D + d, acc[q] * inv_sum[q], std::min(W, D - d));
       });
@@ -196,9 +205,11 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
 
 // Query rows per block of the backward: P and dP of one block ([rows][S_pad] each) take at most 256 KiB, so that
 // they stay in L2 while the five products read them; short sequences are one block.
+// A multiple of QB, the kernel's rows per block.
+template <int64_t QB>
 HRM_INLINE int64_t backward_query_block(int64_t S) {
-  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
-  return std::min(S4, std::max(kQueryBlock, 32768 / round_up(S) / kQueryBlock * kQueryBlock));
+  const int64_t S4 = (S + QB - 1) / QB * QB;
+  return std::min(S4, std::max(QB, 32768 / round_up(S) / QB * QB));
 }
 
 // Rows [j0, j0 + n) of one head's gradient (g: row j0 first, rows g_stride apart) into d_qkv (dst: row 0 of the
@@ -474,7 +485,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
                                                                         int64_t bh1, int64_t H, int64_t S,
                                                                         float scale) {
   constexpr int64_t QB = kQueryBlock, D = 16 * DV;
-  const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB, rows = backward_query_block(S);
+  const int64_t S_pad = round_up(S), S4 = (S + QB - 1) / QB * QB, rows = backward_query_block<QB>(S);
   float* f = scratch;                                        // [S4][D] float rows: k, q, dQ, dV, dK
   float* P = f + S4 * D;                                     // [rows][S_pad] exp(score - max), then dS
   float* dP = P + rows * S_pad;                              // [rows][S_pad]
@@ -574,9 +585,9 @@ template <class T>
 HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const float* sin, const T* dout, T* d_qkv,
                                          float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,
                                          float scale) {
-  constexpr int64_t QB = kQueryBlock;
+  constexpr int64_t QB = kFloatRows;
   const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
-  const int64_t rows = backward_query_block(S);
+  const int64_t rows = backward_query_block<QB>(S);
   float* Qs = scratch;            // [S4][D_pad] rotated q * scale
   float* K = Qs + S4 * D_pad;     // [S4][D_pad] rotated k
   float* dO = K + S4 * D_pad;     // [S4][D_pad]
@@ -603,7 +614,7 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
     // acc[r] += sum over the block's query rows q < n of w[q][r] m[q], for all key rows r < S4 (w: P or dS)
     const auto add_transposed = [&](const float* w, const float* m, int64_t n, float* acc) HRM_LAMBDA {
       for (int64_t r0 = 0; r0 < S4; r0 += QB)
-        mix4(w + r0, 1, S_pad, m, D_pad, n, D_pad, [&](int64_t d, const vfloat* sum) HRM_LAMBDA {
+        mix_rows(w + r0, 1, S_pad, m, D_pad, n, D_pad, [&](int64_t d, const vfloat* sum) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) {
             float* a = acc + (r0 + q) * D_pad + d;
             store_full(a, load_full(a) + sum[q]);
@@ -614,11 +625,13 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
       const int64_t n = std::min(rows, S4 - i0);  // a multiple of QB
       // P (rows past S are 0) and dP = dO V^T
       for (int64_t q0 = 0; q0 < n; q0 += QB) {
-        mix4(Qs + (i0 + q0) * D_pad, D_pad, 1, kT, S_pad, D, S_pad, [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
-          const vint valid = lane_index() < static_cast<int32_t>(S - j);
-          for (int64_t q = 0; q < QB; ++q) store_full(P + (q0 + q) * S_pad + j, valid ? scores[q] : splat(-INFINITY));
-        });
-        mix4(dO + (i0 + q0) * D_pad, D_pad, 1, vT, S_pad, D, S_pad, [&](int64_t j, const vfloat* dps) HRM_LAMBDA {
+        mix_rows(Qs + (i0 + q0) * D_pad, D_pad, 1, kT, S_pad, D, S_pad,
+                 [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
+                   const vint valid = lane_index() < static_cast<int32_t>(S - j);
+                   for (int64_t q = 0; q < QB; ++q)
+                     store_full(P + (q0 + q) * S_pad + j, valid ? scores[q] : splat(-INFINITY));
+                 });
+        mix_rows(dO + (i0 + q0) * D_pad, D_pad, 1, vT, S_pad, D, S_pad, [&](int64_t j, const vfloat* dps) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, dps[q]);
         });
       }
@@ -639,7 +652,7 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
         for (int64_t j = 0; j < S_pad; j += W) store_full(pq + j, load_full(pq + j) * (load_full(dpq + j) - di));
       }
       for (int64_t q0 = 0; q0 < n; q0 += QB)  // dQ[i] = scale * sum_j dS[i][j] K[j]
-        mix4(P + q0 * S_pad, S_pad, 1, K, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
+        mix_rows(P + q0 * S_pad, S_pad, 1, K, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) store_full(dQ + (q0 + q) * D_pad + d, acc[q] * scale);
         });
       store_head_grad(dQ, D_pad, i0, std::min(n, S - i0), cos, sin, d_base, row_stride, D);
@@ -653,13 +666,13 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
 }  // namespace
 
 int64_t attention_backward_scratch_floats(int64_t S, int64_t D) {
-  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, rows = backward_query_block(S);
+  const int64_t S4 = (S + kFloatRows - 1) / kFloatRows * kFloatRows, rows = backward_query_block<kFloatRows>(S);
   return 5 * S4 * round_up(D) + 2 * D * round_up(S) + rows * (2 * round_up(S) + round_up(D));
 }
 
 int64_t attention_scratch_floats(int64_t S, int64_t D) {
-  const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
-  return D * round_up(S) + S * round_up(D) + S4 * round_up(D) + kQueryBlock * round_up(S);
+  const int64_t S4 = (S + kFloatRows - 1) / kFloatRows * kFloatRows;
+  return D * round_up(S) + S * round_up(D) + S4 * round_up(D) + kFloatRows * round_up(S);
 }
 
 #if defined(__AVX512F__)
@@ -670,7 +683,7 @@ int64_t attention_dot_scratch_floats(int64_t S, int64_t D) {
 
 int64_t attention_dot_backward_scratch_floats(int64_t S, int64_t D) {
   const int64_t S4 = (S + kQueryBlock - 1) / kQueryBlock * kQueryBlock, S_pad = round_up(S);
-  const int64_t rows = backward_query_block(S);
+  const int64_t rows = backward_query_block<kQueryBlock>(S);
   return S4 * D + 2 * rows * S_pad + 2 * D * S_pad + rows + (3 * D * S_pad + 4 * S4 * D + 3 * rows * S_pad + 1) / 2;
 }
 

@@ -118,10 +118,12 @@ HRM_INLINE float max_lanes(vfloat v) {
 }
 
 // exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
-// inputs are clamped to [-87.3, 88] so 2^n stays a normal float.
+// inputs are clamped to [-87.3, 88] so 2^n stays a normal float. kAtMostZero: for inputs known to be <= 0 (a score
+// minus its row's maximum), the same values without the upper clamp.
+template <bool kAtMostZero = false>
 HRM_INLINE vfloat exp(vfloat x) {
   x = x < -87.3f ? splat(-87.3f) : x;
-  x = x > 88.0f ? splat(88.0f) : x;
+  if constexpr (!kAtMostZero) x = x > 88.0f ? splat(88.0f) : x;
   const vfloat n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2) via 1.5 * 2^23
   const vfloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
   vfloat p = splat(1.9875691500e-4f);
