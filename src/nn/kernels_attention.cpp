@@ -119,6 +119,18 @@ HRM_INLINE void mix_rows(const float* w, int64_t w_q, int64_t w_t, const float* 
   }
 }
 
+// A block of keys (one vector) of QB query rows' scores into rows p[q * S_pad + j ..], padding keys (j + lane >= S)
+// as -inf so that they never win; row_max[q] keeps each row's running maximum.
+template <int64_t QB, class V>
+HRM_INLINE void keep_scores(const V* acc, int64_t j, int64_t S, float* p, int64_t S_pad, vfloat* row_max) {
+  const vint valid = lane_index() < static_cast<int32_t>(S - j);
+  for (int64_t q = 0; q < QB; ++q) {
+    const vfloat sc = valid ? (vfloat)acc[q] : splat(-INFINITY);
+    store_full(p + q * S_pad + j, sc);
+    row_max[q] = sc > row_max[q] ? sc : row_max[q];
+  }
+}
+
 // exp as the float kernels take it (simd::exp, ~1 ulp) of a score minus its row's maximum.
 struct ExpFloat {
   HRM_INLINE vfloat operator()(vfloat x) const { return exp</*kAtMostZero=*/true>(x); }
@@ -142,17 +154,6 @@ HRM_INLINE float exp_row(float* p, int64_t S, int64_t S_pad, float row_max, Exp 
   return sum_lanes(sum[0] + sum[1]);
 }
 
-// Softmax of row p[0..S) in place (padding lanes up to S_pad hold -inf and become 0).
-HRM_INLINE void softmax_row(float* p, int64_t S, int64_t S_pad) {
-  vfloat m = splat(-INFINITY);
-  for (int64_t j = 0; j < S_pad; j += W) {
-    const vfloat v = load_full(p + j);
-    m = v > m ? v : m;
-  }
-  const float inv = 1.0f / exp_row(p, S, S_pad, max_lanes(m));
-  for (int64_t j = 0; j < S_pad; j += W) store_full(p + j, load_full(p + j) * inv);
-}
-
 // Softmax attention for (batch*head) pairs [bh0, bh1) straight from the fused projection qkv [B, S, 3H, D]
 // (RoPE applied on the fly), in float with one rounding at the output (as SDPA / FlashAttention), written as
 // out [B, S, H, D] -- the layout the output projection reads. scratch: attention_scratch_floats(S, D) floats.
@@ -170,7 +171,6 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
   float* qs = vf + S * D_pad;  // [S4][D_pad] rotated, scaled queries (rows past S are 0)
   float* p = qs + S4 * D_pad;  // [QB][S_pad] scores, then exp(score - max)
   const int64_t row_stride = 3 * H * D;
-  const vint lanes = lane_index();
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const int64_t b = bh / H, h = bh % H;
     const T* base = qkv + b * S * row_stride;
@@ -184,14 +184,8 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
       const int64_t nq = std::min(QB, S - i0);
       vfloat row_max[QB];
       for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
-      mix_rows(qs + i0 * D_pad, D_pad, 1, kT, S_pad, D, S_pad, [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
-        const vint valid = lanes < static_cast<int32_t>(S - j);  // padding keys never win
-        for (int64_t q = 0; q < QB; ++q) {
-          const vfloat sc = valid ? scores[q] : splat(-INFINITY);
-          store_full(p + q * S_pad + j, sc);
-          row_max[q] = sc > row_max[q] ? sc : row_max[q];
-        }
-      });
+      mix_rows(qs + i0 * D_pad, D_pad, 1, kT, S_pad, D, S_pad,
+               [&](int64_t j, const vfloat* scores) HRM_LAMBDA { keep_scores<QB>(scores, j, S, p, S_pad, row_max); });
       float inv_sum[QB];
       for (int64_t q = 0; q < QB; ++q)
         inv_sum[q] = q < nq ? 1.0f / exp_row(p + q * S_pad, S, S_pad, max_lanes(row_max[q])) : 0.0f;
@@ -292,17 +286,6 @@ HRM_DOT void rows_times_columns(const bf16_bits* a, const bf16_bits* bp, int64_t
     }
     f(j, acc[0]);
     if (two) f(j + 16, acc[1]);
-  }
-}
-
-// A 16-key block of four query rows' scores into rows p[q * S_pad + j ..], padding keys (j + lane >= S) as -inf so
-// that they never win; row_max[q] keeps each row's running maximum.
-HRM_INLINE void keep_scores(const __m512* acc, int64_t j, int64_t S, float* p, int64_t S_pad, vfloat* row_max) {
-  const vint valid = lane_index() < static_cast<int32_t>(S - j);
-  for (int64_t q = 0; q < kQueryBlock; ++q) {
-    const vfloat sc = valid ? reinterpret_cast<vfloat>(acc[q]) : splat(-INFINITY);
-    store_full(p + q * S_pad + j, sc);
-    row_max[q] = sc > row_max[q] ? sc : row_max[q];
   }
 }
 
@@ -453,7 +436,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
       vfloat row_max[QB];
       for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
       rows_times_columns<D>(qb + i0 * D, kp, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
-        keep_scores(acc, j, S, p, S_pad, row_max);
+        keep_scores<kQueryBlock>(acc, j, S, p, S_pad, row_max);
       });
       float inv_sum[QB];
       for (int64_t q = 0; q < QB; ++q) {  // exp(score - max) straight to bf16, summed in float
@@ -527,7 +510,7 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
         vfloat row_max[QB];
         for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
         rows_times_columns<D>(qb + (i0 + q0) * D, kc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
-          keep_scores(acc, j, S, P + q0 * S_pad, S_pad, row_max);
+          keep_scores<kQueryBlock>(acc, j, S, P + q0 * S_pad, S_pad, row_max);
         });
         for (int64_t q = 0; q < QB; ++q) {
           float* pq = P + (q0 + q) * S_pad;
@@ -623,32 +606,34 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
     };
     for (int64_t i0 = 0; i0 < S4; i0 += rows) {
       const int64_t n = std::min(rows, S4 - i0);  // a multiple of QB
-      // P (rows past S are 0) and dP = dO V^T
+      // P (rows past S are 0), each group of rows' softmax while it is in L1, and dP = dO V^T
       for (int64_t q0 = 0; q0 < n; q0 += QB) {
+        vfloat row_max[QB];
+        for (int64_t q = 0; q < QB; ++q) row_max[q] = splat(-INFINITY);
         mix_rows(Qs + (i0 + q0) * D_pad, D_pad, 1, kT, S_pad, D, S_pad,
-                 [&](int64_t j, const vfloat* scores) HRM_LAMBDA {
-                   const vint valid = lane_index() < static_cast<int32_t>(S - j);
-                   for (int64_t q = 0; q < QB; ++q)
-                     store_full(P + (q0 + q) * S_pad + j, valid ? scores[q] : splat(-INFINITY));
-                 });
+                 [&](int64_t j, const vfloat* scores)
+                     HRM_LAMBDA { keep_scores<QB>(scores, j, S, P + q0 * S_pad, S_pad, row_max); });
+        for (int64_t q = 0; q < QB; ++q) {
+          float* pq = P + (q0 + q) * S_pad;
+          if (i0 + q0 + q >= S) {
+            std::fill(pq, pq + S_pad, 0.0f);
+            continue;
+          }
+          const float inv = 1.0f / exp_row(pq, S, S_pad, max_lanes(row_max[q]));
+          for (int64_t j = 0; j < S_pad; j += W) store_full(pq + j, load_full(pq + j) * inv);
+        }
         mix_rows(dO + (i0 + q0) * D_pad, D_pad, 1, vT, S_pad, D, S_pad, [&](int64_t j, const vfloat* dps) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, dps[q]);
         });
-      }
-      for (int64_t q = 0; q < n; ++q) {
-        if (i0 + q < S)
-          softmax_row(P + q * S_pad, S, S_pad);
-        else
-          std::fill(P + q * S_pad, P + (q + 1) * S_pad, 0.0f);
       }
       add_transposed(P, dO + i0 * D_pad, n, dV);  // dV[j] += sum_i P[i][j] dO[i]
       // dS = P * (dP - sum_j P dP), in place of P
       for (int64_t q = 0; q < n; ++q) {
         float* pq = P + q * S_pad;
         const float* dpq = dP + q * S_pad;
-        vfloat dot{};
-        for (int64_t j = 0; j < S_pad; j += W) dot += load_full(pq + j) * load_full(dpq + j);
-        const float di = sum_lanes(dot);
+        vfloat dot[4] = {};  // four sums: one would wait on the FMA's latency
+        for (int64_t j = 0; j < S_pad; j += W) dot[(j / W) & 3] += load_full(pq + j) * load_full(dpq + j);
+        const float di = sum_lanes((dot[0] + dot[1]) + (dot[2] + dot[3]));
         for (int64_t j = 0; j < S_pad; j += W) store_full(pq + j, load_full(pq + j) * (load_full(dpq + j) - di));
       }
       for (int64_t q0 = 0; q0 < n; q0 += QB)  // dQ[i] = scale * sum_j dS[i][j] K[j]
