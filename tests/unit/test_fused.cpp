@@ -784,6 +784,18 @@ TEST(Fused, Float32LinearSwigluInOnePassIsTheTwoOps) {
         << M << "x" << K << "x" << N << ": max difference " << (one_pass - truth).abs().max().item<double>();
     EXPECT_TRUE(torch::allclose(two_ops.to(torch::kDouble), truth, 1e-5, 1e-5)) << M << "x" << K << "x" << N;
   }
+  {  // the model's layout: [batch, tokens, K]
+    const torch::Tensor x = torch::randn({2, 41, 130});
+    const torch::Tensor w = torch::randn({192, 130}) / std::sqrt(130.0);
+    torch::NoGradGuard ng;
+    RecordedNames seen;
+    const torch::Tensor one_pass = nn::linear_swiglu(x, w);
+    EXPECT_EQ(seen.count("hrm::linear_swiglu"), 1);
+    const torch::Tensor gate_up = x.to(torch::kDouble).matmul(w.to(torch::kDouble).t());
+    const torch::Tensor truth = torch::silu(gate_up.narrow(2, 0, 96)) * gate_up.narrow(2, 96, 96);
+    ASSERT_EQ(one_pass.sizes(), truth.sizes());
+    EXPECT_TRUE(torch::allclose(one_pass.to(torch::kDouble), truth, 1e-5, 1e-5));
+  }
   const torch::Tensor x = torch::randn({8, 512});
   const torch::Tensor w = torch::randn({1024, 512});
   torch::NoGradGuard ng;
