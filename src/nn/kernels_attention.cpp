@@ -136,22 +136,41 @@ struct ExpFloat {
   HRM_INLINE vfloat operator()(vfloat x) const { return exp</*kAtMostZero=*/true>(x); }
 };
 
-// exp(p[j] - row_max) in place over a row of S_pad (lanes past S become 0); returns the sum. Two sums for latency.
-template <class Exp = ExpFloat>
-HRM_INLINE float exp_row(float* p, int64_t S, int64_t S_pad, float row_max, Exp exp_of = {}) {
-  vfloat sum[2] = {};
+// exp(score - its row's maximum) for QB rows of scores p[q * S_pad ..] side by side (independent chains), handed
+// to put(q, j, e) one vector at a time (lanes past S and rows from n on: 0); inv_sum[q] = 1 / row q's sum (0 from
+// row n on).
+template <int64_t QB, class Exp = ExpFloat, class Put>
+HRM_INLINE void exp_rows(const float* p, int64_t S, int64_t S_pad, const vfloat* row_max, int64_t n, float* inv_sum,
+                         Put&& put, Exp exp_of = {}) {
+  float top[QB];
+  int32_t len[QB];
+  vfloat sum[QB];
+  for (int64_t q = 0; q < QB; ++q) {
+    top[q] = q < n ? max_lanes(row_max[q]) : 0.0f;
+    len[q] = static_cast<int32_t>(q < n ? S : 0);
+    sum[q] = splat(0.0f);
+  }
+  const vint lanes = lane_index();
   int64_t j = 0;
-  for (; j + W <= S; j += W) {
-    const vfloat e = exp_of(load_full(p + j) - row_max);
-    store_full(p + j, e);
-    sum[(j / W) & 1] += e;
-  }
+  if (n == QB)  // whole vectors of every row: no lane mask
+    for (; j + W <= S; j += W) {
+#pragma GCC unroll 8
+      for (int64_t q = 0; q < QB; ++q) {
+        const vfloat e = exp_of(load_full(p + q * S_pad + j) - top[q]);
+        sum[q] += e;
+        put(q, j, e);
+      }
+    }
   for (; j < S_pad; j += W) {
-    const vfloat e = lane_index() < static_cast<int32_t>(S - j) ? exp_of(load_full(p + j) - row_max) : splat(0.0f);
-    store_full(p + j, e);
-    sum[0] += e;
+#pragma GCC unroll 8
+    for (int64_t q = 0; q < QB; ++q) {
+      const vint valid = lanes < len[q] - static_cast<int32_t>(j);
+      const vfloat e = valid ? exp_of(load_full(p + q * S_pad + j) - top[q]) : splat(0.0f);
+      sum[q] += e;
+      put(q, j, e);
+    }
   }
-  return sum_lanes(sum[0] + sum[1]);
+  for (int64_t q = 0; q < QB; ++q) inv_sum[q] = q < n ? 1.0f / sum_lanes(sum[q]) : 0.0f;
 }
 
 // Softmax attention for (batch*head) pairs [bh0, bh1) straight from the fused projection qkv [B, S, 3H, D]
@@ -187,8 +206,8 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
       mix_rows(qs + i0 * D_pad, D_pad, 1, kT, S_pad, D, S_pad,
                [&](int64_t j, const vfloat* scores) HRM_LAMBDA { keep_scores<QB>(scores, j, S, p, S_pad, row_max); });
       float inv_sum[QB];
-      for (int64_t q = 0; q < QB; ++q)
-        inv_sum[q] = q < nq ? 1.0f / exp_row(p + q * S_pad, S, S_pad, max_lanes(row_max[q])) : 0.0f;
+      exp_rows<QB>(p, S, S_pad, row_max, nq, inv_sum,
+                   [&](int64_t q, int64_t j, vfloat e) HRM_LAMBDA { store_full(p + q * S_pad + j, e); });
       mix_rows(p, S_pad, 1, vf, D_pad, S, D_pad, [&](int64_t d, const vfloat* acc) HRM_LAMBDA {
         for (int64_t q = 0; q < nq; ++q)
           store(out + ((b * S + i0 + q) * H + h) * D + d, acc[q] * inv_sum[q], std::min(W, D - d));
@@ -420,7 +439,6 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
   bf16_bits* qb = vp + S_pad * D;                                // [S4][D]
   bf16_bits* pb = qb + S4 * D;                                   // [QB][S_pad]
   const int64_t row_stride = 3 * H * D;
-  const vint lanes = lane_index();
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const int64_t b = bh / H, h = bh % H;
     const bf16_bits* base = qkv + b * S * row_stride;
@@ -438,18 +456,13 @@ __attribute__((target("avx512bf16"))) void attention_dot_pairs(const bf16_bits* 
       rows_times_columns<D>(qb + i0 * D, kp, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
         keep_scores<kQueryBlock>(acc, j, S, p, S_pad, row_max);
       });
-      float inv_sum[QB];
-      for (int64_t q = 0; q < QB; ++q) {  // exp(score - max) straight to bf16, summed in float
-        const float row = q < nq ? max_lanes(row_max[q]) : 0.0f;
-        vfloat sum{};
-        for (int64_t j = 0; j < S_pad; j += W) {
-          const vint valid = lanes < static_cast<int32_t>(q < nq ? S - j : 0);
-          const vfloat e = valid ? ExpNonPositive{}(load_full(p + q * S_pad + j) - row) : splat(0.0f);
-          sum += e;
-          const vhalf rounded = bf16_of(e);
-          std::memcpy(pb + q * S_pad + j, &rounded, sizeof rounded);
-        }
-        inv_sum[q] = q < nq ? 1.0f / sum_lanes(sum) : 0.0f;
+      float inv_sum[QB];  // exp(score - max), summed in float, then rounded to bf16
+      exp_rows<QB>(
+          p, S, S_pad, row_max, nq, inv_sum,
+          [&](int64_t q, int64_t j, vfloat e) HRM_LAMBDA { store_full(p + q * S_pad + j, e); }, ExpNonPositive{});
+      for (int64_t i = 0; i < QB * S_pad; i += W) {
+        const vhalf rounded = bf16_of(load_full(p + i));
+        std::memcpy(pb + i, &rounded, sizeof rounded);
       }
       rows_times_rows<D>(pb, S_pad, vp, S_pad, [&](int q, int v, __m512 sum) HRM_LAMBDA {
         if (q < nq)
@@ -512,12 +525,10 @@ __attribute__((target("avx512bf16"))) void attention_dot_backward_pairs(const bf
         rows_times_columns<D>(qb + (i0 + q0) * D, kc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
           keep_scores<kQueryBlock>(acc, j, S, P + q0 * S_pad, S_pad, row_max);
         });
-        for (int64_t q = 0; q < QB; ++q) {
-          float* pq = P + (q0 + q) * S_pad;
-          const bool real = i0 + q0 + q < S;
-          if (!real) std::fill(pq, pq + S_pad, 0.0f);
-          inv[q0 + q] = real ? 1.0f / exp_row(pq, S, S_pad, max_lanes(row_max[q]), ExpNonPositive{}) : 0.0f;
-        }
+        float* pq = P + q0 * S_pad;
+        exp_rows<QB>(
+            pq, S, S_pad, row_max, std::min(QB, S - i0 - q0), inv + q0,
+            [&](int64_t q, int64_t j, vfloat e) HRM_LAMBDA { store_full(pq + q * S_pad + j, e); }, ExpNonPositive{});
         rows_times_columns<D>(ob + (i0 + q0) * D, vc, S_pad, [&](int64_t j, const __m512* acc) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, reinterpret_cast<vfloat>(acc[q]));
         });
@@ -613,15 +624,12 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
         mix_rows(Qs + (i0 + q0) * D_pad, D_pad, 1, kT, S_pad, D, S_pad,
                  [&](int64_t j, const vfloat* scores)
                      HRM_LAMBDA { keep_scores<QB>(scores, j, S, P + q0 * S_pad, S_pad, row_max); });
-        for (int64_t q = 0; q < QB; ++q) {
-          float* pq = P + (q0 + q) * S_pad;
-          if (i0 + q0 + q >= S) {
-            std::fill(pq, pq + S_pad, 0.0f);
-            continue;
-          }
-          const float inv = 1.0f / exp_row(pq, S, S_pad, max_lanes(row_max[q]));
-          for (int64_t j = 0; j < S_pad; j += W) store_full(pq + j, load_full(pq + j) * inv);
-        }
+        float* pq = P + q0 * S_pad;
+        float inv[QB];
+        exp_rows<QB>(pq, S, S_pad, row_max, std::min(QB, S - i0 - q0), inv,
+                     [&](int64_t q, int64_t j, vfloat e) HRM_LAMBDA { store_full(pq + q * S_pad + j, e); });
+        for (int64_t q = 0; q < QB; ++q)
+          for (int64_t j = 0; j < S_pad; j += W) store_full(pq + q * S_pad + j, load_full(pq + q * S_pad + j) * inv[q]);
         mix_rows(dO + (i0 + q0) * D_pad, D_pad, 1, vT, S_pad, D, S_pad, [&](int64_t j, const vfloat* dps) HRM_LAMBDA {
           for (int64_t q = 0; q < QB; ++q) store_full(dP + (q0 + q) * S_pad + j, dps[q]);
         });
