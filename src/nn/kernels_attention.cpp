@@ -714,6 +714,10 @@ void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf1
 }
 #endif
 
+void vector_exp(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += W) store(out + i, exp(load(x + i, std::min(W, n - i))), std::min(W, n - i));
+}
+
 // Entry points, one overload per element type.
 #define HRM_DEFINE_ENTRY_POINTS(T)                                                                                   \
   void attention(const T* qkv, const float* cos, const float* sin, T* out, float* scratch, int64_t bh0, int64_t bh1, \

@@ -117,13 +117,42 @@ HRM_INLINE float max_lanes(vfloat v) {
   return v[0];
 }
 
+// max(x, c) and min(x, c) with NaN x staying NaN, in one instruction where there is one (x86's max and min return
+// their second operand when either is NaN; GCC makes a compare and a blend of the select). The masked AVX-512 forms
+// because GCC 12 warns of the unmasked ones' undefined pass-through.
+HRM_INLINE vfloat at_least(vfloat x, float c) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(
+      _mm512_maskz_max_ps(0xFFFF, reinterpret_cast<__m512>(splat(c)), reinterpret_cast<__m512>(x)));
+#elif defined(__AVX2__)
+  return reinterpret_cast<vfloat>(_mm256_max_ps(reinterpret_cast<__m256>(splat(c)), reinterpret_cast<__m256>(x)));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vfloat>(_mm_max_ps(reinterpret_cast<__m128>(splat(c)), reinterpret_cast<__m128>(x)));
+#else
+  return x < c ? splat(c) : x;
+#endif
+}
+HRM_INLINE vfloat at_most(vfloat x, float c) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(
+      _mm512_maskz_min_ps(0xFFFF, reinterpret_cast<__m512>(splat(c)), reinterpret_cast<__m512>(x)));
+#elif defined(__AVX2__)
+  return reinterpret_cast<vfloat>(_mm256_min_ps(reinterpret_cast<__m256>(splat(c)), reinterpret_cast<__m256>(x)));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vfloat>(_mm_min_ps(reinterpret_cast<__m128>(splat(c)), reinterpret_cast<__m128>(x)));
+#else
+  return x > c ? splat(c) : x;
+#endif
+}
+
 // exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
-// inputs are clamped to [-87.3, 88] so 2^n stays a normal float. kAtMostZero: for inputs known to be <= 0 (a score
-// minus its row's maximum), the same values without the upper clamp.
+// inputs are clamped to [-87.3, 88], where p * 2^n stays a normal float (at n = -126, x >= -87.3 > -126 ln2 makes
+// p > 1), so 2^n goes into p's exponent bits by an integer add (exact, as the product by 2^n was). kAtMostZero: for
+// inputs known to be <= 0 (a score minus its row's maximum), the same values without the upper clamp.
 template <bool kAtMostZero = false>
 HRM_INLINE vfloat exp(vfloat x) {
-  x = x < -87.3f ? splat(-87.3f) : x;
-  if constexpr (!kAtMostZero) x = x > 88.0f ? splat(88.0f) : x;
+  x = at_least(x, -87.3f);
+  if constexpr (!kAtMostZero) x = at_most(x, 88.0f);
   const vfloat n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2) via 1.5 * 2^23
   const vfloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
   vfloat p = splat(1.9875691500e-4f);
@@ -133,8 +162,8 @@ HRM_INLINE vfloat exp(vfloat x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const vint e = (__builtin_convertvector(n, vint) + 127) << 23;
-  return p * reinterpret_cast<vfloat>(e);
+  const vuint two_n = reinterpret_cast<vuint>(__builtin_convertvector(n, vint)) << 23;  // unsigned: n may be < 0
+  return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
 }
 
 // Single elements (head_dim-sized loops and row tails: scalar code). Same rounding as to_bf16.

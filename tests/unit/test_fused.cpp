@@ -428,6 +428,47 @@ TEST(Fused, ExpOfTheBf16AttentionProbabilitiesIsAccurate) {
 }
 #endif
 
+TEST(Fused, ExpOfTheFloatKernelsIsAccurateOnEveryPath) {
+  // simd::exp (the float attention's softmax, silu on the avx2 and generic paths) against exp in double: relative
+  // error within 1 ulp (2^-23) over [-87.3, 88], clamped outside (2^n goes into the exponent bits, so it must stay
+  // normal): tiny and >= 0 below, e^88 above, NaN kept.
+  std::vector<float> x;
+  for (int64_t i = 0; i <= 1000000; ++i) x.push_back(static_cast<float>(-87.3 + 175.3 * i / 1000000));
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 0.34657359f, -0.34657362f, 88.0f, -87.3f, -87.29f}) x.push_back(v);
+  const size_t n_checked = x.size();
+  for (float v : {-87.31f, -88.0f, -99.9f, -1000.0f, -INFINITY, 88.01f, 100.0f, INFINITY, NAN}) x.push_back(v);
+  std::vector<std::pair<const char*, void (*)(const float*, float*, int64_t)>> paths = {
+      {"generic", nn::kernels::generic::vector_exp}};
+#if HRM_KERNEL_ISAS_X86
+  const auto isas = nn::supported_cpu_isas();
+  const auto runs = [&](nn::CpuIsa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
+  if (runs(nn::CpuIsa::Avx2)) paths.emplace_back("avx2", nn::kernels::avx2::vector_exp);
+  if (runs(nn::CpuIsa::Avx512)) paths.emplace_back("avx512", nn::kernels::avx512::vector_exp);
+#endif
+  const float e88 = std::exp(88.0f);
+  for (const auto& [name, vector_exp] : paths) {
+    std::vector<float> e(x.size());
+    vector_exp(x.data(), e.data(), static_cast<int64_t>(x.size()));
+    double worst = 0;
+    for (size_t i = 0; i < n_checked; ++i) {
+      const double truth = std::exp(static_cast<double>(x[i]));
+      worst = std::max(worst, std::abs(e[i] - truth) / truth);
+    }
+    std::printf("%s: worst relative error %.3g\n", name, worst);
+    EXPECT_LE(worst, std::ldexp(1.0, -23)) << name;
+    for (size_t i = n_checked; i < x.size(); ++i) {
+      if (std::isnan(x[i])) {
+        EXPECT_TRUE(std::isnan(e[i])) << name;
+      } else if (x[i] < 0) {
+        EXPECT_GE(e[i], 0.0f) << name << " " << x[i];
+        EXPECT_LE(e[i], 1.3e-38f) << name << " " << x[i];
+      } else {
+        EXPECT_NEAR(e[i], e88, e88 * 2.4e-7) << name << " " << x[i];
+      }
+    }
+  }
+}
+
 // Logits of a tiny bf16 HRM forward (eval, no graph), the same model and batch at each call: `route` sets the route
 // of bf16 products first, `check` (if given) sees the events the forward recorded.
 torch::Tensor tiny_bf16_logits(const std::function<void()>& route,
