@@ -24,13 +24,14 @@ using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
                           int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D, float scale);
 
 // What each instruction-set namespace defines (SwiGLU computes silu there; the dispatcher adds the table path).
-#define HRM_DECLARE_ISA_KERNELS()                                           \
-  HRM_DECLARE_ENTRY_POINTS(float)                                           \
-  HRM_DECLARE_ENTRY_POINTS(bf16_bits)                                       \
-  int64_t attention_scratch_floats(int64_t S, int64_t D);                   \
-  int64_t attention_backward_scratch_floats(int64_t S, int64_t D);          \
-  /* exp(x[i]) as the float kernels compute it (simd::exp), for its test */ \
-  void vector_exp(const float* x, float* out, int64_t n);
+#define HRM_DECLARE_ISA_KERNELS()                                                     \
+  HRM_DECLARE_ENTRY_POINTS(float)                                                     \
+  HRM_DECLARE_ENTRY_POINTS(bf16_bits)                                                 \
+  int64_t attention_scratch_floats(int64_t S, int64_t D);                             \
+  int64_t attention_backward_scratch_floats(int64_t S, int64_t D);                    \
+  /* exp(x[i]) and 2^x[i] (x[i] <= 0) as the float kernels compute them, for tests */ \
+  void vector_exp(const float* x, float* out, int64_t n);                             \
+  void vector_exp2_nonpositive(const float* x, float* out, int64_t n);
 
 #if defined(__x86_64__)
 #define HRM_KERNEL_ISAS_X86 1

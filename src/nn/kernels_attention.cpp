@@ -131,9 +131,11 @@ HRM_INLINE void keep_scores(const V* acc, int64_t j, int64_t S, float* p, int64_
   }
 }
 
-// exp as the float kernels take it (simd::exp, ~1 ulp) of a score minus its row's maximum.
+// The float kernels' scores are in base 2 (log2(e) folded into the query scale, kLog2e): their softmax takes 2^x of a
+// score minus its row's maximum (simd::exp2_nonpositive, ~1 ulp).
+constexpr float kLog2e = 1.44269504088896341f;
 struct ExpFloat {
-  HRM_INLINE vfloat operator()(vfloat x) const { return exp</*kAtMostZero=*/true>(x); }
+  HRM_INLINE vfloat operator()(vfloat x) const { return exp2_nonpositive(x); }
 };
 
 // exp(score - its row's maximum) for QB rows of scores p[q * S_pad ..], handed to put(q, j, e) one vector at a time
@@ -203,7 +205,7 @@ HRM_INLINE void attention_pairs(const T* qkv, const float* cos, const float* sin
     head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, vf, D_pad);
     transpose_rows(vf, S, D, D_pad, kT, S_pad);
     head_rows<T>(base + (2 * H + h) * D, row_stride, nullptr, nullptr, S, D, 1.0f, vf, D_pad);
-    head_rows(base + h * D, row_stride, cos, sin, S, D, scale, qs, D_pad);
+    head_rows(base + h * D, row_stride, cos, sin, S, D, scale * kLog2e, qs, D_pad);  // base-2 scores
     for (int64_t i = S * D_pad; i < S4 * D_pad; ++i) qs[i] = 0.0f;
 
     for (int64_t i0 = 0; i0 < S; i0 += QB) {
@@ -589,7 +591,7 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
   constexpr int64_t QB = kFloatRows;
   const int64_t S_pad = round_up(S), D_pad = round_up(D), S4 = (S + QB - 1) / QB * QB;
   const int64_t rows = backward_query_block<QB>(S);
-  float* Qs = scratch;            // [S4][D_pad] rotated q * scale
+  float* Qs = scratch;            // [S4][D_pad] rotated q * scale * log2(e): base-2 scores
   float* K = Qs + S4 * D_pad;     // [S4][D_pad] rotated k
   float* dO = K + S4 * D_pad;     // [S4][D_pad]
   float* dV = dO + S4 * D_pad;    // [S4][D_pad]
@@ -604,7 +606,7 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
     const int64_t b = bh / H, h = bh % H;
     const T* base = qkv + b * S * row_stride;
     T* d_base = d_qkv + b * S * row_stride + h * D;
-    head_rows(base + h * D, row_stride, cos, sin, S, D, scale, Qs, D_pad);
+    head_rows(base + h * D, row_stride, cos, sin, S, D, scale * kLog2e, Qs, D_pad);
     head_rows(base + (H + h) * D, row_stride, cos, sin, S, D, 1.0f, K, D_pad);
     transpose_rows(K, S, D, D_pad, kT, S_pad);
     head_rows<T>(base + (2 * H + h) * D, row_stride, nullptr, nullptr, S, D, 1.0f, dV, D_pad);  // V, for now
@@ -656,8 +658,9 @@ HRM_INLINE void attention_backward_pairs(const T* qkv, const float* cos, const f
           for (int64_t q = 0; q < QB; ++q) store_full(dQ + (q0 + q) * D_pad + d, acc[q] * scale);
         });
       store_head_grad(dQ, D_pad, i0, std::min(n, S - i0), cos, sin, d_base, row_stride, D);
-      add_transposed(P, Qs + i0 * D_pad, n, dK);  // dK[j] += sum_i dS[i][j] (scale * Q[i])
+      add_transposed(P, Qs + i0 * D_pad, n, dK);  // dK[j] += sum_i dS[i][j] (scale * log2(e) * Q[i])
     }
+    for (int64_t i = 0; i < S * D_pad; i += W) store_full(dK + i, load_full(dK + i) * (1.0f / kLog2e));
     store_head_grad(dV, D_pad, 0, S, nullptr, nullptr, d_base + 2 * H * D, row_stride, D);
     store_head_grad(dK, D_pad, 0, S, cos, sin, d_base + H * D, row_stride, D);
   }
@@ -716,6 +719,10 @@ void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf1
 
 void vector_exp(const float* x, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i += W) store(out + i, exp(load(x + i, std::min(W, n - i))), std::min(W, n - i));
+}
+void vector_exp2_nonpositive(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += W)
+    store(out + i, exp2_nonpositive(load(x + i, std::min(W, n - i))), std::min(W, n - i));
 }
 
 // Entry points, one overload per element type.

@@ -166,6 +166,26 @@ HRM_INLINE vfloat exp(vfloat x) {
   return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
 }
 
+// 2^x for x <= 0 (a base-2 score minus its row's maximum: the softmax's exp with log2(e) folded into the query
+// scale, as FlashAttention does): n = round(x) by adding and subtracting 1.5 * 2^23 and r = x - n exactly, then a
+// degree-6 polynomial in r in [-1/2, 1/2] (Cephes exp2f, ~1 ulp); against exp, no multiply by log2(e) and no
+// two-part reduction (four fewer multiply-adds). Clamped at -126 (n >= -126, and r >= 0 at n = -126: p 2^n stays
+// normal); NaN propagates.
+HRM_INLINE vfloat exp2_nonpositive(vfloat x) {
+  x = at_least(x, -126.0f);
+  const vfloat n = (x + 12582912.0f) - 12582912.0f;
+  const vfloat r = x - n;
+  vfloat p = splat(1.535336188319500e-4f);
+  p = p * r + 1.339887440266574e-3f;
+  p = p * r + 9.618437357674640e-3f;
+  p = p * r + 5.550332471162809e-2f;
+  p = p * r + 2.402264791363012e-1f;
+  p = p * r + 6.931472028550421e-1f;
+  p = p * r + 1.0f;
+  const vuint two_n = reinterpret_cast<vuint>(__builtin_convertvector(n, vint)) << 23;  // unsigned: n may be < 0
+  return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
+}
+
 // Single elements (head_dim-sized loops and row tails: scalar code). Same rounding as to_bf16.
 HRM_INLINE float widen_bf16(bf16_bits h) {
   const uint32_t b = static_cast<uint32_t>(h) << 16;

@@ -469,6 +469,44 @@ TEST(Fused, ExpOfTheFloatKernelsIsAccurateOnEveryPath) {
   }
 }
 
+TEST(Fused, Exp2OfTheFloatAttentionIsAccurateOnEveryPath) {
+  // The float attention's softmax takes 2^x of base-2 scores minus their row's maximum (simd::exp2_nonpositive):
+  // against exp2 in double, relative error within 1 ulp (2^-23) over [-126, 0]; below, clamped (tiny, >= 0); NaN
+  // kept.
+  std::vector<float> x;
+  for (int64_t i = 0; i <= 1000000; ++i) x.push_back(static_cast<float>(-126.0 * i / 1000000));
+  for (float v : {-0.0f, -1e-30f, -0.5f, -0.49999997f, -0.50000006f, -125.5f, -126.0f}) x.push_back(v);
+  const size_t n_checked = x.size();
+  for (float v : {-126.01f, -149.0f, -1000.0f, -INFINITY, NAN}) x.push_back(v);
+  std::vector<std::pair<const char*, void (*)(const float*, float*, int64_t)>> paths = {
+      {"generic", nn::kernels::generic::vector_exp2_nonpositive}};
+#if HRM_KERNEL_ISAS_X86
+  const auto isas = nn::supported_cpu_isas();
+  const auto runs = [&](nn::CpuIsa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
+  if (runs(nn::CpuIsa::Avx2)) paths.emplace_back("avx2", nn::kernels::avx2::vector_exp2_nonpositive);
+  if (runs(nn::CpuIsa::Avx512)) paths.emplace_back("avx512", nn::kernels::avx512::vector_exp2_nonpositive);
+#endif
+  for (const auto& [name, exp2_of] : paths) {
+    std::vector<float> e(x.size());
+    exp2_of(x.data(), e.data(), static_cast<int64_t>(x.size()));
+    double worst = 0;
+    for (size_t i = 0; i < n_checked; ++i) {
+      const double truth = std::exp2(static_cast<double>(x[i]));
+      worst = std::max(worst, std::abs(e[i] - truth) / truth);
+    }
+    std::printf("%s: worst relative error %.3g\n", name, worst);
+    EXPECT_LE(worst, std::ldexp(1.0, -23)) << name;
+    for (size_t i = n_checked; i < x.size(); ++i) {
+      if (std::isnan(x[i])) {
+        EXPECT_TRUE(std::isnan(e[i])) << name;
+      } else {
+        EXPECT_GE(e[i], 0.0f) << name << " " << x[i];
+        EXPECT_LE(e[i], std::ldexp(1.0f, -126)) << name << " " << x[i];
+      }
+    }
+  }
+}
+
 // Logits of a tiny bf16 HRM forward (eval, no graph), the same model and batch at each call: `route` sets the route
 // of bf16 products first, `check` (if given) sees the events the forward recorded.
 torch::Tensor tiny_bf16_logits(const std::function<void()>& route,
