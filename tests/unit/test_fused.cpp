@@ -428,6 +428,42 @@ TEST(Fused, ExpOfTheBf16AttentionProbabilitiesIsAccurate) {
 }
 #endif
 
+using Elementwise = void (*)(const float*, float*, int64_t);
+
+// An elementwise entry point on x, on each instruction-set path this CPU runs (generic always): name and outputs.
+std::vector<std::pair<std::string, std::vector<float>>> on_every_path(const std::vector<float>& x, Elementwise generic,
+                                                                      Elementwise avx2, Elementwise avx512) {
+  std::vector<std::pair<std::string, Elementwise>> paths = {{"generic", generic}};
+  const auto isas = nn::supported_cpu_isas();
+  const auto runs = [&](nn::CpuIsa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
+  if (avx2 && runs(nn::CpuIsa::Avx2)) paths.emplace_back("avx2", avx2);
+  if (avx512 && runs(nn::CpuIsa::Avx512)) paths.emplace_back("avx512", avx512);
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  for (const auto& [name, f] : paths) {
+    std::vector<float> y(x.size());
+    f(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    out.emplace_back(name, std::move(y));
+  }
+  return out;
+}
+#if HRM_KERNEL_ISAS_X86
+#define HRM_ON_EVERY_PATH(x, fn) \
+  on_every_path(x, nn::kernels::generic::fn, nn::kernels::avx2::fn, nn::kernels::avx512::fn)
+#else
+#define HRM_ON_EVERY_PATH(x, fn) on_every_path(x, nn::kernels::generic::fn, nullptr, nullptr)
+#endif
+
+// max over i < n of |y[i] - truth(x[i])| / truth(x[i]), in double.
+double worst_relative_error(const std::vector<float>& x, const std::vector<float>& y, size_t n,
+                            double (*truth)(double)) {
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double t = truth(static_cast<double>(x[i]));
+    worst = std::max(worst, std::abs(y[i] - t) / t);
+  }
+  return worst;
+}
+
 TEST(Fused, ExpOfTheFloatKernelsIsAccurateOnEveryPath) {
   // simd::exp (the float attention's softmax, silu on the avx2 and generic paths) against exp in double: relative
   // error within 1 ulp (2^-23) over [-87.3, 88], clamped outside (2^n goes into the exponent bits, so it must stay
@@ -437,24 +473,10 @@ TEST(Fused, ExpOfTheFloatKernelsIsAccurateOnEveryPath) {
   for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 0.34657359f, -0.34657362f, 88.0f, -87.3f, -87.29f}) x.push_back(v);
   const size_t n_checked = x.size();
   for (float v : {-87.31f, -88.0f, -99.9f, -1000.0f, -INFINITY, 88.01f, 100.0f, INFINITY, NAN}) x.push_back(v);
-  std::vector<std::pair<const char*, void (*)(const float*, float*, int64_t)>> paths = {
-      {"generic", nn::kernels::generic::vector_exp}};
-#if HRM_KERNEL_ISAS_X86
-  const auto isas = nn::supported_cpu_isas();
-  const auto runs = [&](nn::CpuIsa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
-  if (runs(nn::CpuIsa::Avx2)) paths.emplace_back("avx2", nn::kernels::avx2::vector_exp);
-  if (runs(nn::CpuIsa::Avx512)) paths.emplace_back("avx512", nn::kernels::avx512::vector_exp);
-#endif
   const float e88 = std::exp(88.0f);
-  for (const auto& [name, vector_exp] : paths) {
-    std::vector<float> e(x.size());
-    vector_exp(x.data(), e.data(), static_cast<int64_t>(x.size()));
-    double worst = 0;
-    for (size_t i = 0; i < n_checked; ++i) {
-      const double truth = std::exp(static_cast<double>(x[i]));
-      worst = std::max(worst, std::abs(e[i] - truth) / truth);
-    }
-    std::printf("%s: worst relative error %.3g\n", name, worst);
+  for (const auto& [name, e] : HRM_ON_EVERY_PATH(x, vector_exp)) {
+    const double worst = worst_relative_error(x, e, n_checked, [](double v) { return std::exp(v); });
+    std::printf("%s: worst relative error %.3g\n", name.c_str(), worst);
     EXPECT_LE(worst, std::ldexp(1.0, -23)) << name;
     for (size_t i = n_checked; i < x.size(); ++i) {
       if (std::isnan(x[i])) {
@@ -478,23 +500,9 @@ TEST(Fused, Exp2OfTheFloatAttentionIsAccurateOnEveryPath) {
   for (float v : {-0.0f, -1e-30f, -0.5f, -0.49999997f, -0.50000006f, -125.5f, -126.0f}) x.push_back(v);
   const size_t n_checked = x.size();
   for (float v : {-126.01f, -149.0f, -1000.0f, -INFINITY, NAN}) x.push_back(v);
-  std::vector<std::pair<const char*, void (*)(const float*, float*, int64_t)>> paths = {
-      {"generic", nn::kernels::generic::vector_exp2_nonpositive}};
-#if HRM_KERNEL_ISAS_X86
-  const auto isas = nn::supported_cpu_isas();
-  const auto runs = [&](nn::CpuIsa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
-  if (runs(nn::CpuIsa::Avx2)) paths.emplace_back("avx2", nn::kernels::avx2::vector_exp2_nonpositive);
-  if (runs(nn::CpuIsa::Avx512)) paths.emplace_back("avx512", nn::kernels::avx512::vector_exp2_nonpositive);
-#endif
-  for (const auto& [name, exp2_of] : paths) {
-    std::vector<float> e(x.size());
-    exp2_of(x.data(), e.data(), static_cast<int64_t>(x.size()));
-    double worst = 0;
-    for (size_t i = 0; i < n_checked; ++i) {
-      const double truth = std::exp2(static_cast<double>(x[i]));
-      worst = std::max(worst, std::abs(e[i] - truth) / truth);
-    }
-    std::printf("%s: worst relative error %.3g\n", name, worst);
+  for (const auto& [name, e] : HRM_ON_EVERY_PATH(x, vector_exp2_nonpositive)) {
+    const double worst = worst_relative_error(x, e, n_checked, [](double v) { return std::exp2(v); });
+    std::printf("%s: worst relative error %.3g\n", name.c_str(), worst);
     EXPECT_LE(worst, std::ldexp(1.0, -23)) << name;
     for (size_t i = n_checked; i < x.size(); ++i) {
       if (std::isnan(x[i])) {
