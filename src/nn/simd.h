@@ -147,12 +147,9 @@ HRM_INLINE vfloat at_most(vfloat x, float c) {
 
 // exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
 // inputs are clamped to [-87.3, 88], where p * 2^n stays a normal float (at n = -126, x >= -87.3 > -126 ln2 makes
-// p > 1), so 2^n goes into p's exponent bits by an integer add (exact, as the product by 2^n was). kAtMostZero: for
-// inputs known to be <= 0 (a score minus its row's maximum), the same values without the upper clamp.
-template <bool kAtMostZero = false>
+// p > 1), so 2^n goes into p's exponent bits by an integer add (exact, as the product by 2^n was).
 HRM_INLINE vfloat exp(vfloat x) {
-  x = at_least(x, -87.3f);
-  if constexpr (!kAtMostZero) x = at_most(x, 88.0f);
+  x = at_most(at_least(x, -87.3f), 88.0f);
   const vfloat n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2) via 1.5 * 2^23
   const vfloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
   vfloat p = splat(1.9875691500e-4f);
