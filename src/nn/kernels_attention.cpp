@@ -132,18 +132,19 @@ HRM_INLINE void keep_scores(const V* acc, int64_t j, int64_t S, float* p, int64_
 }
 
 // The float kernels' scores are in base 2 (log2(e) folded into the query scale, kLog2e): their softmax takes 2^x of a
-// score minus its row's maximum (simd::exp2_nonpositive, ~1 ulp).
+// score minus its row's maximum (simd::exp2_nonpositive, ~1 ulp). The bf16 dot-product kernels keep natural scores
+// (ExpNonPositive).
 constexpr float kLog2e = 1.44269504088896341f;
-struct ExpFloat {
+struct Exp2OfBase2Scores {
   HRM_INLINE vfloat operator()(vfloat x) const { return exp2_nonpositive(x); }
 };
 
-// exp(score - its row's maximum) for QB rows of scores p[q * S_pad ..], handed to put(q, j, e) one vector at a time
-// (lanes past S and rows from n on: 0); inv_sum[q] = 1 / row q's sum (0 from row n on). Rows go side by side
-// (independent chains) in groups of G, as many as the registers hold beside exp's constants: with 16 registers
-// (AVX2, generic) one row at a time, as more spill the sums (AVX2 float32 at 900 tokens: 6 rows 6% slower); with
-// 32 (AVX-512) four.
-template <int64_t QB, class Exp = ExpFloat, class Put>
+// The softmax numerators exp_of(score - its row's maximum) for QB rows of scores p[q * S_pad ..] (2^x by default, for
+// the float kernels' base-2 scores), handed to put(q, j, e) one vector at a time (lanes past S and rows from n on:
+// 0); inv_sum[q] = 1 / row q's sum (0 from row n on). Rows go side by side (independent chains) in groups of G, as
+// many as the registers hold beside exp's constants: with 16 registers (AVX2, generic) one row at a time, as more
+// spill the sums (AVX2 float32 at 900 tokens: 6 rows 6% slower); with 32 (AVX-512) four.
+template <int64_t QB, class Exp = Exp2OfBase2Scores, class Put>
 HRM_INLINE void exp_rows(const float* p, int64_t S, int64_t S_pad, const vfloat* row_max, int64_t n, float* inv_sum,
                          Put&& put, Exp exp_of = {}) {
   constexpr int64_t G = W <= 8 ? 1 : std::min<int64_t>(QB, 4);

@@ -117,33 +117,26 @@ HRM_INLINE float max_lanes(vfloat v) {
   return v[0];
 }
 
-// max(x, c) and min(x, c) with NaN x staying NaN, in one instruction where there is one (x86's max and min return
-// their second operand when either is NaN; GCC makes a compare and a blend of the select). The masked AVX-512 forms
-// because GCC 12 warns of the unmasked ones' undefined pass-through.
-HRM_INLINE vfloat at_least(vfloat x, float c) {
+// max(x, c) (kMax) or min(x, c) with NaN x staying NaN, in one instruction where there is one (x86's max and min
+// return their second operand when either is NaN; GCC makes a compare and a blend of the select). The masked
+// AVX-512 forms because GCC 12 warns of the unmasked ones' undefined pass-through.
+template <bool kMax>
+HRM_INLINE vfloat bound(vfloat x, float c) {
 #if defined(__AVX512F__)
-  return reinterpret_cast<vfloat>(
-      _mm512_maskz_max_ps(0xFFFF, reinterpret_cast<__m512>(splat(c)), reinterpret_cast<__m512>(x)));
+  const __m512 a = reinterpret_cast<__m512>(splat(c)), b = reinterpret_cast<__m512>(x);
+  return reinterpret_cast<vfloat>(kMax ? _mm512_maskz_max_ps(0xFFFF, a, b) : _mm512_maskz_min_ps(0xFFFF, a, b));
 #elif defined(__AVX2__)
-  return reinterpret_cast<vfloat>(_mm256_max_ps(reinterpret_cast<__m256>(splat(c)), reinterpret_cast<__m256>(x)));
+  const __m256 a = reinterpret_cast<__m256>(splat(c)), b = reinterpret_cast<__m256>(x);
+  return reinterpret_cast<vfloat>(kMax ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b));
 #elif defined(__SSE2__)
-  return reinterpret_cast<vfloat>(_mm_max_ps(reinterpret_cast<__m128>(splat(c)), reinterpret_cast<__m128>(x)));
+  const __m128 a = reinterpret_cast<__m128>(splat(c)), b = reinterpret_cast<__m128>(x);
+  return reinterpret_cast<vfloat>(kMax ? _mm_max_ps(a, b) : _mm_min_ps(a, b));
 #else
-  return x < c ? splat(c) : x;
+  return (kMax ? x < c : x > c) ? splat(c) : x;
 #endif
 }
-HRM_INLINE vfloat at_most(vfloat x, float c) {
-#if defined(__AVX512F__)
-  return reinterpret_cast<vfloat>(
-      _mm512_maskz_min_ps(0xFFFF, reinterpret_cast<__m512>(splat(c)), reinterpret_cast<__m512>(x)));
-#elif defined(__AVX2__)
-  return reinterpret_cast<vfloat>(_mm256_min_ps(reinterpret_cast<__m256>(splat(c)), reinterpret_cast<__m256>(x)));
-#elif defined(__SSE2__)
-  return reinterpret_cast<vfloat>(_mm_min_ps(reinterpret_cast<__m128>(splat(c)), reinterpret_cast<__m128>(x)));
-#else
-  return x > c ? splat(c) : x;
-#endif
-}
+HRM_INLINE vfloat at_least(vfloat x, float c) { return bound<true>(x, c); }
+HRM_INLINE vfloat at_most(vfloat x, float c) { return bound<false>(x, c); }
 
 // exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
 // inputs are clamped to [-87.3, 88], where p * 2^n stays a normal float (at n = -126, x >= -87.3 > -126 ln2 makes

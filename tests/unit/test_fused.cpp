@@ -465,9 +465,9 @@ double worst_relative_error(const std::vector<float>& x, const std::vector<float
 }
 
 TEST(Fused, ExpOfTheFloatKernelsIsAccurateOnEveryPath) {
-  // simd::exp (the float attention's softmax, silu on the avx2 and generic paths) against exp in double: relative
-  // error within 1 ulp (2^-23) over [-87.3, 88], clamped outside (2^n goes into the exponent bits, so it must stay
-  // normal): tiny and >= 0 below, e^88 above, NaN kept.
+  // simd::exp (silu on the avx2 and generic paths) against exp in double: relative error within 1 ulp (2^-23) over
+  // [-87.3, 88], clamped outside (2^n goes into the exponent bits, so it must stay normal): tiny and >= 0 below, e^88
+  // above, NaN kept.
   std::vector<float> x;
   for (int64_t i = 0; i <= 1000000; ++i) x.push_back(static_cast<float>(-87.3 + 175.3 * i / 1000000));
   for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 0.34657359f, -0.34657362f, 88.0f, -87.3f, -87.29f}) x.push_back(v);
