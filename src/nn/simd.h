@@ -138,6 +138,12 @@ HRM_INLINE vfloat bound(vfloat x, float c) {
 HRM_INLINE vfloat at_least(vfloat x, float c) { return bound<true>(x, c); }
 HRM_INLINE vfloat at_most(vfloat x, float c) { return bound<false>(x, c); }
 
+// p * 2^n for integral n by adding n to p's exponent bits: exact (as the product) while the result stays normal.
+HRM_INLINE vfloat times_two_to(vfloat p, vfloat n) {
+  const vuint two_n = reinterpret_cast<vuint>(__builtin_convertvector(n, vint)) << 23;  // unsigned: n may be < 0
+  return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
+}
+
 // exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
 // inputs are clamped to [-87.3, 88], where p * 2^n stays a normal float (at n = -126, x >= -87.3 > -126 ln2 makes
 // p > 1), so 2^n goes into p's exponent bits by an integer add (exact, as the product by 2^n was).
@@ -152,8 +158,7 @@ HRM_INLINE vfloat exp(vfloat x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const vuint two_n = reinterpret_cast<vuint>(__builtin_convertvector(n, vint)) << 23;  // unsigned: n may be < 0
-  return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
+  return times_two_to(p, n);
 }
 
 // 2^x for x <= 0 (a base-2 score minus its row's maximum: the softmax's exp with log2(e) folded into the query
@@ -172,8 +177,7 @@ HRM_INLINE vfloat exp2_nonpositive(vfloat x) {
   p = p * r + 2.402264791363012e-1f;
   p = p * r + 6.931472028550421e-1f;
   p = p * r + 1.0f;
-  const vuint two_n = reinterpret_cast<vuint>(__builtin_convertvector(n, vint)) << 23;  // unsigned: n may be < 0
-  return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
+  return times_two_to(p, n);
 }
 
 // Single elements (head_dim-sized loops and row tails: scalar code). Same rounding as to_bf16.
