@@ -1,14 +1,19 @@
 #include "hrm/util/device.h"
 
 #include <dlfcn.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <initializer_list>
 #include <thread>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -45,28 +50,92 @@ void use_passive_openmp_workers_for_float32(char** argv, bool float32_products_o
 }
 
 namespace {
-// The first "vendor_id", "cpu family", "model", "model name" and "flags" lines of /proc/cpuinfo.
+// The CPU's vendor, family, model number, model name and the flags hrm's rules use.
 struct CpuInfo {
   std::string vendor, family, model_number, model, flags;
 };
-const CpuInfo& cpuinfo() {
-  static const CpuInfo info = [] {
-    CpuInfo c;
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line) && (c.vendor.empty() || c.model.empty() || c.flags.empty())) {
-      const auto colon = line.find(':');
-      if (colon == std::string::npos || colon == 0) continue;
-      const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-      const std::string value = line.substr(std::min(line.size(), colon + 2));
-      if (key == "vendor_id" && c.vendor.empty()) c.vendor = value;
-      if (key == "cpu family" && c.family.empty()) c.family = value;
-      if (key == "model" && c.model_number.empty()) c.model_number = value;
-      if (key == "model name" && c.model.empty()) c.model = value;
-      if (key == "flags" && c.flags.empty()) c.flags = value;
+
+#if defined(__x86_64__) || defined(__i386__)
+// Read with CPUID and XGETBV, the source the kernels' dispatch (__builtin_cpu_supports), oneDNN and OpenBLAS use:
+// /proc/cpuinfo is the kernel's copy of it, and under user-mode emulation (qemu-x86_64 -cpu EPYC-Milan, the test of
+// a CPU without AVX-512) it describes the host instead. A flag counts only where the OS saves its registers (XCR0), as
+// Linux lists it; names are Linux's.
+CpuInfo read_cpu() {
+  CpuInfo c;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return c;
+  const unsigned max_leaf = eax;
+  char vendor[12];
+  std::memcpy(vendor, &ebx, 4), std::memcpy(vendor + 4, &edx, 4), std::memcpy(vendor + 8, &ecx, 4);
+  c.vendor.assign(vendor, 12);
+
+  __get_cpuid(1, &eax, &ebx, &ecx, &edx);
+  const unsigned base_family = (eax >> 8) & 0xf, base_model = (eax >> 4) & 0xf;
+  const unsigned family = base_family == 0xf ? base_family + ((eax >> 20) & 0xff) : base_family;
+  const unsigned model =
+      base_family == 0x6 || base_family == 0xf ? (((eax >> 16) & 0xf) << 4) + base_model : base_model;
+  c.family = std::to_string(family);
+  c.model_number = std::to_string(model);
+  const bool fma = (ecx >> 12) & 1, movbe = (ecx >> 22) & 1, osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1;
+  std::uint64_t xcr0 = 0;
+  if (osxsave) {
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    xcr0 = (std::uint64_t(hi) << 32) | lo;
+  }
+  const bool ymm = avx && (xcr0 & 0x6) == 0x6;               // SSE and AVX state
+  const bool zmm = ymm && (xcr0 & 0xe0) == 0xe0;             // opmask and both halves of the ZMM registers
+  const bool tiles = (xcr0 & (3ull << 17)) == (3ull << 17);  // AMX tile configuration and data
+  std::vector<const char*> flags;
+  if (ymm && fma) flags.push_back("fma");
+  if (movbe) flags.push_back("movbe");
+  if (max_leaf >= 7) {
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    const unsigned subleaves = eax;
+    const auto bit = [](unsigned reg, int b) { return ((reg >> b) & 1) != 0; };
+    if (ymm && bit(ebx, 5)) flags.push_back("avx2");
+    if (bit(ebx, 8)) flags.push_back("bmi2");
+    if (zmm) {
+      for (auto [b, name] :
+           {std::pair<int, const char*>{16, "avx512f"}, {17, "avx512dq"}, {30, "avx512bw"}, {31, "avx512vl"}})
+        if (bit(ebx, b)) flags.push_back(name);
     }
-    return c;
-  }();
+    if (tiles && bit(edx, 22)) flags.push_back("amx_bf16");
+    if (zmm && subleaves >= 1) {
+      __cpuid_count(7, 1, eax, ebx, ecx, edx);
+      if (bit(eax, 5)) flags.push_back("avx512_bf16");
+    }
+  }
+  for (const char* f : flags) c.flags += (c.flags.empty() ? "" : " ") + std::string(f);
+
+  __get_cpuid(0x80000000, &eax, &ebx, &ecx, &edx);
+  if (eax >= 0x80000004) {
+    char brand[48];
+    for (unsigned i = 0; i < 3; ++i) {
+      unsigned regs[4];
+      __get_cpuid(0x80000002 + i, &regs[0], &regs[1], &regs[2], &regs[3]);
+      std::memcpy(brand + 16 * i, regs, 16);
+    }
+    const std::string name(brand, strnlen(brand, sizeof brand));  // padded with spaces on some CPUs
+    const auto first = name.find_first_not_of(' '), last = name.find_last_not_of(' ');
+    if (first != std::string::npos) c.model = name.substr(first, last - first + 1);
+  }
+  return c;
+}
+#else
+CpuInfo read_cpu() {
+  CpuInfo c;  // no x86 flags; the model name as /proc/cpuinfo has one
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line) && c.model.empty())
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
+      c.model = line.substr(std::min(line.size(), line.find(':') + 2));
+  return c;
+}
+#endif
+
+const CpuInfo& cpuinfo() {
+  static const CpuInfo info = read_cpu();
   return info;
 }
 // Whether a space-separated flag list holds a flag as a whole word.
@@ -180,6 +249,8 @@ std::string blas_description() {
                                   : "";
   return prefix + version + core + " kernels";
 }
+
+std::string cpu_flags() { return cpuinfo().flags; }
 
 std::string cpu_description() {
   const std::string& model = cpuinfo().model;

@@ -184,6 +184,33 @@ TEST(Config, OpenBlasKernelsWithoutAvx2AreReplacedWhereTheCpuHasIt) {
     EXPECT_EQ(blas_core_fitting(fine, emerald_rapids), nullptr) << fine;
 }
 
+// hrm reads the CPU with CPUID (as its kernels' dispatch does); on the machine itself that is what the kernel lists in
+// /proc/cpuinfo. (Under user-mode emulation /proc/cpuinfo is the host's: the emulated-CPU test leaves this one out.)
+TEST(Config, CpuFlagsFromCpuidAreTheKernelsList) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags, family, model;
+  const auto value = [&] { return line.substr(std::min(line.size(), line.find(':') + 2)); };
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = " " + value() + " ";
+    if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value();
+    if (line.rfind("model\t", 0) == 0 && model.empty()) model = value();
+  }
+#if defined(__x86_64__)
+  if (flags.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  const std::string ours = " " + cpu_flags() + " ";
+  for (const char* f :
+       {"fma", "movbe", "avx2", "bmi2", "avx512f", "avx512dq", "avx512bw", "avx512vl", "amx_bf16", "avx512_bf16"}) {
+    const std::string word = std::string(" ") + f + " ";
+    EXPECT_EQ(ours.find(word) != std::string::npos, flags.find(word) != std::string::npos) << f << ": " << ours;
+  }
+  EXPECT_NE(ours.find(" avx2 "), std::string::npos) << "hrm's x86-64 machines all have AVX2";
+  EXPECT_NE(cpu_description().find("(family " + family + " model " + model + ")"), std::string::npos)
+      << cpu_description();
+#else
+  EXPECT_EQ(cpu_flags(), "");
+#endif
+}
+
 TEST(Config, AutoDtypeIsBfloat16WhereItsProductsAreFasterElseFloat32) {
   ModelConfig c;
   EXPECT_EQ(c.forward_dtype, "auto");

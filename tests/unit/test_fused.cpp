@@ -1,7 +1,6 @@
 // Fused CPU kernels against the op-by-op composition they replace (hrm::nn::FusedKernels::Off).
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 
 #include "nn/fused_kernels.h"
@@ -148,8 +147,8 @@ TEST(Fused, SwigluTableIsBitIdenticalToComputing) {
   if (!any_table) GTEST_SKIP() << "this CPU has no x86-64-v4: SwiGLU computes silu, there is no table to compare";
 }
 
-// The paths offered are exactly those the CPU's flags (/proc/cpuinfo, an independent source) allow; an unknown or
-// unsupported path is an error that names it.
+// The paths offered (GCC's __builtin_cpu_supports) are exactly those the CPU's flags as hrm reads them (its own
+// CPUID reader, which the dtype rules use) allow; an unknown or unsupported path is an error that names it.
 TEST(Fused, InstructionSetPathsFollowTheCpuAndAreChecked) {
   const std::vector<nn::CpuIsa> paths = nn::supported_cpu_isas();
   ASSERT_FALSE(paths.empty());
@@ -157,20 +156,12 @@ TEST(Fused, InstructionSetPathsFollowTheCpuAndAreChecked) {
   if (std::getenv("HRM_CPU_ISA") == nullptr) EXPECT_EQ(nn::cpu_isa(), paths.back());
   const auto has = [&](nn::CpuIsa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); };
 #if defined(__x86_64__)
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, flags;
-  while (std::getline(cpuinfo, line))
-    if (line.rfind("flags", 0) == 0) {
-      flags = line + " ";
-      break;
-    }
-  if (!flags.empty()) {
-    const auto flag = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
-    EXPECT_EQ(has(nn::CpuIsa::Avx2), flag("avx2") && flag("fma") && flag("bmi2") && flag("movbe")) << flags;
-    EXPECT_EQ(has(nn::CpuIsa::Avx512),
-              flag("avx512f") && flag("avx512bw") && flag("avx512dq") && flag("avx512vl") && flag("avx2"))
-        << flags;
-  }
+  const std::string flags = " " + cpu_flags() + " ";
+  const auto flag = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
+  EXPECT_EQ(has(nn::CpuIsa::Avx2), flag("avx2") && flag("fma") && flag("bmi2") && flag("movbe")) << flags;
+  EXPECT_EQ(has(nn::CpuIsa::Avx512),
+            flag("avx512f") && flag("avx512bw") && flag("avx512dq") && flag("avx512vl") && flag("avx2"))
+      << flags;
 #else
   EXPECT_EQ(paths.size(), 1u);
 #endif

@@ -9,7 +9,7 @@ namespace hrm {
 std::string resolve_device(const std::string& device);
 // Sets the intra-op thread count (0 = all cores) and keeps freed CPU memory for reuse (keep_freed_cpu_memory).
 void set_threads(int64_t threads);
-// Whether this CPU computes bfloat16 products natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo). False when
+// Whether this CPU computes bfloat16 products natively (AVX512-BF16 or AMX-BF16: cpu_flags). False when
 // HRM_CPU_ISA forces the avx2 or generic kernel path: a machine then runs (forward_dtype auto, OpenMP wait policy)
 // what a CPU without AVX-512 runs. False too when ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) caps oneDNN below its
 // bf16 kernels (AVX512_CORE_BF16), where LibTorch runs bf16 products.
@@ -20,8 +20,8 @@ bool cpu_has_native_bf16();
 // whose VM hides AMX) issue it at the FMA rate: oneDNN's bf16 products ran at 163 GFLOP/s there against 274 for its
 // float32 ones (docs/benchmarks.md). False wherever cpu_has_native_bf16 is.
 bool cpu_bf16_products_beat_float32();
-// The two rules above on given facts, for tests: /proc/cpuinfo's vendor_id and flags, HRM_CPU_ISA and the
-// upper-cased ONEDNN_MAX_CPU_ISA (empty: unset).
+// The two rules above on given facts, for tests: the CPU's vendor ("AuthenticAMD", "GenuineIntel") and flags (as
+// cpu_flags names them), HRM_CPU_ISA and the upper-cased ONEDNN_MAX_CPU_ISA (empty: unset).
 struct CpuFacts {
   std::string vendor, flags, hrm_cpu_isa, onednn_cap;
 };
@@ -57,7 +57,11 @@ const char* blas_core_fitting(const std::string& openblas_core, const CpuFacts& 
 // "OpenBLAS <core> kernels" (its run-time kernel choice) or "not OpenBLAS".
 std::string blas_description();
 
-// The CPU's model name, its core count and the SIMD extensions hrm's kernels use (from /proc/cpuinfo).
+// The SIMD flags hrm's rules and kernels use that this CPU has and its OS enables (XCR0), by Linux's names: fma movbe
+// avx2 bmi2 avx512f avx512dq avx512bw avx512vl amx_bf16 avx512_bf16. Read with CPUID, as the kernels' dispatch and
+// oneDNN read them; /proc/cpuinfo lists the host's under user-mode emulation (qemu-x86_64 -cpu ...). Empty off x86.
+std::string cpu_flags();
+// The CPU's model name, family and model numbers, core count and the SIMD extensions hrm's kernels use (CPUID).
 std::string cpu_description();
 
 }  // namespace hrm
