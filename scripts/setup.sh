@@ -12,6 +12,7 @@ PACKAGES=(
   libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   qqwing                  # independent Sudoku generator/solver used to cross-check ours in tests
   chromium                # headless browser: the report test renders a run's report page
+  qemu-user               # qemu-x86_64 -cpu EPYC-Milan: the tests on an emulated CPU without AVX-512
   ccache
 )
 
