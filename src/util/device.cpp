@@ -76,7 +76,8 @@ CpuInfo read_cpu() {
       base_family == 0x6 || base_family == 0xf ? (((eax >> 16) & 0xf) << 4) + base_model : base_model;
   c.family = std::to_string(family);
   c.model_number = std::to_string(model);
-  const bool fma = (ecx >> 12) & 1, movbe = (ecx >> 22) & 1, osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1;
+  const auto bit = [](unsigned reg, int b) { return ((reg >> b) & 1) != 0; };
+  const bool fma = bit(ecx, 12), movbe = bit(ecx, 22), osxsave = bit(ecx, 27), avx = bit(ecx, 28);
   std::uint64_t xcr0 = 0;
   if (osxsave) {
     unsigned lo = 0, hi = 0;
@@ -92,7 +93,6 @@ CpuInfo read_cpu() {
   if (max_leaf >= 7) {
     __cpuid_count(7, 0, eax, ebx, ecx, edx);
     const unsigned subleaves = eax;
-    const auto bit = [](unsigned reg, int b) { return ((reg >> b) & 1) != 0; };
     if (ymm && bit(ebx, 5)) flags.push_back("avx2");
     if (bit(ebx, 8)) flags.push_back("bmi2");
     if (zmm) {
