@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# hrm on a CPU without AVX-512: QEMU's user-mode emulation of an AMD EPYC family 25 model 1 (`-cpu EPYC-Milan`: AVX2 +
-# FMA, no AVX-512), the AVX2 CPU of issue 15. CPUID is emulated, so hrm, LibTorch, oneDNN and OpenBLAS pick their
-# code as they would there, and an AVX-512 instruction run outside a checked path is SIGILL. Emulated times mean
-# nothing: this checks choices and numbers, not speed.
-# Usage: emulated_cpu.sh HRM_BINARY HRM_TESTS_BINARY FIXTURE_DIR WORK_DIR
+# hrm on CPUs without AVX-512, under QEMU's user-mode emulation: an AMD EPYC family 25 model 1 (`-cpu EPYC-Milan`:
+# AVX2 + FMA, no AVX-512), the AVX2 CPU of issue 15, and an Intel Nehalem (`-cpu Nehalem`: SSE4.2, no AVX). CPUID is
+# emulated, so hrm, LibTorch, oneDNN and OpenBLAS pick their code as they would there, and an instruction the CPU
+# lacks, run outside a checked path, is SIGILL. Emulated times mean nothing: this checks choices and numbers, not
+# speed.
+# Usage: emulated_cpus.sh HRM_BINARY HRM_TESTS_BINARY FIXTURE_DIR WORK_DIR
 set -euo pipefail
 HRM=$1
 TESTS=$2
@@ -14,18 +15,19 @@ fresh_workdir "$4"
 command -v qemu-x86_64 > /dev/null || { echo "SKIPPED: no qemu-x86_64 (apt-get install qemu-user)"; exit 77; }
 # the emulated CPU decides, not a path forced for the whole test run
 unset HRM_CPU_ISA ATEN_CPU_CAPABILITY OPENBLAS_CORETYPE ONEDNN_MAX_CPU_ISA HRM_BF16_PRODUCTS HRM_FUSED_KERNELS
-# emu LOG COMMAND...: runs COMMAND on the emulated CPU, its output in LOG without QEMU's notes on CPUID bits it
+# emu LOG COMMAND...: runs COMMAND on the emulated CPU $CPU, its output in LOG without QEMU's notes on CPUID bits it
 # leaves out (none of them SIMD).
+CPU=EPYC-Milan
 emu() {
   local log=$1 rc=0
   shift
-  qemu-x86_64 -cpu EPYC-Milan "$@" > "$log.raw" 2>&1 || rc=$?
+  qemu-x86_64 -cpu "$CPU" "$@" > "$log.raw" 2>&1 || rc=$?
   grep -v "TCG doesn't support requested feature" "$log.raw" > "$log" || true
   return $rc
 }
 fail() { echo "FAIL: $1"; [ -z "${2:-}" ] || tail -20 "$2"; exit 1; }
-# every run must stay emulated: the CLI re-executes itself for some settings (docs/benchmarks.md), which would leave
-# the emulator
+# every run must stay emulated: the CLI re-executes itself to set OMP_WAIT_POLICY or OPENBLAS_CORETYPE (README),
+# and the new process would run natively
 emulated() { grep -q "^ *cpu: .*(family 25 model 1), [0-9]* cores, avx2 fma$" "$1" || fail "not the emulated CPU" "$1"; }
 
 bench=(bench --preset small --batch 2 --steps 1 --warmup 0 H_cycles=1 L_cycles=1)
@@ -68,6 +70,19 @@ filter='Fused.*:Model.*:ACT.*:Attention.*:Layers.*'
 emu tests.log "$TESTS" --gtest_filter="$filter" || fail "hrm_tests on the emulated CPU" tests.log
 grep -q "^\[  PASSED  \] [0-9]* tests" tests.log || fail "no tests passed" tests.log
 passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' tests.log)
-skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\?, listed below:$/\1/p' tests.log)
-echo "PASS: on an emulated AVX2 CPU (EPYC-Milan): auto = float32 on the avx2 path; train, eval$([ -f verify.log ] && echo ', verify-reference');" \
-  "$passed tests pass, ${skipped:-0} skip (bf16-kernel tests: no AVX512-BF16)"
+
+# Without AVX2 (x86-64-v2): the generic path, LibTorch's ops by default, the fused kernels' generic code in the tests.
+# (OMP_WAIT_POLICY set: float32 products on OpenBLAS would make the CLI re-execute itself, natively.)
+CPU=Nehalem
+OMP_WAIT_POLICY=passive emu sse.log "$HRM" "${bench[@]}" || fail "bench without AVX2" sse.log
+grep -q "^ *cpu: .*(family 6 model 26), [0-9]* cores$" sse.log || fail "not the emulated Nehalem" sse.log
+grep -q "float32 (auto: no native bf16), .* LibTorch ops (HRM_FUSED_KERNELS=auto)" sse.log || fail "Nehalem's choices" sse.log
+if OMP_WAIT_POLICY=passive HRM_CPU_ISA=avx2 emu sse_forced.log "$HRM" "${bench[@]}"; then
+  fail "HRM_CPU_ISA=avx2 was accepted without AVX2" sse_forced.log
+fi
+grep -q "HRM_CPU_ISA=avx2 needs .*which this CPU lacks" sse_forced.log || fail "HRM_CPU_ISA=avx2 error" sse_forced.log
+OMP_WAIT_POLICY=passive emu sse_tests.log "$TESTS" --gtest_filter="$filter" || fail "hrm_tests without AVX2" sse_tests.log
+sse_passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' sse_tests.log)
+
+echo "PASS: emulated EPYC-Milan (AVX2): auto = float32 on the avx2 path; train, eval$([ -f verify.log ] && echo ', verify-reference'), $passed tests pass;" \
+  "emulated Nehalem (SSE4.2): LibTorch's ops, $sse_passed tests pass (the bf16-kernel tests skip on both)"
