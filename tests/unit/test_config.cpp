@@ -130,7 +130,7 @@ TEST(TrainConfig, ShippedConfigsLoad) {
   EXPECT_EQ(arc.arch.forward_dtype, "auto");
 }
 
-// The CPUs measured (docs/benchmarks.md), by their /proc/cpuinfo facts: bf16 where its products beat float32 ones.
+// The CPUs measured (docs/benchmarks.md), by vendor and flags (Linux's names): bf16 where its products beat float32.
 TEST(Config, Bf16ProductsBeatFloat32OnAmxAndAmdAvx512Bf16Only) {
   const std::string avx2 = "fpu sse4_2 avx fma avx2";
   const std::string avx512 = avx2 + " avx512f avx512dq avx512bw avx512vl";
