@@ -718,12 +718,15 @@ void attention_dot(const bf16_bits* qkv, const float* cos, const float* sin, bf1
 }
 #endif
 
+template <class F>
+void elementwise(const float* x, float* out, int64_t n, F f) {
+  for (int64_t i = 0; i < n; i += W) store(out + i, f(load(x + i, std::min(W, n - i))), std::min(W, n - i));
+}
 void vector_exp(const float* x, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; i += W) store(out + i, exp(load(x + i, std::min(W, n - i))), std::min(W, n - i));
+  elementwise(x, out, n, [](vfloat v) { return exp(v); });
 }
 void vector_exp2_nonpositive(const float* x, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; i += W)
-    store(out + i, exp2_nonpositive(load(x + i, std::min(W, n - i))), std::min(W, n - i));
+  elementwise(x, out, n, [](vfloat v) { return exp2_nonpositive(v); });
 }
 
 // Entry points, one overload per element type.

@@ -144,6 +144,14 @@ HRM_INLINE vfloat times_two_to(vfloat p, vfloat n) {
   return reinterpret_cast<vfloat>(reinterpret_cast<vuint>(p) + two_n);
 }
 
+// The polynomial c0 r^k + c1 r^(k-1) + ... + ck by Horner's rule, highest coefficient first.
+template <class... C>
+HRM_INLINE vfloat horner(vfloat r, float c0, C... rest) {
+  vfloat p = splat(c0);
+  ((p = p * r + rest), ...);
+  return p;
+}
+
 // exp by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes expf, ~1 ulp). NaN propagates;
 // inputs are clamped to [-87.3, 88], where p * 2^n stays a normal float (at n = -126, x >= -87.3 > -126 ln2 makes
 // p > 1), so 2^n goes into p's exponent bits by an integer add (exact, as the product by 2^n was).
@@ -151,12 +159,8 @@ HRM_INLINE vfloat exp(vfloat x) {
   x = at_most(at_least(x, -87.3f), 88.0f);
   const vfloat n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2) via 1.5 * 2^23
   const vfloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vfloat p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
+  vfloat p = horner(r, 1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                    5.0000001201e-1f);
   p = p * r * r + r + 1.0f;
   return times_two_to(p, n);
 }
@@ -170,13 +174,8 @@ HRM_INLINE vfloat exp2_nonpositive(vfloat x) {
   x = at_least(x, -126.0f);
   const vfloat n = (x + 12582912.0f) - 12582912.0f;
   const vfloat r = x - n;
-  vfloat p = splat(1.535336188319500e-4f);
-  p = p * r + 1.339887440266574e-3f;
-  p = p * r + 9.618437357674640e-3f;
-  p = p * r + 5.550332471162809e-2f;
-  p = p * r + 2.402264791363012e-1f;
-  p = p * r + 6.931472028550421e-1f;
-  p = p * r + 1.0f;
+  const vfloat p = horner(r, 1.535336188319500e-4f, 1.339887440266574e-3f, 9.618437357674640e-3f, 5.550332471162809e-2f,
+                          2.402264791363012e-1f, 6.931472028550421e-1f, 1.0f);
   return times_two_to(p, n);
 }
 

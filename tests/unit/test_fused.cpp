@@ -421,27 +421,25 @@ TEST(Fused, ExpOfTheBf16AttentionProbabilitiesIsAccurate) {
 
 using Elementwise = void (*)(const float*, float*, int64_t);
 
-// An elementwise entry point on x, on each instruction-set path this CPU runs (generic always): name and outputs.
-std::vector<std::pair<std::string, std::vector<float>>> on_every_path(const std::vector<float>& x, Elementwise generic,
-                                                                      Elementwise avx2, Elementwise avx512) {
-  std::vector<std::pair<std::string, Elementwise>> paths = {{"generic", generic}};
-  const auto isas = nn::supported_cpu_isas();
-  const auto runs = [&](nn::CpuIsa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
-  if (avx2 && runs(nn::CpuIsa::Avx2)) paths.emplace_back("avx2", avx2);
-  if (avx512 && runs(nn::CpuIsa::Avx512)) paths.emplace_back("avx512", avx512);
+// An elementwise entry point of each instruction-set namespace applied to x, on every path this CPU runs: the path's
+// name and its outputs.
+std::vector<std::pair<std::string, std::vector<float>>> outputs_on_every_path(const std::vector<float>& x,
+                                                                              Elementwise generic, Elementwise avx2,
+                                                                              Elementwise avx512) {
   std::vector<std::pair<std::string, std::vector<float>>> out;
-  for (const auto& [name, f] : paths) {
+  on_every_path([&](nn::CpuIsa isa) {
+    const Elementwise f = isa == nn::CpuIsa::Avx512 ? avx512 : isa == nn::CpuIsa::Avx2 ? avx2 : generic;
     std::vector<float> y(x.size());
     f(x.data(), y.data(), static_cast<int64_t>(x.size()));
-    out.emplace_back(name, std::move(y));
-  }
+    out.emplace_back(nn::cpu_isa_name(isa), std::move(y));
+  });
   return out;
 }
 #if HRM_KERNEL_ISAS_X86
 #define HRM_ON_EVERY_PATH(x, fn) \
-  on_every_path(x, nn::kernels::generic::fn, nn::kernels::avx2::fn, nn::kernels::avx512::fn)
+  outputs_on_every_path(x, nn::kernels::generic::fn, nn::kernels::avx2::fn, nn::kernels::avx512::fn)
 #else
-#define HRM_ON_EVERY_PATH(x, fn) on_every_path(x, nn::kernels::generic::fn, nullptr, nullptr)
+#define HRM_ON_EVERY_PATH(x, fn) outputs_on_every_path(x, nn::kernels::generic::fn, nullptr, nullptr)
 #endif
 
 // max over i < n of |y[i] - truth(x[i])| / truth(x[i]), in double.
