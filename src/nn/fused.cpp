@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -691,6 +692,33 @@ torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b) {
       bf16_products_in_float32())
     return torch::matmul(a.to(torch::kFloat), b.to(torch::kFloat)).to(torch::kBFloat16);
   return torch::matmul(a, b);
+}
+
+double multiply_add_peak_gflops(bool bf16_dot) {
+  if (bf16_dot && why_no_bf16_dot_kernels() != nullptr) return 0;
+  constexpr int64_t kIterations = 8 << 20;  // ~30 ms per round at one 16-lane FMA per cycle
+  const int threads = at::get_num_threads();
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<double> flops(static_cast<size_t>(threads), 0.0);
+    const auto start = std::chrono::steady_clock::now();
+    at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+#if HRM_KERNEL_ISAS_X86
+        if (bf16_dot) {
+          flops[t] = kernels::avx512_bf16::register_dot_products(kIterations);
+          continue;
+        }
+#endif
+        flops[t] = kernels::register_multiply_adds(kIterations);
+      }
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / seconds / 1e9);
+  }
+  return best;
 }
 
 bool linear_uses_onednn() {

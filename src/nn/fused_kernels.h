@@ -31,7 +31,9 @@ using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
   int64_t attention_backward_scratch_floats(int64_t S, int64_t D);                    \
   /* exp(x[i]) and 2^x[i] (x[i] <= 0) as the float kernels compute them, for tests */ \
   void vector_exp(const float* x, float* out, int64_t n);                             \
-  void vector_exp2_nonpositive(const float* x, float* out, int64_t n);
+  void vector_exp2_nonpositive(const float* x, float* out, int64_t n);                \
+  /* FLOPs of `iterations` rounds of register-only multiply-adds (the ceiling) */     \
+  double register_multiply_adds(int64_t iterations);
 
 #if defined(__x86_64__)
 #define HRM_KERNEL_ISAS_X86 1
@@ -70,6 +72,8 @@ void gemm_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* pa
                  int64_t m0, int64_t m1);
 void gemm_swiglu_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N,
                         const float* silu_table, bf16_bits* out, int64_t m0, int64_t m1);
+// FLOPs of `iterations` rounds of register-only vdpbf16ps chains (these kernels' ceiling).
+double register_dot_products(int64_t iterations);
 }  // namespace avx512_bf16
 #else
 #define HRM_KERNEL_ISAS_X86 0
@@ -88,6 +92,9 @@ bool set_silu_table(bool enabled);
 
 // silu rounded to bf16 per bf16 gate value (65536 floats) where SwiGLU uses the table now, else null.
 const float* silu_table_bf16();
+
+// The active path's register_multiply_adds.
+double register_multiply_adds(int64_t iterations);
 
 // Floats of scratch one thread needs for attention and attention_backward.
 int64_t attention_scratch_floats(int64_t S, int64_t D);

@@ -206,6 +206,7 @@ void swiglu_backward(const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d
 }
 
 int64_t attention_scratch_floats(int64_t S, int64_t D) { HRM_DISPATCH(attention_scratch_floats(S, D)); }
+double register_multiply_adds(int64_t iterations) { HRM_DISPATCH(register_multiply_adds(iterations)); }
 int64_t attention_backward_scratch_floats(int64_t S, int64_t D) {
   HRM_DISPATCH(attention_backward_scratch_floats(S, D));
 }

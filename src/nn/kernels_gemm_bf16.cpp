@@ -141,4 +141,20 @@ void gemm_swiglu_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_b
   gemm_rows(a, lda, K, packed, N, out, N / 2, 1, m0, m1, StoreSwiglu{silu_table});
 }
 
+// The ceiling of these kernels: independent vdpbf16ps chains on registers only (see register_multiply_adds).
+double register_dot_products(int64_t iterations) {
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512bh a = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3F803F80));  // (1, 1) pairs
+  const __m512bh b = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x33D633D6));  // (1e-7, 1e-7)
+  for (int64_t k = 0; k < iterations; ++k)
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  __m512 sum = _mm512_setzero_ps();
+  for (int i = 0; i < kChains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  volatile float sink = _mm512_reduce_add_ps(sum);
+  (void)sink;
+  return 64.0 * kChains * static_cast<double>(iterations);  // 16 lanes x 2 products x 2 FLOPs
+}
+
 }  // namespace hrm::nn::kernels::avx512_bf16

@@ -197,4 +197,21 @@ void swiglu_backward_from_table(const float* silu_table, const float* derivative
 }
 #endif
 
+// ---------------------------------------------------------------- the multiply-add ceiling
+// Independent multiply-add chains on registers only (12: more than an FMA's latency times the pipes that issue
+// it), so that nothing but the FMA units limits them: the most a product on this path can reach. Returns the FLOPs.
+double register_multiply_adds(int64_t iterations) {
+  constexpr int kChains = 12;
+  vfloat acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = splat(static_cast<float>(i));
+  const vfloat m = splat(0.999999f), c = splat(1e-7f);
+  for (int64_t k = 0; k < iterations; ++k)
+    for (int i = 0; i < kChains; ++i) acc[i] = acc[i] * m + c;  // one FMA where the path has them
+  vfloat sum = {};
+  for (int i = 0; i < kChains; ++i) sum += acc[i];
+  volatile float sink = sum[0];  // keeps the loop
+  (void)sink;
+  return 2.0 * W * kChains * static_cast<double>(iterations);
+}
+
 }  // namespace hrm::nn::kernels::HRM_KERNEL_ISA

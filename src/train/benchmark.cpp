@@ -255,11 +255,31 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
       {"down_proj", {inter, hidden}}};
   const bool bf16_dnnl_row = (nn::bf16_products_in_float32() || nn::bf16_products_on_dot_kernels()) &&
                              nn::libtorch_runs_bf16_products_on_onednn();
+  // The ceilings the rows are measured against: register-only multiply-adds on the active path (float32 rows, and
+  // bf16 products run as float32 ones), AVX512-BF16 dot products (bf16 rows on them; none for oneDNN on AMX).
+  const double fma_peak = nn::multiply_add_peak_gflops(false), dot_peak = nn::multiply_add_peak_gflops(true);
+  const bool amx = (" " + cpu_flags() + " ").find(" amx_bf16 ") != std::string::npos;
   std::snprintf(buf, sizeof buf,
-                "%-9s %-34s %10s %10s   (float32: %s; f32-dnnl: oneDNN's %s kernels;%s bfloat16: %s)\n", "GEMM",
-                "[tokens x in] x [in x out]", "ms", "GFLOP/s", blas_description().c_str(), nn::onednn_kernels(),
-                bf16_dnnl_row ? " bf16-dnnl: LibTorch's bf16 products, by oneDNN;" : "", nn::bf16_product_kernels());
+                "peak      float32 multiply-adds (%s path) %.1f GFLOP/s; bf16 dot products (vdpbf16ps) %s GFLOP/s "
+                "(register-only loops on %d threads)\n",
+                nn::cpu_isa_name(nn::cpu_isa()), fma_peak,
+                dot_peak > 0 ? std::to_string(static_cast<int64_t>(dot_peak + 0.5)).c_str() : "-",
+                torch::get_num_threads());
   out += buf;
+  std::snprintf(
+      buf, sizeof buf, "%-9s %-34s %10s %10s %7s   (float32: %s; f32-dnnl: oneDNN's %s kernels;%s bfloat16: %s)\n",
+      "GEMM", "[tokens x in] x [in x out]", "ms", "GFLOP/s", "% peak", blas_description().c_str(), nn::onednn_kernels(),
+      bf16_dnnl_row ? " bf16-dnnl: LibTorch's bf16 products, by oneDNN;" : "", nn::bf16_product_kernels());
+  out += buf;
+  // A row's GFLOP/s as a percentage of its ceiling, or "-" where none was measured.
+  const auto percent_of = [](double gflops, double peak) {
+    char p[16];
+    if (peak > 0)
+      std::snprintf(p, sizeof p, "%.0f%%", 100.0 * gflops / peak);
+    else
+      std::snprintf(p, sizeof p, "-");
+    return std::string(p);
+  };
   // How a row runs its products: torch::linear (LibTorch's own route), nn::linear with every fused kernel on (oneDNN's
   // sgemm for float32), or nn::linear as the model runs it.
   enum class Route { LibTorch, FusedFloat32, AsTheModel };
@@ -276,7 +296,14 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   // Where the model takes bf16 products off LibTorch's oneDNN route, that route too: the rows that show why.
   if (bf16_dnnl_row) variants.push_back({"bf16-dnnl", torch::kBFloat16, Route::LibTorch});
   variants.push_back({"bfloat16", torch::kBFloat16, Route::AsTheModel});
+  const auto ceiling = [&](const Variant& v) {
+    if (v.dtype == torch::kFloat) return fma_peak;
+    if (v.route == Route::AsTheModel && nn::bf16_products_in_float32()) return fma_peak;
+    if (v.route == Route::AsTheModel && nn::bf16_products_on_dot_kernels()) return dot_peak;
+    return amx ? 0.0 : dot_peak;  // oneDNN's bf16 kernels: vdpbf16ps where the CPU has no AMX
+  };
   for (const Variant& v : variants) {
+    const double peak = ceiling(v);
     nn::ScopedFusedKernels mode(v.route == Route::FusedFloat32 ? nn::FusedKernels::All
                                 : v.route == Route::AsTheModel ? mode_before
                                                                : nn::FusedKernels::Off);
@@ -313,12 +340,13 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
         ms_sum += t;
         const std::string what = shapes[i].first + (backward ? " fwd+bwd " : " ") + std::to_string(T) + "x" +
                                  std::to_string(in) + "x" + std::to_string(out_features);
-        std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name, what.c_str(), t, flops / (t * 1e6));
+        std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f %7s\n", v.name, what.c_str(), t, flops / (t * 1e6),
+                      percent_of(flops / (t * 1e6), peak).c_str());
         out += buf;
       }
-      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", v.name,
+      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f %7s\n", v.name,
                     backward ? "one layer's products, fwd+bwd" : "one layer's four products", ms_sum,
-                    flops_sum / (ms_sum * 1e6));
+                    flops_sum / (ms_sum * 1e6), percent_of(flops_sum / (ms_sum * 1e6), peak).c_str());
       out += buf;
     }
   }
@@ -337,9 +365,10 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
                               "x" + std::to_string(hidden) + "x" + std::to_string(2 * inter);
     const std::pair<const char*, std::string> rows[2] = {{"one-pass", "gate_up+swiglu" + shape},
                                                          {"two-ops", "gate_up, swiglu" + shape}};
+    const double peak = model_dtype == torch::kBFloat16 ? dot_peak : fma_peak;
     for (int i = 0; i < 2; ++i) {
-      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f\n", rows[i].first, rows[i].second.c_str(), ms[i],
-                    flops / (ms[i] * 1e6));
+      std::snprintf(buf, sizeof buf, "%-9s %-34s %10.3f %10.1f %7s\n", rows[i].first, rows[i].second.c_str(), ms[i],
+                    flops / (ms[i] * 1e6), percent_of(flops / (ms[i] * 1e6), peak).c_str());
       out += buf;
     }
   }

@@ -45,6 +45,19 @@ family=$(awk -F': ' '/^cpu family/ { print $2; exit }' /proc/cpuinfo)
 if [ -n "$family" ]; then
   grep -q "^cpu: .*(family $family model [0-9]*), [0-9]* cores" kernels.log || { echo "FAIL: cpu line"; head -3 kernels.log; exit 1; }
 fi
+# The products' ceilings, measured (register-only loops): float32 multiply-adds on the active path; vdpbf16ps where
+# the CPU has avx512_bf16, else none. No product row may pass its ceiling (these tiny products stay far below it).
+peak_line=$(grep "^peak " kernels.log) || { echo "FAIL: no peak line"; cat kernels.log; exit 1; }
+[[ "$peak_line" =~ float32\ multiply-adds\ \(${ran[-1]}\ path\)\ ([0-9.]+)\ GFLOP/s\;\ bf16\ dot\ products\ \(vdpbf16ps\)\ ([0-9-]+)\  ]] ||
+  { echo "FAIL: peak line: $peak_line"; exit 1; }
+awk -v p="${BASH_REMATCH[1]}" 'BEGIN { exit !(p > 1) }' || { echo "FAIL: float32 peak ${BASH_REMATCH[1]}"; exit 1; }
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  [[ "${BASH_REMATCH[2]}" =~ ^[0-9]+$ ]] || { echo "FAIL: no bf16 peak on an avx512_bf16 CPU: $peak_line"; exit 1; }
+else
+  [ "${BASH_REMATCH[2]}" = "-" ] || { echo "FAIL: a bf16 peak without avx512_bf16: $peak_line"; exit 1; }
+fi
+awk '/^(float32|f32-dnnl|bf16-dnnl|bfloat16|one-pass|two-ops) / && $NF ~ /%$/ { n++; if ($NF + 0 > 110) bad = bad "\n" $0 }
+     END { if (n == 0) { print "FAIL: no % peak column"; exit 1 } if (bad != "") { print "FAIL: past the ceiling:" bad; exit 1 } }' kernels.log
 for isa in "${ran[@]}"; do
   for kernel in add_rms_norm swiglu attention; do
     [ "$(grep -c "^$isa .* $kernel " kernels.log)" = 4 ] || { echo "FAIL: $isa $kernel rows"; cat kernels.log; exit 1; }
@@ -62,7 +75,8 @@ if grep -q "fused kernels on the .* path (HRM_FUSED_KERNELS=auto), float32 produ
     grep -q "float32 products by oneDNN (avx2 kernels)" f32_avx2.log || { echo "FAIL: oneDNN not capped"; cat f32_avx2.log; exit 1; }
     # before any product runs: bench --kernels times bf16 products before its oneDNN float32 ones
     HRM_CPU_ISA=avx2 "$HRM" bench --preset small --batch 2 --steps 1 --kernels hidden_size=32 num_heads=2 > kernels_avx2.log
-    grep -q "f32-dnnl: oneDNN's avx2 kernels; bfloat16: float32 kernels, rounded to bfloat16" kernels_avx2.log ||
+    grep -q "f32-dnnl: oneDNN's avx2 kernels; bfloat16: float32 kernels, rounded to bfloat16" kernels_avx2.log &&
+      grep -q "^peak      float32 multiply-adds (avx2 path) " kernels_avx2.log ||
       { echo "FAIL: bench --kernels on the avx2 path"; cat kernels_avx2.log; exit 1; }
   fi
   grep -q "^f32-dnnl .* one layer's four products" kernels.log || { echo "FAIL: oneDNN rows"; cat kernels.log; exit 1; }

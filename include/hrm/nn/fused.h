@@ -101,6 +101,10 @@ void set_bf16_products_on_dot_kernels(bool on);
 const char* why_no_bf16_dot_kernels();
 // Whether LibTorch's own bf16 CPU products (torch::linear, torch::matmul) run on oneDNN (else in its loops).
 bool libtorch_runs_bf16_products_on_onednn();
+// The ceiling of this machine's products in GFLOP/s on all intra-op threads, measured: register-only chains of
+// float32 multiply-adds on the active kernel path (cpu_isa), or with bf16_dot of AVX512-BF16 dot products (0 where
+// why_no_bf16_dot_kernels). The best of 3 rounds of ~30 ms.
+double multiply_add_peak_gflops(bool bf16_dot);
 // a @ b (torch::matmul), with bf16 CPU products as linear() runs them.
 torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 
