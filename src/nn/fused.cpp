@@ -131,7 +131,7 @@ torch::Tensor swiglu_backward_kernel(const torch::Tensor& gate_up, const torch::
 #if HRM_KERNEL_ISAS_X86
 // bf16 attention (forward and backward) takes the AVX512-BF16 dot products where bf16 products do and the head
 // width suits them (docs/benchmarks.md, 2026-12-07, Zen 4, against the float kernel: forward -18% at 82 tokens and
-// head width 16, -39% at width 64, -20% at 901 tokens; backward -17% at 901 tokens). Its roundings (q, k, P and dS
+// head width 16, -39% at width 64, -20% at 901 tokens; backward -23% at 901 tokens). Its roundings (q, k, P and dS
 // to bf16 before each product) are those of LibTorch's bf16 ops, which round every intermediate.
 bool dot_attention_takes(c10::ScalarType dtype, int64_t D) {
   return dtype == torch::kBFloat16 && D >= 16 && D <= 64 && D % 16 == 0 && bf16_products_on_dot_kernels();
@@ -248,7 +248,7 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
 // L2-sized [rows, 2n] scratch and takes SwiGLU there, so the [M, 2n] product never goes out to memory and back
 // (oneDNN runs single-threaded inside the parallel region). Each call packs all of w again: worth it only for a
 // small w (linear_swiglu_in_blocks_pays).
-// On Zen 4, AVX2 and AVX-512 sgemm (docs/benchmarks.md, 2026-12-07 06:00): w [1024, 128] (the small preset's)
+// On Zen 4, AVX2 and AVX-512 sgemm (docs/benchmarks.md, 2026-12-07 05:50): w [1024, 128] (the small preset's)
 // 7.5 ms against 8.0-8.1 for the two ops, w [3072, 512] (the paper's) 44-50 against 40-42.
 bool linear_swiglu_in_blocks_pays(const torch::Tensor& w) { return w.numel() <= (128 << 10); }
 

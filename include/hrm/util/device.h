@@ -28,8 +28,8 @@ struct CpuFacts {
 bool has_native_bf16(const CpuFacts& cpu);
 bool bf16_products_beat_float32(const CpuFacts& cpu);
 // Whether bf16 products run on hrm's AVX512-BF16 dot-product kernels instead of oneDNN's: where bf16 beats float32
-// without AMX tiles (oneDNN's AMX kernels are faster still). On Zen 4 oneDNN 2.6's bf16 kernels reach 60% of the
-// vdpbf16ps peak on HRM's layer shapes, hrm's 75-90% (docs/benchmarks.md).
+// without AMX tiles (oneDNN's AMX kernels are faster still). On Zen 4 oneDNN 2.6's bf16 kernels reach 70-77% of the
+// measured vdpbf16ps peak on HRM's layer shapes, hrm's 82-86% (docs/benchmarks.md).
 bool bf16_products_on_dot_kernels(const CpuFacts& cpu);
 bool cpu_bf16_products_on_dot_kernels();
 // OpenMP's idle workers spin for a while after each parallel region. Where the forward runs in float32 (CPUs without
