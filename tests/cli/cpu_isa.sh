@@ -46,7 +46,8 @@ if [ -n "$family" ]; then
   grep -q "^cpu: .*(family $family model [0-9]*), [0-9]* cores" kernels.log || { echo "FAIL: cpu line"; head -3 kernels.log; exit 1; }
 fi
 # The products' ceilings, measured (register-only loops): float32 multiply-adds on the active path; vdpbf16ps where
-# the CPU has avx512_bf16, else none. No product row may pass its ceiling (these tiny products stay far below it).
+# the CPU has avx512_bf16, else none; every product row has its % of them. (Not compared with the rows: under
+# ctest -j2 another test may share the cores while the ceiling is measured.)
 peak_line=$(grep "^peak " kernels.log) || { echo "FAIL: no peak line"; cat kernels.log; exit 1; }
 [[ "$peak_line" =~ float32\ multiply-adds\ \(${ran[-1]}\ path\)\ ([0-9.]+)\ GFLOP/s\;\ bf16\ dot\ products\ \(vdpbf16ps\)\ ([0-9-]+)\  ]] ||
   { echo "FAIL: peak line: $peak_line"; exit 1; }
@@ -56,8 +57,8 @@ if grep -qw avx512_bf16 /proc/cpuinfo; then
 else
   [ "${BASH_REMATCH[2]}" = "-" ] || { echo "FAIL: a bf16 peak without avx512_bf16: $peak_line"; exit 1; }
 fi
-awk '/^(float32|f32-dnnl|bf16-dnnl|bfloat16|one-pass|two-ops) / && $NF ~ /%$/ { n++; if ($NF + 0 > 110) bad = bad "\n" $0 }
-     END { if (n == 0) { print "FAIL: no % peak column"; exit 1 } if (bad != "") { print "FAIL: past the ceiling:" bad; exit 1 } }' kernels.log
+awk '/^(float32|f32-dnnl|bf16-dnnl|bfloat16|one-pass|two-ops) / { n++; if ($NF !~ /^([0-9]+%|-)$/) bad = bad "\n" $0 }
+     END { if (n == 0 || bad != "") { print "FAIL: GEMM rows without a % peak column:" bad; exit 1 } }' kernels.log
 for isa in "${ran[@]}"; do
   for kernel in add_rms_norm swiglu attention; do
     [ "$(grep -c "^$isa .* $kernel " kernels.log)" = 4 ] || { echo "FAIL: $isa $kernel rows"; cat kernels.log; exit 1; }
