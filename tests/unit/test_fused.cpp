@@ -172,6 +172,19 @@ TEST(Fused, InstructionSetPathsFollowTheCpuAndAreChecked) {
     if (!has(isa)) EXPECT_NE(test::error_of([&] { nn::set_cpu_isa(isa); }).find("lacks"), std::string::npos);
 }
 
+// The products' ceiling (hrm bench --kernels): float32 multiply-adds on every path; AVX512-BF16 dot products exactly
+// where the dot-product kernels could run (the CPU has them and the path is avx512), else 0.
+TEST(Fused, MultiplyAddCeilingIsMeasuredWhereThePathRunsIt) {
+  on_every_path([&](nn::CpuIsa isa) {
+    EXPECT_GT(nn::multiply_add_peak_gflops(false), 0.0) << nn::cpu_isa_name(isa);
+    const double dot = nn::multiply_add_peak_gflops(true);
+    if (nn::why_no_bf16_dot_kernels() == nullptr)
+      EXPECT_GT(dot, 0.0) << nn::cpu_isa_name(isa);
+    else
+      EXPECT_EQ(dot, 0.0) << nn::cpu_isa_name(isa) << ": " << nn::why_no_bf16_dot_kernels();
+  });
+}
+
 TEST(Fused, AttentionMatchesComposition) {
   torch::NoGradGuard ng;
   torch::manual_seed(2);
