@@ -698,20 +698,17 @@ double multiply_add_peak_gflops(bool bf16_dot) {
   if (bf16_dot && why_no_bf16_dot_kernels() != nullptr) return 0;
   constexpr int64_t kIterations = 8 << 20;  // ~30 ms per round at one 16-lane FMA per cycle
   const int threads = at::get_num_threads();
+#if HRM_KERNEL_ISAS_X86
+  const auto loop = bf16_dot ? kernels::avx512_bf16::register_dot_products : kernels::register_multiply_adds;
+#else
+  const auto loop = kernels::register_multiply_adds;
+#endif
   double best = 0;
   for (int round = 0; round < 3; ++round) {
     std::vector<double> flops(static_cast<size_t>(threads), 0.0);
     const auto start = std::chrono::steady_clock::now();
     at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-#if HRM_KERNEL_ISAS_X86
-        if (bf16_dot) {
-          flops[t] = kernels::avx512_bf16::register_dot_products(kIterations);
-          continue;
-        }
-#endif
-        flops[t] = kernels::register_multiply_adds(kIterations);
-      }
+      for (int64_t t = t0; t < t1; ++t) flops[t] = loop(kIterations);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double total = 0;

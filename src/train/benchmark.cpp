@@ -258,7 +258,7 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   // The ceilings the rows are measured against: register-only multiply-adds on the active path (float32 rows, and
   // bf16 products run as float32 ones), AVX512-BF16 dot products (bf16 rows on them; none for oneDNN on AMX).
   const double fma_peak = nn::multiply_add_peak_gflops(false), dot_peak = nn::multiply_add_peak_gflops(true);
-  const bool amx = (" " + cpu_flags() + " ").find(" amx_bf16 ") != std::string::npos;
+  const bool amx = cpu_has_flag("amx_bf16");
   std::snprintf(buf, sizeof buf,
                 "peak      float32 multiply-adds (%s path) %.1f GFLOP/s; bf16 dot products (vdpbf16ps) %s GFLOP/s "
                 "(register-only loops on %d threads)\n",

@@ -251,6 +251,7 @@ std::string blas_description() {
 }
 
 std::string cpu_flags() { return cpuinfo().flags; }
+bool cpu_has_flag(const char* flag) { return has(cpuinfo().flags, flag); }
 
 std::string cpu_description() {
   const std::string& model = cpuinfo().model;

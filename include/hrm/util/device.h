@@ -61,6 +61,8 @@ std::string blas_description();
 // avx2 bmi2 avx512f avx512dq avx512bw avx512vl amx_bf16 avx512_bf16. Read with CPUID, as the kernels' dispatch and
 // oneDNN read them; /proc/cpuinfo lists the host's under user-mode emulation (qemu-x86_64 -cpu ...). Empty off x86.
 std::string cpu_flags();
+// Whether cpu_flags names `flag`.
+bool cpu_has_flag(const char* flag);
 // The CPU's model name, family and model numbers, core count and the SIMD extensions hrm's kernels use (CPUID).
 std::string cpu_description();
 
