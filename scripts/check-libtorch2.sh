@@ -22,7 +22,7 @@ SHARED=$(cd "$REPO/.." && pwd)/shared
 FLAVOR=${HRM_LIBTORCH_FLAVOR:-cpu}
 MIRROR=${HRM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES="build-essential cmake pkg-config libopenblas0-pthread libyaml-cpp-dev libspdlog-dev \
-libcli11-dev libgtest-dev nlohmann-json3-dev qqwing python3 zlib1g-dev libdnnl-dev"
+libcli11-dev libgtest-dev nlohmann-json3-dev qqwing python3 zlib1g-dev libdnnl-dev libsleef-dev"
 case "$FLAVOR" in
   cpu) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie}; TORCH_PKG=libtorch-dev; PACKAGES="$PACKAGES $TORCH_PKG libgloo-dev" ;;
   cuda) ROOT=${HRM_TRIXIE_ROOT:-/var/tmp/hrm-trixie-cuda}; TORCH_PKG=libtorch-cuda-dev
@@ -54,6 +54,11 @@ if [ ! -e "$ROOT/.hrm-ready" ]; then
     chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES
   fi
   touch "$ROOT/.hrm-ready"
+fi
+# A root made before a package joined the list: add what it lacks.
+lacking=$(for p in $PACKAGES; do chroot "$ROOT" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"; done)
+if [ -n "$lacking" ]; then
+  chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $lacking
 fi
 
 mkdir -p "$ROOT/w/main" "$ROOT/w/shared" "$ROOT/w/build" "$ROOT/proc"

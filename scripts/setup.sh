@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas0-pthread    # without it Debian's LibTorch falls back to the reference BLAS (~30x slower fp32 GEMM)
   libdnnl-dev             # oneDNN: the float32 products of the fused path, on LibTorch's OpenMP workers
   zlib1g-dev              # CRC-32 checks of checkpoint archives
+  libsleef-dev            # SLEEF's vectorised atan2 (the one LibTorch uses) in the fused AdamATan2 step
   libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   qqwing                  # independent Sudoku generator/solver used to cross-check ours in tests
   chromium                # headless browser: the report test renders a run's report page

@@ -718,6 +718,27 @@ double multiply_add_peak_gflops(bool bf16_dot) {
   return best;
 }
 
+bool adam_atan2_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                       const AdamAtan2Scalars& s) {
+  // no kernel on the generic path (kernels::adam_atan2)
+  if (effective_fused_kernels() == FusedKernels::Off || cpu_isa() == CpuIsa::Generic) return false;
+  for (const torch::Tensor* t : {&p, &g, &m, &v})
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != torch::kFloat || !t->is_contiguous() ||
+        t->numel() != p.numel())
+      return false;
+  RECORD_FUNCTION("hrm::adam_atan2", std::vector<c10::IValue>());
+  // The double scalars become float as LibTorch's ops on float tensors take them.
+  const kernels::AdamAtan2Constants c{static_cast<float>(s.decay),    static_cast<float>(s.lerp_weight),
+                                      static_cast<float>(s.beta2),    static_cast<float>(1 - s.beta2),
+                                      static_cast<float>(s.sqrt_bc2), static_cast<float>(s.step_size)};
+  float *pp = p.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float* gp = g.data_ptr<float>();
+  at::parallel_for(0, p.numel(), 16384,
+                   [&](int64_t i0, int64_t i1) { kernels::adam_atan2(pp, gp, mp, vp, i0, i1, c); });
+  for (const torch::Tensor* t : {&p, &m, &v}) torch::autograd::impl::bump_version(*t);  // as in-place ops do
+  return true;
+}
+
 bool linear_uses_onednn() {
 #ifdef HRM_HAVE_DNNL
   return fused_kernels_cover(torch::kFloat);

@@ -12,6 +12,13 @@ namespace hrm::nn::kernels {
 
 using bf16_bits = uint16_t;  // bfloat16 as its bit pattern
 
+// One AdamATan2 step's constants, as the float scalars LibTorch's ops on float tensors use (optim::AdamATan2):
+// p = p * decay; m = lerp(m, g, lerp_weight); v = v * beta2 + one_minus_beta2 * g * g;
+// p += step_size * atan2(m, sqrt(v) / sqrt_bc2).
+struct AdamAtan2Constants {
+  float decay, lerp_weight, beta2, one_minus_beta2, sqrt_bc2, step_size;
+};
+
 // Each entry point exists for float and for bf16 (overloads).
 #define HRM_DECLARE_ENTRY_POINTS(T)                                                                                  \
   void add_rms_norm(const T* x, const T* y, T* out, T* sum_out, int64_t r0, int64_t r1, int64_t n, float eps);       \
@@ -60,6 +67,16 @@ void exp_nonpositive(const float* x, float* out, int64_t n);
 namespace avx2 {
 HRM_DECLARE_ISA_KERNELS()
 }
+// Elements [i0, i1) of one AdamATan2 step on float32 p, g, m, v (avx512 and avx2 paths only).
+#define HRM_DECLARE_ADAM_ATAN2() \
+  void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c);
+namespace avx512 {
+HRM_DECLARE_ADAM_ATAN2()
+}
+namespace avx2 {
+HRM_DECLARE_ADAM_ATAN2()
+}
+#undef HRM_DECLARE_ADAM_ATAN2
 // bf16 products on AVX512-BF16 dot products (src/nn/kernels_gemm_bf16.cpp; only where the CPU has avx512_bf16).
 // B [K, N] (element b[k * k_stride + n * n_stride]) is packed first; K even, N a multiple of 16.
 namespace avx512_bf16 {
@@ -95,6 +112,12 @@ const float* silu_table_bf16();
 
 // The active path's register_multiply_adds.
 double register_multiply_adds(int64_t iterations);
+
+// The active path's AdamATan2 step, bit-identical to LibTorch's ops on its AVX-512 and AVX2 kernels (the same
+// roundings, FMAs where they use them, SLEEF's atan2). The avx512 and avx2 paths only: on the generic one the
+// per-lane std::atan2 of LibTorch's default kernels made one pass 4x slower than LibTorch's ops (`hrm bench
+// --kernels`), so there is none (throws hrm::Error).
+void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c);
 
 // Floats of scratch one thread needs for attention and attention_backward.
 int64_t attention_scratch_floats(int64_t S, int64_t D);

@@ -207,6 +207,16 @@ void swiglu_backward(const bf16_bits* gate_up, const bf16_bits* dy, bf16_bits* d
 
 int64_t attention_scratch_floats(int64_t S, int64_t D) { HRM_DISPATCH(attention_scratch_floats(S, D)); }
 double register_multiply_adds(int64_t iterations) { HRM_DISPATCH(register_multiply_adds(iterations)); }
+void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c) {
+#if HRM_KERNEL_ISAS_X86
+  switch (cpu_isa()) {
+    case CpuIsa::Avx512: return avx512::adam_atan2(p, g, m, v, i0, i1, c);
+    case CpuIsa::Avx2: return avx2::adam_atan2(p, g, m, v, i0, i1, c);
+    case CpuIsa::Generic: break;
+  }
+#endif
+  throw Error("adam_atan2: no kernel on the generic path");
+}
 int64_t attention_backward_scratch_floats(int64_t S, int64_t D) {
   HRM_DISPATCH(attention_backward_scratch_floats(S, D));
 }

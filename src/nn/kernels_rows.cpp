@@ -1,4 +1,5 @@
-// Row kernels: residual + RMSNorm and SwiGLU, with their backward passes; SwiGLU on bf16 gates by table.
+// Row kernels: residual + RMSNorm and SwiGLU, with their backward passes; SwiGLU on bf16 gates by table; the
+// AdamATan2 step.
 #include <algorithm>
 
 #include "simd.h"
@@ -200,6 +201,26 @@ void swiglu_backward_from_table(const float* silu_table, const float* derivative
 // ---------------------------------------------------------------- the multiply-add ceiling
 // Independent multiply-add chains on registers only (12: more than an FMA's latency times the pipes that issue
 // it), so that nothing but the FMA units limits them: the most a product on this path can reach. Returns the FLOPs.
+#if defined(__AVX2__)
+// One AdamATan2 step, element by element in LibTorch's op order (optim::AdamATan2::step): each line one op's rounding.
+void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c) {
+  // lerp(m, g, w) as LibTorch computes it: m + w (g - m) for |w| < 0.5, else g + (w - 1) (g - m), one FMA.
+  const bool small_weight = std::abs(c.lerp_weight) < 0.5f;
+  const vfloat lerp_coeff = splat(small_weight ? c.lerp_weight : c.lerp_weight - 1.0f);
+  for (int64_t i = i0; i < i1; i += W) {
+    const int64_t n = std::min(W, i1 - i);
+    const vfloat gi = load(g + i, n), mi = load(m + i, n);
+    const vfloat decayed = load(p + i, n) * c.decay;
+    const vfloat m_new = fmadd(lerp_coeff, gi - mi, small_weight ? mi : gi);
+    const vfloat v_new = fmadd(gi * c.one_minus_beta2, gi, load(v + i, n) * c.beta2);
+    const vfloat denom = simd::sqrt(v_new) / c.sqrt_bc2;
+    store(p + i, fmadd(simd::atan2(m_new, denom), splat(c.step_size), decayed), n);
+    store(m + i, m_new, n);
+    store(v + i, v_new, n);
+  }
+}
+#endif
+
 double register_multiply_adds(int64_t iterations) {
   constexpr int kChains = 12;
   vfloat acc[kChains];

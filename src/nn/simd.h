@@ -1,8 +1,9 @@
 #pragma once
 // The SIMD layer of the fused CPU kernels: GCC vector types one register wide (16 float lanes with AVX-512, 8 with
-// AVX2, 4 with the SSE2 baseline or NEON), loads/stores of float and bf16, lane reductions and a vector exp. No
-// LibTorch here. (Wider-than-register vector types are no shortcut: GCC 12 keeps them in memory and turns every
-// select and comparison into scalar code -- a 16-lane attention kernel ran 22x slower on AVX2 than on AVX-512.)
+// AVX2, 4 with the SSE2 baseline or NEON), loads/stores of float and bf16, lane reductions, a vector exp and (AVX2 and
+// up) FMA, sqrt and SLEEF's atan2. No LibTorch here. (Wider-than-register vector types are no shortcut: GCC 12 keeps
+// them in memory and turns every select and comparison into scalar code -- a 16-lane attention kernel ran 22x slower
+// on AVX2 than on AVX-512.)
 // The kernel files that include it are compiled once per instruction set (-march and HRM_KERNEL_ISA from
 // CMakeLists.txt); everything they define lives in hrm::nn::kernels::HRM_KERNEL_ISA, so no inline function compiled
 // for one instruction set can stand in for another's at link time.
@@ -23,6 +24,9 @@
 #endif
 #if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX2__)
+#include <sleef.h>  // libsleef-dev: the vectorised atan2 LibTorch uses
 #endif
 #define HRM_INLINE inline __attribute__((always_inline))
 // The tile loops' lambdas too (one out of line costs a call per tile).
@@ -178,6 +182,38 @@ HRM_INLINE vfloat exp2_nonpositive(vfloat x) {
                           2.402264791363012e-1f, 6.931472028550421e-1f, 1.0f);
   return times_two_to(p, n);
 }
+
+#if defined(__AVX2__)
+// a * b + c in one rounding, as LibTorch's vectorised kernels compute it (vec::fmadd).
+HRM_INLINE vfloat fmadd(vfloat a, vfloat b, vfloat c) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(
+      _mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b), reinterpret_cast<__m512>(c)));
+#else
+  return reinterpret_cast<vfloat>(
+      _mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b), reinterpret_cast<__m256>(c)));
+#endif
+}
+
+// Correctly rounded square root per lane.
+HRM_INLINE vfloat sqrt(vfloat x) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(_mm512_maskz_sqrt_ps(0xFFFF, reinterpret_cast<__m512>(x)));  // masked: see bound
+#else
+  return reinterpret_cast<vfloat>(_mm256_sqrt_ps(reinterpret_cast<__m256>(x)));
+#endif
+}
+
+// atan2(y, x) per lane as LibTorch's AVX-512 and AVX2 kernels compute it: SLEEF's 1-ulp atan2 (the library LibTorch
+// links).
+HRM_INLINE vfloat atan2(vfloat y, vfloat x) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(Sleef_atan2f16_u10avx512f(reinterpret_cast<__m512>(y), reinterpret_cast<__m512>(x)));
+#else
+  return reinterpret_cast<vfloat>(Sleef_atan2f8_u10avx2(reinterpret_cast<__m256>(y), reinterpret_cast<__m256>(x)));
+#endif
+}
+#endif
 
 // Single elements (head_dim-sized loops and row tails: scalar code). Same rounding as to_bf16.
 HRM_INLINE float widen_bf16(bf16_bits h) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "hrm/dist/group.h"
+#include "hrm/nn/fused.h"
 #include "hrm/util/error.h"
 
 namespace hrm::optim {
@@ -29,6 +30,9 @@ void AdamATan2::step(double lr) {
       s.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
       s.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
     }
+    if (nn::adam_atan2_update(p, g, s.exp_avg, s.exp_avg_sq,
+                              {1 - lr * options_.weight_decay, 1 - b1, b2, std::sqrt(bc2), -lr / bc1}))
+      continue;  // the same update in one pass
     p.mul_(1 - lr * options_.weight_decay);
     s.exp_avg.lerp_(g, 1 - b1);
     s.exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2);

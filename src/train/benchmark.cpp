@@ -18,6 +18,7 @@
 #include "hrm/model/registry.h"
 #include "hrm/nn/fused.h"
 #include "hrm/optim/model_optimizer.h"
+#include "hrm/optim/optimizers.h"
 #include "hrm/train/train_step.h"
 #include "hrm/util/device.h"
 #include "hrm/util/error.h"
@@ -240,6 +241,24 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
                         (name + (grad ? " fwd+bwd" : " forward")).c_str(), ms[0], ms[1], ms[0] / ms[1]);
           out += buf;
         }
+      if (dtype != torch::kFloat) continue;
+      // One AdamATan2 step over the layers' weights (float32 parameters, whatever the forward dtype).
+      const int64_t weights = (config.H_layers + config.L_layers) * (4 * hidden * hidden + 3 * hidden * inter);
+      torch::Tensor param = torch::randn({weights});
+      param.mutable_grad() = torch::randn({weights}) * 1e-3;
+      optim::AdamATan2 adam({{"w", param}}, {});
+      const auto step = [&](nn::FusedKernels mode) {
+        return [&, mode] {
+          nn::set_fused_kernels(mode);
+          adam.step(1e-4);
+        };
+      };
+      const std::vector<double> ms =
+          interleaved_medians({step(nn::FusedKernels::Off), step(nn::FusedKernels::All)}, repeats);
+      std::snprintf(buf, sizeof buf, "%-8s %-9s %-26s %10.3f %10.3f %7.2f\n", nn::cpu_isa_name(isa), "float32",
+                    ("adam_atan2 " + std::to_string(weights / 1000) + "K weights").c_str(), ms[0], ms[1],
+                    ms[0] / ms[1]);
+      out += buf;
     }
   }
   nn::set_fused_kernels(mode_before);

@@ -88,3 +88,78 @@ TEST(Schedule, WarmupThenCosineToMinRatio) {
   }
   EXPECT_NEAR(cosine_schedule_with_warmup(10, lr, 0, 10, 0.0), 0.0, 1e-15);
 }
+
+// The fused step (one pass, nn::adam_atan2_update) against LibTorch's op chain on the avx512 and avx2 paths (those
+// this CPU runs): m and v bit-identical, and p too except in the tail LibTorch's vector loop leaves to std::atan2
+// (< 32 elements with one thread), where p is within float rounding.
+TEST(AdamATan2, FusedStepMatchesLibTorchsOps) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);  // one chunk: LibTorch's only scalar tail is the last numel % 32 elements
+  const nn::CpuIsa isa_before = nn::cpu_isa();
+  int paths = 0;
+  for (nn::CpuIsa isa : nn::supported_cpu_isas()) {
+    if (isa == nn::CpuIsa::Generic) continue;
+    ++paths;
+    nn::set_cpu_isa(isa);
+    for (int64_t n : {1, 15, 16, 33, 4099, 70001}) {
+      SCOPED_TRACE(std::string(nn::cpu_isa_name(isa)) + ", " + std::to_string(n) + " elements");
+      torch::manual_seed(n);
+      const torch::Tensor start = torch::randn({n});
+      torch::Tensor fused = start.clone(), ops = start.clone();
+      // lerp's weight >= 0.5 too (beta1 0.4): LibTorch's other formula
+      const double b1 = n == 4099 ? 0.4 : 0.9;
+      optim::AdamATan2 fused_opt({{"p", fused}}, {b1, 0.95, 0.1}), ops_opt({{"p", ops}}, {b1, 0.95, 0.1});
+      for (int t = 1; t <= 3; ++t) {
+        // gradients of mixed scales, with exact zeros
+        torch::Tensor g = torch::randn({n}) * torch::pow(10.0, torch::randint(-6, 1, {n}).to(torch::kFloat));
+        g.index_put_({torch::rand({n}) < 0.05}, 0.0);
+        fused.mutable_grad() = g.clone();
+        ops.mutable_grad() = g.clone();
+        {
+          nn::ScopedFusedKernels on(nn::FusedKernels::All);
+          fused_opt.step(1e-3);
+        }
+        {
+          nn::ScopedFusedKernels off(nn::FusedKernels::Off);
+          ops_opt.step(1e-3);
+        }
+        EXPECT_TRUE(torch::equal(fused_opt.exp_avg("p"), ops_opt.exp_avg("p"))) << "step " << t;
+        EXPECT_TRUE(torch::equal(fused_opt.exp_avg_sq("p"), ops_opt.exp_avg_sq("p"))) << "step " << t;
+        const int64_t body = n / 32 * 32;
+        EXPECT_TRUE(torch::equal(fused.detach().slice(0, 0, body), ops.detach().slice(0, 0, body))) << "step " << t;
+        EXPECT_TRUE(torch::allclose(fused.detach(), ops.detach(), 1e-6, 1e-9)) << "step " << t;
+        fused.detach().copy_(ops.detach());  // each step from the same state
+      }
+    }
+  }
+  nn::set_cpu_isa(isa_before);
+  at::set_num_threads(threads);
+  if (paths == 0) GTEST_SKIP() << "this CPU has no AVX2 (only the generic path, where the ops run)";
+}
+
+TEST(AdamATan2, FusedStepTakesOnlyWhatItCovers) {
+  nn::ScopedFusedKernels on(nn::FusedKernels::All);
+  const nn::AdamAtan2Scalars s{0.999, 0.1, 0.95, 0.5, -1e-3};
+  auto update = [&](const torch::Tensor& p, const torch::Tensor& g) {
+    torch::Tensor m = torch::zeros_like(p), v = torch::zeros_like(p);
+    return nn::adam_atan2_update(p, g, m, v, s);
+  };
+  const torch::Tensor p = torch::randn({8, 6}), g = torch::randn({8, 6});
+  const torch::Tensor before = p.clone();
+  EXPECT_FALSE(update(p, g.t().contiguous().t()));  // a strided gradient: the ops run
+  EXPECT_FALSE(update(p.to(torch::kBFloat16), g.to(torch::kBFloat16)));
+  EXPECT_FALSE(update(p, g.to(torch::kDouble)));
+  EXPECT_TRUE(torch::equal(p, before));  // nothing written where it declined
+  {
+    nn::ScopedFusedKernels off(nn::FusedKernels::Off);
+    EXPECT_FALSE(update(p, g));
+  }
+  const nn::CpuIsa isa_before = nn::cpu_isa();
+  nn::set_cpu_isa(nn::CpuIsa::Generic);
+  EXPECT_FALSE(update(p, g));  // LibTorch's ops are faster there
+  nn::set_cpu_isa(isa_before);
+  EXPECT_TRUE(torch::equal(p, before));
+  if (nn::cpu_isa() == nn::CpuIsa::Generic) GTEST_SKIP() << "no AVX2: the generic path has no fused step";
+  EXPECT_TRUE(update(p, g));
+  EXPECT_FALSE(torch::equal(p, before));
+}

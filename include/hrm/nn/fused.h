@@ -105,6 +105,18 @@ bool libtorch_runs_bf16_products_on_onednn();
 // float32 multiply-adds on the active kernel path (cpu_isa), or with bf16_dot of AVX512-BF16 dot products (0 where
 // why_no_bf16_dot_kernels). The best of 3 rounds of ~30 ms.
 double multiply_add_peak_gflops(bool bf16_dot);
+// One AdamATan2 step (optim::AdamATan2) of a parameter in one pass over p, g and the moments m, v, where the fused
+// kernels are on (effective_fused_kernels() != Off), the path is avx512 or avx2 (on the generic one LibTorch's ops
+// are faster) and all four are contiguous float32 CPU tensors of p's size; returns false, changing nothing, elsewhere.
+// The result is LibTorch's op chain's (p.mul_(decay); m.lerp_(g, lerp_weight); v.mul_(beta2).addcmul_(g, g, 1 - beta2);
+// p.add_(atan2(m, v.sqrt() / sqrt_bc2), step_size)) on its kernels of the path's width, bit for bit, except where
+// LibTorch's vector loops leave a tail (< 2 vectors per thread's chunk) to std::atan2: there atan2 may differ in its
+// last bit.
+struct AdamAtan2Scalars {
+  double decay, lerp_weight, beta2, sqrt_bc2, step_size;
+};
+bool adam_atan2_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                       const AdamAtan2Scalars& s);
 // a @ b (torch::matmul), with bf16 CPU products as linear() runs them.
 torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 
