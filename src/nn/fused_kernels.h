@@ -61,22 +61,16 @@ void attention_dot_backward(const bf16_bits* qkv, const float* cos, const float*
                             bf16_bits* d_qkv, float* scratch, int64_t bh0, int64_t bh1, int64_t H, int64_t S, int64_t D,
                             float scale);
 int64_t attention_dot_backward_scratch_floats(int64_t S, int64_t D);
+// As avx2::adam_atan2.
+void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c);
 // exp(x[i]) for x[i] <= 0 as that attention computes its probabilities (relative error <= 4.6e-7), for its test.
 void exp_nonpositive(const float* x, float* out, int64_t n);
 }  // namespace avx512
 namespace avx2 {
 HRM_DECLARE_ISA_KERNELS()
-}
 // Elements [i0, i1) of one AdamATan2 step on float32 p, g, m, v (avx512 and avx2 paths only).
-#define HRM_DECLARE_ADAM_ATAN2() \
-  void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c);
-namespace avx512 {
-HRM_DECLARE_ADAM_ATAN2()
-}
-namespace avx2 {
-HRM_DECLARE_ADAM_ATAN2()
-}
-#undef HRM_DECLARE_ADAM_ATAN2
+void adam_atan2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, const AdamAtan2Constants& c);
+}  // namespace avx2
 // bf16 products on AVX512-BF16 dot products (src/nn/kernels_gemm_bf16.cpp; only where the CPU has avx512_bf16).
 // B [K, N] (element b[k * k_stride + n * n_stride]) is packed first; K even, N a multiple of 16.
 namespace avx512_bf16 {

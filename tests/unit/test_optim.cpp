@@ -101,6 +101,12 @@ TEST(AdamATan2, FusedStepMatchesLibTorchsOps) {
     if (isa == nn::CpuIsa::Generic) continue;
     ++paths;
     nn::set_cpu_isa(isa);
+    {
+      // the fused step runs here (otherwise both optimizers below would run the ops and agree trivially)
+      nn::ScopedFusedKernels on(nn::FusedKernels::All);
+      const torch::Tensor p = torch::zeros({4}), g = torch::ones({4}), m = torch::zeros({4}), v = torch::zeros({4});
+      ASSERT_TRUE(nn::adam_atan2_update(p, g, m, v, {1.0, 0.1, 0.95, 1.0, -1.0}));
+    }
     for (int64_t n : {1, 15, 16, 33, 4099, 70001}) {
       SCOPED_TRACE(std::string(nn::cpu_isa_name(isa)) + ", " + std::to_string(n) + " elements");
       torch::manual_seed(n);
