@@ -68,10 +68,16 @@ grep -q '"exact_accuracy"' eval.json || fail "no metrics from eval" eval.log
 # under emulation; the slower tests, run once, are in docs/benchmarks.md. Config.CpuFlagsFromCpuidAreTheKernelsList
 # fails here by design: /proc/cpuinfo is the host's)
 # (less the products' ceiling, a timing loop that takes ~20 s emulated and checks no choice of the CPU's)
+# On a host without AVX-512 the same tests run natively in this ctest run, on the kernels this CPU class runs: there
+# they are left out here (on an AVX2-only EPYC family 25 model 1 they took 268 s of this test's 591 s, 2026-12-07).
 filter='Fused.*:Model.*:ACT.*:Attention.*:Layers.*:-Fused.MultiplyAddCeiling*'
-emu tests.log "$TESTS" --gtest_filter="$filter" || fail "hrm_tests on the emulated CPU" tests.log
-grep -q "^\[  PASSED  \] [0-9]* tests" tests.log || fail "no tests passed" tests.log
-passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' tests.log)
+if grep -qw avx512f /proc/cpuinfo; then
+  emu tests.log "$TESTS" --gtest_filter="$filter" || fail "hrm_tests on the emulated CPU" tests.log
+  grep -q "^\[  PASSED  \] [0-9]* tests" tests.log || fail "no tests passed" tests.log
+  passed="$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' tests.log) tests pass"
+else
+  passed="hrm_tests natively (the host has no AVX-512)"
+fi
 
 # Without AVX2 (x86-64-v2): the generic path, LibTorch's ops by default, the fused kernels' generic code in the tests.
 # (OMP_WAIT_POLICY set: float32 products on OpenBLAS would make the CLI re-execute itself, natively.)
@@ -86,5 +92,5 @@ grep -q "HRM_CPU_ISA=avx2 needs .*which this CPU lacks" sse_forced.log || fail "
 OMP_WAIT_POLICY=passive emu sse_tests.log "$TESTS" --gtest_filter="$filter" || fail "hrm_tests without AVX2" sse_tests.log
 sse_passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' sse_tests.log)
 
-echo "PASS: emulated EPYC-Milan (AVX2): auto = float32 on the avx2 path; train, eval$([ -f verify.log ] && echo ', verify-reference'), $passed tests pass;" \
+echo "PASS: emulated EPYC-Milan (AVX2): auto = float32 on the avx2 path; train, eval$([ -f verify.log ] && echo ', verify-reference'), $passed;" \
   "emulated Nehalem (SSE4.2): LibTorch's ops, $sse_passed tests pass (the bf16-kernel tests skip on both)"
