@@ -26,6 +26,9 @@
 namespace hrm::nn {
 namespace {
 
+// Rows per block of linear_swiglu's one pass: an L2-sized [rows, N] float32 scratch.
+int64_t swiglu_block_rows(int64_t N) { return std::clamp<int64_t>((256 << 10) / (4 * N), 16, 256); }
+
 using kernels::bf16_bits;
 
 std::atomic<FusedKernels>& mode_flag() {
@@ -246,12 +249,11 @@ torch::Tensor linear_kernel(const torch::Tensor& x, const torch::Tensor& w, cons
 
 // swiglu(x w^T) for float32 x [..., K], w [2n, K] without a graph: each thread multiplies blocks of rows into an
 // L2-sized [rows, 2n] scratch and takes SwiGLU there, so the [M, 2n] product never goes out to memory and back
-// (oneDNN runs single-threaded inside the parallel region). Each call packs all of w again: worth it only for a
-// small w (linear_swiglu_in_blocks_pays).
-// On Zen 4, AVX2 and AVX-512 sgemm (docs/benchmarks.md, 2026-12-07 05:50): w [1024, 128] (the small preset's)
-// 7.5 ms against 8.0-8.1 for the two ops, w [3072, 512] (the paper's) 44-50 against 40-42.
-bool linear_swiglu_in_blocks_pays(const torch::Tensor& w) { return w.numel() <= (128 << 10); }
-
+// (oneDNN runs single-threaded inside the parallel region). Each block packs all of w again, so it pays only where w
+// is small and w with the scratch fits one core's L2 (linear_swiglu_in_blocks_pays): the small preset's w [1024, 128]
+// took 7.5 ms against 8.0-8.1 for the two ops on Zen 4 (1 MiB L2), the paper's w [3072, 512] 44-50 against 40-42
+// (docs/benchmarks.md, 2026-12-07 05:50); on Zen 3 (512 KiB L2) the small preset's was 3-12% slower than the two ops
+// in 6 of 8 runs (`--kernels`, 2026-12-07 21:25).
 torch::Tensor linear_swiglu_kernel(const torch::Tensor& x, const torch::Tensor& w) {
   RECORD_FUNCTION("hrm::linear_swiglu", std::vector<c10::IValue>());
   apply_cpu_isa_environment();
@@ -259,7 +261,7 @@ torch::Tensor linear_swiglu_kernel(const torch::Tensor& x, const torch::Tensor& 
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = n;
   torch::Tensor out = torch::empty(shape, x.options());
-  const int64_t block = std::clamp<int64_t>((256 << 10) / (4 * N), 16, 256);
+  const int64_t block = swiglu_block_rows(N);
   const float *px = x.data_ptr<float>(), *pw = w.data_ptr<float>();
   float* po = out.data_ptr<float>();
   at::parallel_for(0, (M + block - 1) / block, 1, [&](int64_t b0, int64_t b1) {
@@ -587,10 +589,14 @@ torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
 #endif
 #ifdef HRM_HAVE_DNNL
   if (x.scalar_type() == torch::kFloat && product_shapes_ok(x, w) && w.size(0) % 2 == 0 &&
-      linear_swiglu_in_blocks_pays(w) && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
+      linear_swiglu_in_blocks_pays(w.size(0), w.size(1)) && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
     return linear_swiglu_kernel(x, w);
 #endif
   return swiglu(nn::linear(x, w));
+}
+
+bool linear_swiglu_in_blocks_pays(int64_t N, int64_t K) {
+  return N * K <= (128 << 10) && 4 * (N * K + swiglu_block_rows(N) * N) <= cpu_l2_cache_bytes();
 }
 
 const char* onednn_kernels() {

@@ -374,6 +374,12 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   // applies (GFLOP/s of the product alone in both rows).
   for (const torch::ScalarType model_dtype : {torch::kFloat, torch::kBFloat16}) {
     if (!(model_dtype == torch::kBFloat16 ? nn::bf16_products_on_dot_kernels() : nn::linear_uses_onednn())) continue;
+    if (model_dtype == torch::kFloat && !nn::linear_swiglu_in_blocks_pays(2 * inter, hidden)) {
+      std::snprintf(buf, sizeof buf, "one-pass  f32: not taken at these shapes (w and a block exceed %lld KiB of L2)\n",
+                    (long long)(cpu_l2_cache_bytes() >> 10));
+      out += buf;
+      continue;
+    }
     const torch::Tensor x = torch::randn({T, hidden}).to(model_dtype);
     const torch::Tensor w = (torch::randn({2 * inter, hidden}) / std::sqrt(double(hidden))).to(model_dtype);
     torch::NoGradGuard ng;

@@ -253,6 +253,11 @@ std::string blas_description() {
 std::string cpu_flags() { return cpuinfo().flags; }
 bool cpu_has_flag(const char* flag) { return has(cpuinfo().flags, flag); }
 
+int64_t cpu_l2_cache_bytes() {
+  static const int64_t bytes = std::max<long>(0, sysconf(_SC_LEVEL2_CACHE_SIZE));
+  return bytes;
+}
+
 std::string cpu_description() {
   const std::string& model = cpuinfo().model;
   std::string simd;

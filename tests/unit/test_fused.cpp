@@ -852,19 +852,24 @@ TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
 }
 
 // float32 swiglu(linear(x, w)) in row blocks that stay in cache (no graph, oneDNN's sgemm) as close to float64 as
-// the two ops; a large w goes the two ops' way.
+// the two ops, where w and a block fit one core's L2; a large w goes the two ops' way.
 TEST(Fused, Float32LinearSwigluInOnePassIsTheTwoOps) {
   nn::ScopedFusedKernels fused(FusedKernels::All);
   if (!nn::linear_uses_onednn()) GTEST_SKIP() << "this build has no oneDNN sgemm";
+  const int64_t l2 = cpu_l2_cache_bytes();
+  // every CPU measured has 512 KiB or more: all shapes below but [1024, 128] take the one pass there
+  if (l2 >= (512 << 10)) EXPECT_TRUE(nn::linear_swiglu_in_blocks_pays(512, 128)) << l2 << " bytes of L2";
+  EXPECT_FALSE(nn::linear_swiglu_in_blocks_pays(1024, 128) && l2 < (768 << 10)) << "w and its block exceed the L2";
   torch::manual_seed(13);
   // M: one partial block, several blocks with a partial last one; w [2n, K] up to the size taken in blocks.
-  for (const auto& [M, K, N] : std::vector<std::array<int64_t, 3>>{{5, 64, 64}, {1000, 130, 192}, {333, 128, 1024}}) {
+  for (const auto& [M, K, N] :
+       std::vector<std::array<int64_t, 3>>{{5, 64, 64}, {1000, 130, 192}, {333, 128, 1024}, {333, 128, 512}}) {
     const torch::Tensor x = torch::randn({M, K});
     const torch::Tensor w = torch::randn({N, K}) * 3 / std::sqrt(double(K));
     torch::NoGradGuard ng;
     RecordedNames seen;
     const torch::Tensor one_pass = nn::linear_swiglu(x, w);
-    EXPECT_EQ(seen.count("hrm::linear_swiglu"), 1);
+    EXPECT_EQ(seen.count("hrm::linear_swiglu"), nn::linear_swiglu_in_blocks_pays(N, K) ? 1 : 0) << N << "x" << K;
     const torch::Tensor two_ops = nn::swiglu(nn::linear(x, w));
     const torch::Tensor gate_up = x.to(torch::kDouble).matmul(w.to(torch::kDouble).t());
     const torch::Tensor truth = torch::silu(gate_up.narrow(1, 0, N / 2)) * gate_up.narrow(1, N / 2, N / 2);

@@ -68,6 +68,9 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
 // on the dot-product kernels (bf16_products_on_dot_kernels) with the SwiGLU table -- the same roundings, without
 // writing and re-reading the [.., 2n] product; otherwise the two ops.
 torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w);
+// Whether float32 linear_swiglu takes w [N, K] in one pass (on oneDNN's sgemm, in row blocks): where w and a block's
+// scratch fit one core's L2.
+bool linear_swiglu_in_blocks_pays(int64_t N, int64_t K);
 bool linear_uses_onednn();  // whether float32 CPU products take oneDNN's sgemm now
 // The widest instruction set oneDNN's kernels use: "avx512", "avx2", "sse41" ("none": a build without oneDNN).
 const char* onednn_kernels();

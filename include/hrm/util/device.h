@@ -65,5 +65,7 @@ std::string cpu_flags();
 bool cpu_has_flag(const char* flag);
 // The CPU's model name, family and model numbers, core count and the SIMD extensions hrm's kernels use (CPUID).
 std::string cpu_description();
+// The L2 cache of one core in bytes, as the C library reads it (CPUID on x86); 0 where it is not known.
+int64_t cpu_l2_cache_bytes();
 
 }  // namespace hrm
