@@ -375,8 +375,9 @@ std::string benchmark_kernels(const ModelConfig& config, int64_t batch_size, int
   for (const torch::ScalarType model_dtype : {torch::kFloat, torch::kBFloat16}) {
     if (!(model_dtype == torch::kBFloat16 ? nn::bf16_products_on_dot_kernels() : nn::linear_uses_onednn())) continue;
     if (model_dtype == torch::kFloat && !nn::linear_swiglu_in_blocks_pays(2 * inter, hidden)) {
-      std::snprintf(buf, sizeof buf, "one-pass  f32: not taken at these shapes (w and a block exceed %lld KiB of L2)\n",
-                    (long long)(cpu_l2_cache_bytes() >> 10));
+      std::snprintf(buf, sizeof buf,
+                    "one-pass  f32: not taken for w [%lld x %lld] (too large, or over %lld KiB of L2 with a block)\n",
+                    (long long)(2 * inter), (long long)hidden, (long long)(cpu_l2_cache_bytes() >> 10));
       out += buf;
       continue;
     }
