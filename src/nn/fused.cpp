@@ -290,6 +290,19 @@ bool product_shapes_ok(const torch::Tensor& x, const torch::Tensor& w, const tor
 // AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
 // of 48 (the kernel walks them in L1-sized blocks). With a silu table, B is [gate | up] and the result
 // silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
+// B [K, N] at b[k * k_stride + n * n_stride] packed for the dot-product kernels (threads split its column blocks).
+torch::Tensor pack_for_dot_products(const bf16_bits* b, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N,
+                                    bool swiglu) {
+  constexpr int64_t kColumnBlock = 64;
+  torch::Tensor packed = torch::empty({K * N}, torch::kBFloat16);
+  bf16_bits* p = reinterpret_cast<bf16_bits*>(packed.data_ptr());
+  at::parallel_for(0, (N + kColumnBlock - 1) / kColumnBlock, 1, [&](int64_t c0, int64_t c1) {
+    kernels::avx512_bf16::pack_b(b, k_stride, n_stride, K, N, swiglu, p, c0 * kColumnBlock,
+                                 std::min(N, c1 * kColumnBlock));
+  });
+  return packed;
+}
+
 torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bits* b, int64_t k_stride,
                                int64_t n_stride, int64_t N, std::vector<int64_t> shape,
                                const float* silu_table = nullptr) {
@@ -297,13 +310,9 @@ torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bit
   const int64_t M = a.numel() / K;
   shape.back() = silu_table != nullptr ? N / 2 : N;
   torch::Tensor out = torch::empty(shape, a.options());
-  torch::Tensor packed = torch::empty({K * N}, a.options());
-  bf16_bits* p = reinterpret_cast<bf16_bits*>(packed.data_ptr());
-  constexpr int64_t kColumnBlock = 64, kRowBlock = 48;
-  at::parallel_for(0, (N + kColumnBlock - 1) / kColumnBlock, 1, [&](int64_t c0, int64_t c1) {
-    dot::pack_b(b, k_stride, n_stride, K, N, silu_table != nullptr, p, c0 * kColumnBlock,
-                std::min(N, c1 * kColumnBlock));
-  });
+  const torch::Tensor packed = pack_for_dot_products(b, k_stride, n_stride, K, N, silu_table != nullptr);
+  const bf16_bits* p = reinterpret_cast<const bf16_bits*>(packed.data_ptr());
+  constexpr int64_t kRowBlock = 48;
   const bf16_bits* pa = reinterpret_cast<const bf16_bits*>(a.data_ptr());
   bf16_bits* pc = reinterpret_cast<bf16_bits*>(out.data_ptr());
   at::parallel_for(0, (M + kRowBlock - 1) / kRowBlock, 1, [&](int64_t r0, int64_t r1) {
@@ -593,6 +602,67 @@ torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
     return linear_swiglu_kernel(x, w);
 #endif
   return swiglu(nn::linear(x, w));
+}
+
+bool block_in_one_pass_fits_l2(int64_t hidden, int64_t attention_width, int64_t intermediate, int64_t seq_len) {
+  const int64_t weights = hidden * (3 * attention_width + attention_width + 3 * intermediate);
+  const int64_t sequence = seq_len * (4 * attention_width + 3 * hidden + intermediate);
+  return 2 * (weights + sequence) <= cpu_l2_cache_bytes();
+}
+
+torch::Tensor transformer_block_in_one_pass(const torch::Tensor& x, const BlockWeights& w, int64_t num_heads,
+                                            const RopeTables& rope, double eps) {
+#if HRM_KERNEL_ISAS_X86
+  const auto bf16 = torch::kBFloat16;
+  if (torch::GradMode::is_enabled() || x.dim() != 3 || x.scalar_type() != bf16 || num_heads <= 0) return {};
+  for (const torch::Tensor* t : {&w.qkv, &w.o, &w.gate_up, &w.down})
+    if (!t->defined() || t->dim() != 2 || t->scalar_type() != bf16) return {};
+  const int64_t B = x.size(0), S = x.size(1), K = x.size(2), HD = w.o.size(1), D = HD / num_heads;
+  const int64_t N3 = w.qkv.size(0), I = w.gate_up.size(0) / 2;
+  const bool shapes = B > 0 && S > 0 && HD % num_heads == 0 && N3 == 3 * HD && w.qkv.size(1) == K && w.o.size(0) == K &&
+                      w.gate_up.size(1) == K && w.gate_up.size(0) % 64 == 0 && w.down.size(0) == K &&
+                      w.down.size(1) == I && S * N3 < (int64_t{1} << 31);
+  if (!shapes || !dot_route_takes(x, w.qkv) || !dot_kernels_fit(HD, K) || !dot_kernels_fit(K, 2 * I) ||
+      !dot_kernels_fit(I, K) || !dot_attention_takes(bf16, D) ||
+      path_for({&x, &w.qkv, &w.o, &w.gate_up, &w.down}, /*has_backward=*/false) != Path::Kernel)
+    return {};
+  const float* silu_table = kernels::silu_table_bf16();
+  if (silu_table == nullptr || !block_in_one_pass_fits_l2(K, HD, I, S)) return {};
+  RECORD_FUNCTION("hrm::transformer_block_bf16", std::vector<c10::IValue>());
+  namespace dot = kernels::avx512_bf16;
+  const auto bits = [](const torch::Tensor& t) { return reinterpret_cast<const bf16_bits*>(t.data_ptr()); };
+  const torch::Tensor qkv_packed = pack_for_dot_products(bits(w.qkv), 1, K, K, N3, false);
+  const torch::Tensor o_packed = pack_for_dot_products(bits(w.o), 1, HD, HD, K, false);
+  const torch::Tensor gate_up_packed = pack_for_dot_products(bits(w.gate_up), 1, K, K, 2 * I, true);
+  const torch::Tensor down_packed = pack_for_dot_products(bits(w.down), 1, I, I, K, false);
+  const float* cos = rope.cos.defined() ? rope.cos.data_ptr<float>() : nullptr;
+  const float* sin = rope.sin.defined() ? rope.sin.data_ptr<float>() : nullptr;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  torch::Tensor out = torch::empty_like(x);
+  const bf16_bits* px = bits(x);
+  bf16_bits* pout = reinterpret_cast<bf16_bits*>(out.data_ptr());
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    // one sequence's intermediates, reused for the next: they stay in this core's caches
+    std::vector<bf16_bits> rows(static_cast<size_t>(S * (N3 + HD + 3 * K + I)));
+    bf16_bits *qkv = rows.data(), *attn = qkv + S * N3, *o = attn + S * HD, *h = o + S * K, *mid = h + S * K;
+    bf16_bits* down = mid + S * I;
+    std::vector<float> scratch(static_cast<size_t>(kernels::avx512::attention_dot_scratch_floats(S, D)));
+    for (int64_t b = b0; b < b1; ++b) {
+      const bf16_bits* xb = px + b * S * K;
+      dot::gemm_packed(xb, K, K, bits(qkv_packed), N3, qkv, 0, S);
+      kernels::avx512::attention_dot(qkv, cos, sin, attn, scratch.data(), 0, num_heads, num_heads, S, D, scale);
+      dot::gemm_packed(attn, HD, HD, bits(o_packed), K, o, 0, S);
+      kernels::add_rms_norm(xb, o, h, nullptr, 0, S, K, static_cast<float>(eps));
+      dot::gemm_swiglu_packed(h, K, K, bits(gate_up_packed), 2 * I, silu_table, mid, 0, S);
+      dot::gemm_packed(mid, I, I, bits(down_packed), K, down, 0, S);
+      kernels::add_rms_norm(h, down, pout + b * S * K, nullptr, 0, S, K, static_cast<float>(eps));
+    }
+  });
+  return out;
+#else
+  (void)x, (void)w, (void)num_heads, (void)rope, (void)eps;
+  return {};
+#endif
 }
 
 bool linear_swiglu_in_blocks_pays(int64_t N, int64_t K) {

@@ -156,6 +156,13 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const RopeTa
     const torch::Tensor t = x.transpose(1, 2);
     h = add_rms_norm(t, mlp_t(t), norm_eps_).transpose(1, 2);
   } else {
+    if (x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled()) {
+      const auto dtype = x.scalar_type();
+      const BlockWeights w{self_attn->qkv_proj->cast_weight(dtype), self_attn->o_proj->cast_weight(dtype),
+                           mlp->gate_up_proj->cast_weight(dtype), mlp->down_proj->cast_weight(dtype)};
+      torch::Tensor y = transformer_block_in_one_pass(x, w, self_attn->num_heads(), rope, norm_eps_);
+      if (y.defined()) return y;
+    }
     h = add_rms_norm(x, self_attn(x, rope), norm_eps_);
   }
   return add_rms_norm(h, mlp(h), norm_eps_);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <tuple>
 
 #include "nn/fused_kernels.h"
 #include "test_util.h"
@@ -927,4 +928,72 @@ TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
   };
   const torch::Tensor a = logits(true), reference = logits(false);
   EXPECT_LT((a - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());
+}
+
+// A self-attention block without a graph in one pass over its sequences is the op-by-op block, bit for bit: with
+// RoPE and without, head widths 16 to 64, batches that do not split evenly over the threads.
+TEST(Fused, TransformerBlockInOnePassIsTheOps) {
+  if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
+  ResetBf16Route reset;
+  nn::ScopedFusedKernels fused(FusedKernels::Auto);
+  nn::set_bf16_products_in_float32(false);
+  nn::set_bf16_products_on_dot_kernels(true);
+  ASSERT_TRUE(nn::set_silu_table(true));
+  torch::manual_seed(13);
+  struct Case {
+    int64_t hidden, heads, intermediate, B, S;
+    bool rope;
+  };
+  for (const Case c : {Case{64, 4, 160, 3, 41, true}, Case{128, 2, 256, 5, 9, false}, Case{96, 2, 192, 1, 82, true}}) {
+    SCOPED_TRACE("hidden " + std::to_string(c.hidden) + ", heads " + std::to_string(c.heads));
+    nn::TransformerBlock block(c.hidden, c.heads, c.intermediate, 1e-5);
+    nn::RopeTables rope;
+    if (c.rope) std::tie(rope.cos, rope.sin) = nn::RotaryEmbedding(c.hidden / c.heads, c.S, 10000).tables(torch::kCPU);
+    const torch::Tensor x = torch::randn({c.B, c.S, c.hidden}).to(torch::kBFloat16);
+    const auto bf16 = [](const nn::CastedLinear& l) { return l->cast_weight(torch::kBFloat16); };
+    torch::Tensor one_pass, ops;
+    {
+      torch::NoGradGuard no_grad;
+      RecordedNames seen;
+      one_pass = block->forward(x, rope);
+      ASSERT_TRUE(nn::block_in_one_pass_fits_l2(c.hidden, c.hidden, c.intermediate, c.S)) << "an L2 under 330 KB";
+      EXPECT_EQ(seen.count("hrm::transformer_block_bf16"), 1);
+      const torch::Tensor qkv =
+          nn::linear(x, bf16(block->self_attn->qkv_proj)).view({c.B, c.S, 3 * c.heads, c.hidden / c.heads});
+      const torch::Tensor h =
+          nn::add_rms_norm(x, nn::linear(nn::attention(qkv, c.heads, rope), bf16(block->self_attn->o_proj)), 1e-5);
+      ops = nn::add_rms_norm(
+          h, nn::linear(nn::linear_swiglu(h, bf16(block->mlp->gate_up_proj)), bf16(block->mlp->down_proj)), 1e-5);
+      EXPECT_EQ(seen.count("hrm::transformer_block_bf16"), 1);
+    }
+    ASSERT_EQ(one_pass.sizes(), ops.sizes());
+    EXPECT_TRUE(torch::equal(one_pass, ops))
+        << "max difference " << (one_pass.to(torch::kFloat) - ops.to(torch::kFloat)).abs().max().item<float>();
+    // With a graph to build, the modules (the same kernels, so the same values), and the block's gradient flows.
+    RecordedNames seen;
+    const torch::Tensor xg = x.detach().requires_grad_();
+    const torch::Tensor with_graph = block->forward(xg, rope);
+    EXPECT_EQ(seen.count("hrm::transformer_block_bf16"), 0);
+    EXPECT_TRUE(torch::equal(with_graph, one_pass));
+    with_graph.to(torch::kFloat).sum().backward();
+    EXPECT_TRUE(block->mlp->down_proj->weight.grad().defined());
+  }
+  // Weights and a sequence's intermediates over one core's L2 (the paper preset's block): the modules.
+  {
+    EXPECT_TRUE(nn::block_in_one_pass_fits_l2(128, 128, 512, 82) || cpu_l2_cache_bytes() < (760 << 10));
+    EXPECT_FALSE(nn::block_in_one_pass_fits_l2(512, 512, 1536, 82));
+    nn::TransformerBlock block(128, 2, 512, 1e-5);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::randn({2, 3, 128}).to(torch::kBFloat16);
+    RecordedNames seen;
+    block->forward(x, {});
+    EXPECT_EQ(seen.count("hrm::transformer_block_bf16"), nn::block_in_one_pass_fits_l2(128, 128, 512, 3) ? 1 : 0);
+  }
+  // Fused kernels off: the modules.
+  nn::ScopedFusedKernels off(FusedKernels::Off);
+  nn::TransformerBlock block(64, 4, 160, 1e-5);
+  torch::NoGradGuard no_grad;
+  RecordedNames seen;
+  block->forward(torch::randn({2, 8, 64}).to(torch::kBFloat16), {});
+  EXPECT_EQ(seen.count("hrm::transformer_block_bf16"), 0);
 }

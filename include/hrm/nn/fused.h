@@ -71,6 +71,22 @@ torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w);
 // Whether float32 linear_swiglu takes w [N, K] in one pass (on oneDNN's sgemm, in row blocks): where w and a block's
 // scratch fit one core's L2.
 bool linear_swiglu_in_blocks_pays(int64_t N, int64_t K);
+// The weights of a self-attention TransformerBlock in the forward dtype (CastedLinear::cast_weight).
+struct BlockWeights {
+  torch::Tensor qkv, o, gate_up, down;
+};
+// The block's forward without a graph (GradMode off): h = add_rms_norm(x, o(attention(qkv(x)))), then
+// add_rms_norm(h, down(linear_swiglu(h, gate_up))), taken one sequence at a time through all seven steps in one
+// parallel region, so that a thread's intermediates stay in its caches instead of going out to memory between ops.
+// The same kernels on the same rows as the op-by-op path: the same result, bit for bit. Where bf16 products run on
+// the dot-product kernels (with the SwiGLU table) and the dot-product attention takes the head width; elsewhere it
+// returns an undefined tensor and the caller runs the modules. Only where the four weights (bf16, packed) and one
+// sequence's intermediates fit one core's L2 (block_in_one_pass_fits_l2): the small preset's 0.76 MB on 1-MiB L2s; the
+// paper preset's 6.8 MB of weights stream from L3 either way, and there one pass per sequence was 4% slower than the
+// ops (`hrm bench --profile`, Zen 5, docs/benchmarks.md).
+bool block_in_one_pass_fits_l2(int64_t hidden, int64_t attention_width, int64_t intermediate, int64_t seq_len);
+torch::Tensor transformer_block_in_one_pass(const torch::Tensor& x, const BlockWeights& w, int64_t num_heads,
+                                            const RopeTables& rope, double eps);
 bool linear_uses_onednn();  // whether float32 CPU products take oneDNN's sgemm now
 // The widest instruction set oneDNN's kernels use: "avx512", "avx2", "sse41" ("none": a build without oneDNN).
 const char* onednn_kernels();

@@ -79,6 +79,7 @@ class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t hidden_size, int64_t num_heads);
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope);
+  int64_t num_heads() const { return num_heads_; }
 
   CastedLinear qkv_proj{nullptr}, o_proj{nullptr};
 
