@@ -85,28 +85,33 @@ inline void tile_rows(int64_t rows, const bf16_bits* a, int64_t lda, int64_t K, 
 }
 
 // Rows [m0, m1) of A times every packed column block (a block n0 writes C's columns from n0 >> out_shift). A block
-// of rows of A (at most 48, at most ~12 KiB) stays in L1 while every column block passes over them.
+// of rows of A (at most 48, at most ~12 KiB) stays in L1 while the column blocks of a panel pass over them; a panel
+// of B (at most kPanelBytes) stays in L2 while every row block passes over it. A B larger than that (the paper
+// preset's weights: 0.5-3 MiB) would otherwise come from L3 again for every block of rows.
 template <class Store>
 void gemm_rows(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N, bf16_bits* c,
                int64_t ldc, int64_t out_shift, int64_t m0, int64_t m1, const Store& store) {
+  constexpr int64_t kPanelBytes = 384 << 10;
   const int64_t kRowBlock = std::clamp<int64_t>(12288 / (2 * K) / kRows, 1, 8) * kRows;
-  for (int64_t r0 = m0; r0 < m1; r0 += kRowBlock) {
-    const int64_t r1 = std::min(m1, r0 + kRowBlock);
-    for (int64_t n0 = 0; n0 < N; n0 += kCols) {
-      const bf16_bits* p = packed + n0 * K;
-      for (int64_t r = r0; r < r1; r += kRows) {
-        const int64_t rows = std::min(kRows, r1 - r);
-        const bf16_bits* ar = a + r * lda;
-        bf16_bits* cr = c + r * ldc + (n0 >> out_shift);
-        switch (std::min(kCols, N - n0) / 16) {
-          case 4: tile_rows<4>(rows, ar, lda, K, p, cr, ldc, store); break;
-          case 3: tile_rows<3>(rows, ar, lda, K, p, cr, ldc, store); break;
-          case 2: tile_rows<2>(rows, ar, lda, K, p, cr, ldc, store); break;
-          default: tile_rows<1>(rows, ar, lda, K, p, cr, ldc, store); break;
+  const int64_t panel = std::max<int64_t>(1, kPanelBytes / (2 * K * kCols)) * kCols;
+  for (int64_t p0 = 0; p0 < N; p0 += panel)
+    for (int64_t r0 = m0; r0 < m1; r0 += kRowBlock) {
+      const int64_t r1 = std::min(m1, r0 + kRowBlock);
+      for (int64_t n0 = p0; n0 < std::min(N, p0 + panel); n0 += kCols) {
+        const bf16_bits* p = packed + n0 * K;
+        for (int64_t r = r0; r < r1; r += kRows) {
+          const int64_t rows = std::min(kRows, r1 - r);
+          const bf16_bits* ar = a + r * lda;
+          bf16_bits* cr = c + r * ldc + (n0 >> out_shift);
+          switch (std::min(kCols, N - n0) / 16) {
+            case 4: tile_rows<4>(rows, ar, lda, K, p, cr, ldc, store); break;
+            case 3: tile_rows<3>(rows, ar, lda, K, p, cr, ldc, store); break;
+            case 2: tile_rows<2>(rows, ar, lda, K, p, cr, ldc, store); break;
+            default: tile_rows<1>(rows, ar, lda, K, p, cr, ldc, store); break;
+          }
         }
       }
     }
-  }
 }
 
 }  // namespace
