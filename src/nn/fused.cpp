@@ -643,8 +643,9 @@ torch::Tensor transformer_block_in_one_pass(const torch::Tensor& x, const BlockW
   bf16_bits* pout = reinterpret_cast<bf16_bits*>(out.data_ptr());
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     // one sequence's intermediates, reused for the next: they stay in this core's caches
-    std::vector<bf16_bits> rows(static_cast<size_t>(S * (N3 + HD + 3 * K + I)));
-    bf16_bits *qkv = rows.data(), *attn = qkv + S * N3, *o = attn + S * HD, *h = o + S * K, *mid = h + S * K;
+    // (every element is written before it is read: no zero fill)
+    const std::unique_ptr<bf16_bits[]> rows(new bf16_bits[static_cast<size_t>(S * (N3 + HD + 3 * K + I))]);
+    bf16_bits *qkv = rows.get(), *attn = qkv + S * N3, *o = attn + S * HD, *h = o + S * K, *mid = h + S * K;
     bf16_bits* down = mid + S * I;
     std::vector<float> scratch(static_cast<size_t>(kernels::avx512::attention_dot_scratch_floats(S, D)));
     for (int64_t b = b0; b < b1; ++b) {

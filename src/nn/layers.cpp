@@ -156,7 +156,8 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const RopeTa
     const torch::Tensor t = x.transpose(1, 2);
     h = add_rms_norm(t, mlp_t(t), norm_eps_).transpose(1, 2);
   } else {
-    if (x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled()) {
+    // (the dot-product route checked first: where the one pass cannot run, no weight is cast twice)
+    if (x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled() && bf16_products_on_dot_kernels()) {
       const auto dtype = x.scalar_type();
       const BlockWeights w{self_attn->qkv_proj->cast_weight(dtype), self_attn->o_proj->cast_weight(dtype),
                            mlp->gate_up_proj->cast_weight(dtype), mlp->down_proj->cast_weight(dtype)};
