@@ -286,10 +286,6 @@ bool product_shapes_ok(const torch::Tensor& x, const torch::Tensor& w, const tor
 }
 
 #if HRM_KERNEL_ISAS_X86
-// C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
-// AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
-// of 48 (the kernel walks them in L1-sized blocks). With a silu table, B is [gate | up] and the result
-// silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
 // B [K, N] at b[k * k_stride + n * n_stride] packed for the dot-product kernels (threads split its column blocks).
 torch::Tensor pack_for_dot_products(const bf16_bits* b, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N,
                                     bool swiglu) {
@@ -303,6 +299,10 @@ torch::Tensor pack_for_dot_products(const bf16_bits* b, int64_t k_stride, int64_
   return packed;
 }
 
+// C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
+// AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
+// of 48 (the kernel walks them in L1-sized blocks). With a silu table, B is [gate | up] and the result
+// silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
 torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bits* b, int64_t k_stride,
                                int64_t n_stride, int64_t N, std::vector<int64_t> shape,
                                const float* silu_table = nullptr) {
