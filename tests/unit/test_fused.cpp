@@ -69,6 +69,16 @@ struct ResetBf16Route {
   ~ResetBf16Route() { nn::reset_bf16_products_in_float32(); }
 };
 
+// bf16 products on hrm's dot-product kernels (fused kernels on) for a test's scope; the default route after it.
+struct DotKernelRoute {
+  ResetBf16Route reset;
+  nn::ScopedFusedKernels fused{FusedKernels::Auto};
+  DotKernelRoute() {
+    nn::set_bf16_products_in_float32(false);
+    nn::set_bf16_products_on_dot_kernels(true);
+  }
+};
+
 }  // namespace
 
 TEST(Fused, AddRmsNormMatchesComposition) {
@@ -765,10 +775,7 @@ TEST(Fused, Bf16ProductsInFloat32AreTheBf16Product) {
 // input's gradient, at shapes with partial row tiles (111 rows) and partial column blocks (16, 48, 80, 144 columns).
 TEST(Fused, Bf16DotKernelsAreTheBf16Product) {
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
-  ResetBf16Route reset;
-  nn::ScopedFusedKernels fused(FusedKernels::Auto);
-  nn::set_bf16_products_in_float32(false);
-  nn::set_bf16_products_on_dot_kernels(true);
+  DotKernelRoute route;
   ASSERT_TRUE(nn::bf16_products_on_dot_kernels());
   torch::manual_seed(11);
   const auto bf16_exact = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kDouble); };
@@ -819,15 +826,7 @@ TEST(Fused, Bf16DotKernelsAreTheBf16Product) {
 // swiglu(linear(x, w)) in one pass (no graph, dot kernels, the SwiGLU table) is bit-identical to the two ops.
 TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
-  struct Reset {
-    ~Reset() {
-      nn::reset_bf16_products_in_float32();
-      nn::set_silu_table(true);
-    }
-  } reset;
-  nn::ScopedFusedKernels fused(FusedKernels::Auto);
-  nn::set_bf16_products_in_float32(false);
-  nn::set_bf16_products_on_dot_kernels(true);
+  DotKernelRoute route;
   ASSERT_TRUE(nn::set_silu_table(true));
   torch::manual_seed(12);
   for (const int64_t K : {64, 130, 512}) {
@@ -934,10 +933,7 @@ TEST(Fused, Bf16ModelOnDotKernelsMatchesOneDnnProducts) {
 // RoPE and without, head widths 16 to 64, batches that do not split evenly over the threads.
 TEST(Fused, TransformerBlockInOnePassIsTheOps) {
   if (const char* why = nn::why_no_bf16_dot_kernels()) GTEST_SKIP() << why;
-  ResetBf16Route reset;
-  nn::ScopedFusedKernels fused(FusedKernels::Auto);
-  nn::set_bf16_products_in_float32(false);
-  nn::set_bf16_products_on_dot_kernels(true);
+  DotKernelRoute route;
   ASSERT_TRUE(nn::set_silu_table(true));
   torch::manual_seed(13);
   struct Case {
