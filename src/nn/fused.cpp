@@ -302,10 +302,11 @@ torch::Tensor pack_for_dot_products(const bf16_bits* b, int64_t k_stride, int64_
 // C [M, N] = A [M, K] B for bf16 A (contiguous rows) and B [K, N] at b[k * k_stride + n * n_stride], on the
 // AVX512-BF16 dot-product kernels: B packed (threads split its column blocks), then threads take rows of C in blocks
 // of 48 (the kernel walks them in L1-sized blocks). With a silu table, B is [gate | up] and the result
-// silu(gate) * up [M, N / 2] (swiglu of the product, in one pass).
+// silu(gate) * up [M, N / 2] (swiglu of the product, in one pass); with `product` too, the product [M, N] is written
+// there as well.
 torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bits* b, int64_t k_stride,
                                int64_t n_stride, int64_t N, std::vector<int64_t> shape,
-                               const float* silu_table = nullptr) {
+                               const float* silu_table = nullptr, bf16_bits* product = nullptr) {
   namespace dot = kernels::avx512_bf16;
   const int64_t M = a.numel() / K;
   shape.back() = silu_table != nullptr ? N / 2 : N;
@@ -317,7 +318,7 @@ torch::Tensor bf16_dot_product(const torch::Tensor& a, int64_t K, const bf16_bit
   bf16_bits* pc = reinterpret_cast<bf16_bits*>(out.data_ptr());
   at::parallel_for(0, (M + kRowBlock - 1) / kRowBlock, 1, [&](int64_t r0, int64_t r1) {
     if (silu_table != nullptr)
-      dot::gemm_swiglu_packed(pa, K, K, p, N, silu_table, pc, r0 * kRowBlock, std::min(M, r1 * kRowBlock));
+      dot::gemm_swiglu_packed(pa, K, K, p, N, silu_table, pc, r0 * kRowBlock, std::min(M, r1 * kRowBlock), product);
     else
       dot::gemm_packed(pa, K, K, p, N, pc, r0 * kRowBlock, std::min(M, r1 * kRowBlock));
   });
@@ -349,29 +350,56 @@ using torch::autograd::variable_list;
 #if HRM_KERNEL_ISAS_X86
 // bf16 linear without bias on the dot-product kernels: y = x w^T and dx = dy w there; dw = dy^T x (a long reduction
 // over tokens, which the kernels' tiles do not fit) by LibTorch, as its own linear's backward computes it.
+// The gradients {dx, dw} of y = x w^T for dy (contiguous), where ctx's inputs 0 and 1 want them.
+variable_list bf16_linear_gradients(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                                    const torch::Tensor& dy) {
+  variable_list out{torch::Tensor(), torch::Tensor()};
+  const int64_t K = x.size(-1), N = w.size(0);
+  const torch::Tensor dy2 = dy.view({-1, N});
+  if (ctx->needs_input_grad(0)) {  // dx = dy w
+    if (dot_kernels_fit(N, K)) {
+      RECORD_FUNCTION("hrm::linear_bf16_backward", std::vector<c10::IValue>());
+      out[0] = bf16_dot_product(dy, N, reinterpret_cast<const bf16_bits*>(w.data_ptr()), K, 1, K, x.sizes().vec());
+    } else {
+      out[0] = dy2.mm(w).view(x.sizes());
+    }
+  }
+  if (ctx->needs_input_grad(1)) out[1] = dy2.t().mm(x.reshape({-1, K}));  // dw = dy^T x
+  return out;
+}
+
 struct Bf16LinearFunction : torch::autograd::Function<Bf16LinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
     ctx->save_for_backward({x, w});
     return bf16_linear_kernel(x, w);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list out{torch::Tensor(), torch::Tensor()};
-    if (!grads[0].defined()) return out;
+    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor()};
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &x = saved[0], &w = saved[1];
+    return bf16_linear_gradients(ctx, saved[0], saved[1], grads[0].contiguous());
+  }
+};
+
+// swiglu(x w^T) with a graph on the dot-product kernels in one pass: the product [gate | up] goes out beside the
+// SwiGLU (its backward needs it) instead of being written, then read back by a SwiGLU pass. The backward is the two
+// ops': SwiGLU's, then the product's.
+struct Bf16LinearSwigluFunction : torch::autograd::Function<Bf16LinearSwigluFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
+    RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
     const int64_t K = x.size(-1), N = w.size(0);
-    const torch::Tensor dy = grads[0].contiguous();
-    const torch::Tensor dy2 = dy.view({-1, N});
-    if (ctx->needs_input_grad(0)) {  // dx = dy w
-      if (dot_kernels_fit(N, K)) {
-        RECORD_FUNCTION("hrm::linear_bf16_backward", std::vector<c10::IValue>());
-        out[0] = bf16_dot_product(dy, N, reinterpret_cast<const bf16_bits*>(w.data_ptr()), K, 1, K, x.sizes().vec());
-      } else {
-        out[0] = dy2.mm(w).view(x.sizes());
-      }
-    }
-    if (ctx->needs_input_grad(1)) out[1] = dy2.t().mm(x.reshape({-1, K}));  // dw = dy^T x
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = N;
+    const torch::Tensor gate_up = torch::empty(shape, x.options());
+    torch::Tensor out =
+        bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, N, x.sizes().vec(),
+                         kernels::silu_table_bf16(), reinterpret_cast<bf16_bits*>(gate_up.data_ptr()));
+    ctx->save_for_backward({x, w, gate_up});
     return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    return bf16_linear_gradients(ctx, saved[0], saved[1], swiglu_backward_kernel(saved[2], grads[0].contiguous()));
   }
 };
 #endif
@@ -588,12 +616,18 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
 torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
 #if HRM_KERNEL_ISAS_X86
   // [gate | up] blocks of 32 columns each: 2n a multiple of 64
-  if (dot_route_takes(x, w) && w.size(0) % 64 == 0 && path_for({&x, &w}, /*has_backward=*/false) == Path::Kernel)
+  if (dot_route_takes(x, w) && w.size(0) % 64 == 0)
     if (const float* table = kernels::silu_table_bf16()) {
-      RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
-      const int64_t K = x.size(-1);
-      return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec(),
-                              table);
+      switch (path_for({&x, &w}, /*has_backward=*/true)) {
+        case Path::Kernel: {
+          RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
+          const int64_t K = x.size(-1);
+          return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0),
+                                  x.sizes().vec(), table);
+        }
+        case Path::KernelWithGraph: return Bf16LinearSwigluFunction::apply(x, w);
+        case Path::Composition: break;
+      }
     }
 #endif
 #ifdef HRM_HAVE_DNNL

@@ -81,8 +81,9 @@ void pack_b(const bf16_bits* b, int64_t k_stride, int64_t n_stride, int64_t K, i
 // Rows [m0, m1) of C = A B (A [M, K] with row stride lda, C [M, N]).
 void gemm_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N, bf16_bits* c,
                  int64_t m0, int64_t m1);
+// With `product`, the product [M, N] itself (rounded to bf16, [gate | up] as unfused) is written there too.
 void gemm_swiglu_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N,
-                        const float* silu_table, bf16_bits* out, int64_t m0, int64_t m1);
+                        const float* silu_table, bf16_bits* out, int64_t m0, int64_t m1, bf16_bits* product = nullptr);
 // FLOPs of `iterations` rounds of register-only vdpbf16ps chains (these kernels' ceiling).
 double register_dot_products(int64_t iterations);
 }  // namespace avx512_bf16

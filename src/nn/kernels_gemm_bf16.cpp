@@ -49,6 +49,28 @@ struct StoreSwiglu {
   }
 };
 
+// StoreSwiglu that also writes the product [gate | up] (rounded to bf16) to `product` ([M, N], the layout of the
+// unfused product), for a graph: SwiGLU's backward reads it.
+struct StoreSwigluKeepingProduct {
+  StoreSwiglu swiglu;
+  bf16_bits* product;    // row 0, column 0 of the product
+  int64_t n;             // N / 2: where the up columns start
+  const bf16_bits* out;  // row 0, column 0 of SwiGLU's output: a tile's position follows from its c
+  template <int R, int V>
+  void operator()(__m512 (&acc)[R][V], bf16_bits* c, int64_t ldc) const {
+    if constexpr (V != 4) return;
+    const int64_t offset = c - out, row = offset / ldc, col = offset % ldc;  // col: the tile's first gate column
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < 2; ++v) {
+        bf16_bits* gate = product + (row + i) * 2 * n + col + 16 * v;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(gate), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(acc[i][v])));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(gate + n),
+                            reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(acc[i][v + 2])));
+      }
+    swiglu(acc, c, ldc);
+  }
+};
+
 // One tile: rows R (<= kRows) of A times a packed block of V (<= 4) vectors of columns; 4 x 6 = 24 accumulators.
 template <int R, int V, class Store>
 inline void tile(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, bf16_bits* c, int64_t ldc,
@@ -142,8 +164,10 @@ void gemm_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* pa
 }
 
 void gemm_swiglu_packed(const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* packed, int64_t N,
-                        const float* silu_table, bf16_bits* out, int64_t m0, int64_t m1) {
-  gemm_rows(a, lda, K, packed, N, out, N / 2, 1, m0, m1, StoreSwiglu{silu_table});
+                        const float* silu_table, bf16_bits* out, int64_t m0, int64_t m1, bf16_bits* product) {
+  if (product == nullptr) return gemm_rows(a, lda, K, packed, N, out, N / 2, 1, m0, m1, StoreSwiglu{silu_table});
+  gemm_rows(a, lda, K, packed, N, out, N / 2, 1, m0, m1,
+            StoreSwigluKeepingProduct{StoreSwiglu{silu_table}, product, N / 2, out});
 }
 
 // The ceiling of these kernels: independent vdpbf16ps chains on registers only (see register_multiply_adds).

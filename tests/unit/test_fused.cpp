@@ -843,13 +843,30 @@ TEST(Fused, LinearSwigluInOnePassIsTheTwoOps) {
         << "K " << K << ": max difference "
         << (one_pass.to(torch::kFloat) - two_ops.to(torch::kFloat)).abs().max().item<float>();
   }
-  // With a graph to build, the two ops (the SwiGLU backward needs the product).
-  const torch::Tensor x = torch::randn({4, 64}).to(torch::kBFloat16).requires_grad_();
-  const torch::Tensor w = torch::randn({128, 64}).to(torch::kBFloat16);
-  RecordedNames seen;
-  const torch::Tensor y = nn::linear_swiglu(x, w);
-  EXPECT_EQ(seen.count("hrm::linear_swiglu_bf16"), 0);
-  EXPECT_TRUE(y.requires_grad());
+  // With a graph to build, the one pass also writes the product for SwiGLU's backward: the output and both
+  // gradients are the two ops', bit for bit.
+  for (const int64_t K : {64, 130}) {
+    const torch::Tensor x0 = torch::randn({3, 37, K}).to(torch::kBFloat16);
+    const torch::Tensor w0 = (torch::randn({192, K}) * 3 / std::sqrt(double(K))).to(torch::kBFloat16);
+    const torch::Tensor dy = torch::randn({3, 37, 96}).to(torch::kBFloat16);
+    const auto run = [&](bool one_pass) {
+      const torch::Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_();
+      RecordedNames seen;
+      const torch::Tensor y = one_pass ? nn::linear_swiglu(x, w) : nn::swiglu(nn::linear(x, w));
+      EXPECT_EQ(seen.count("hrm::linear_swiglu_bf16"), one_pass ? 1 : 0);
+      y.backward(dy);
+      return std::vector<torch::Tensor>{y.detach(), x.grad(), w.grad()};
+    };
+    const std::vector<torch::Tensor> one_pass = run(true), two_ops = run(false);
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_TRUE(torch::equal(one_pass[i], two_ops[i]))
+          << "K " << K << ", "
+          << (i == 0   ? "output"
+              : i == 1 ? "dx"
+                       : "dw")
+          << ": max difference "
+          << (one_pass[i].to(torch::kFloat) - two_ops[i].to(torch::kFloat)).abs().max().item<float>();
+  }
 }
 
 // Whether y, float32 swiglu(x w^T) for w = [gate | up] [2n, K] and x [..., K], is within float32's worst-case rounding
