@@ -64,9 +64,10 @@ torch::Tensor attention(const torch::Tensor& qkv, int64_t num_heads, const RopeT
 // sgemm on LibTorch's OpenMP workers, forward and backward, instead of OpenBLAS's second thread pool (bf16 products
 // already go to oneDNN inside LibTorch). Otherwise torch::linear.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
-// swiglu(linear(x, w)) for w = [gate | up] weights [2n, in]: one pass where no graph is needed and bf16 products run
-// on the dot-product kernels (bf16_products_on_dot_kernels) with the SwiGLU table -- the same roundings, without
-// writing and re-reading the [.., 2n] product; otherwise the two ops.
+// swiglu(linear(x, w)) for w = [gate | up] weights [2n, in]: one pass where bf16 products run on the dot-product
+// kernels (bf16_products_on_dot_kernels) with the SwiGLU table -- the same roundings, without re-reading the [.., 2n]
+// product (written only when a graph needs it for SwiGLU's backward); float32 without a graph where
+// linear_swiglu_in_blocks_pays; otherwise the two ops.
 torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w);
 // Whether float32 linear_swiglu takes w [N, K] in one pass (on oneDNN's sgemm, in row blocks): where w and a block's
 // scratch fit one core's L2.
