@@ -348,9 +348,9 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 #if HRM_KERNEL_ISAS_X86
-// bf16 linear without bias on the dot-product kernels: y = x w^T and dx = dy w there; dw = dy^T x (a long reduction
-// over tokens, which the kernels' tiles do not fit) by LibTorch, as its own linear's backward computes it.
-// The gradients {dx, dw} of y = x w^T for dy (contiguous), where ctx's inputs 0 and 1 want them.
+// The gradients {dx, dw} of the bf16 y = x w^T for dy (contiguous), where ctx's inputs 0 and 1 want them: dx = dy w
+// on the dot-product kernels; dw = dy^T x (a long reduction over tokens, which the kernels' tiles do not fit) by
+// LibTorch, as its own linear's backward computes it.
 variable_list bf16_linear_gradients(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                     const torch::Tensor& dy) {
   variable_list out{torch::Tensor(), torch::Tensor()};
@@ -368,6 +368,7 @@ variable_list bf16_linear_gradients(AutogradContext* ctx, const torch::Tensor& x
   return out;
 }
 
+// bf16 linear without bias on the dot-product kernels, forward and backward.
 struct Bf16LinearFunction : torch::autograd::Function<Bf16LinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
     ctx->save_for_backward({x, w});
