@@ -341,6 +341,17 @@ torch::Tensor bf16_linear_kernel(const torch::Tensor& x, const torch::Tensor& w)
   const int64_t K = x.size(-1);
   return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec());
 }
+
+// swiglu(x w^T) for w = [gate | up] on the dot-product kernels in one pass (the SwiGLU table on: silu_table_bf16);
+// with gate_up (contiguous, [..., 2n]), the product is written there too.
+torch::Tensor bf16_linear_swiglu_kernel(const torch::Tensor& x, const torch::Tensor& w,
+                                        const torch::Tensor& gate_up = {}) {
+  RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
+  const int64_t K = x.size(-1);
+  return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0), x.sizes().vec(),
+                          kernels::silu_table_bf16(),
+                          gate_up.defined() ? reinterpret_cast<bf16_bits*>(gate_up.data_ptr()) : nullptr);
+}
 #endif
 
 // ---------------------------------------------------------------- autograd functions with fused backward
@@ -386,14 +397,10 @@ struct Bf16LinearFunction : torch::autograd::Function<Bf16LinearFunction> {
 // ops': SwiGLU's, then the product's.
 struct Bf16LinearSwigluFunction : torch::autograd::Function<Bf16LinearSwigluFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
-    RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
-    const int64_t K = x.size(-1), N = w.size(0);
     std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = N;
+    shape.back() = w.size(0);
     const torch::Tensor gate_up = torch::empty(shape, x.options());
-    torch::Tensor out =
-        bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, N, x.sizes().vec(),
-                         kernels::silu_table_bf16(), reinterpret_cast<bf16_bits*>(gate_up.data_ptr()));
+    torch::Tensor out = bf16_linear_swiglu_kernel(x, w, gate_up);
     ctx->save_for_backward({x, w, gate_up});
     return out;
   }
@@ -618,14 +625,9 @@ torch::Tensor linear_swiglu(const torch::Tensor& x, const torch::Tensor& w) {
 #if HRM_KERNEL_ISAS_X86
   // [gate | up] blocks of 32 columns each: 2n a multiple of 64
   if (dot_route_takes(x, w) && w.size(0) % 64 == 0)
-    if (const float* table = kernels::silu_table_bf16()) {
+    if (kernels::silu_table_bf16() != nullptr) {
       switch (path_for({&x, &w}, /*has_backward=*/true)) {
-        case Path::Kernel: {
-          RECORD_FUNCTION("hrm::linear_swiglu_bf16", std::vector<c10::IValue>());
-          const int64_t K = x.size(-1);
-          return bf16_dot_product(x, K, reinterpret_cast<const bf16_bits*>(w.data_ptr()), 1, K, w.size(0),
-                                  x.sizes().vec(), table);
-        }
+        case Path::Kernel: return bf16_linear_swiglu_kernel(x, w);
         case Path::KernelWithGraph: return Bf16LinearSwigluFunction::apply(x, w);
         case Path::Composition: break;
       }
